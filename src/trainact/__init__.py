@@ -1,0 +1,43 @@
+"""trainact: TrAct — training first-layer activations (Petersen, Borgelt, Ermon, NeurIPS 2024) for PyTorch.
+
+TrAct changes one thing: the weight gradient of a vision model's first layer becomes
+``Gᵀ A (AᵀA/r + λI)⁻¹`` instead of ``Gᵀ A``, so the first layer moves as if its pre-activations were trained
+directly.  Forward, bias, all other layers and inference are unchanged.
+
+    import trainact
+    name = trainact.apply(model, lam=0.1)        # or: model.conv1 = trainact.TrAct(model.conv1)
+    ...train as usual, any optimizer...
+    trainact.remove(model)                        # back to plain layers, same Parameters
+
+The formula lives in ``trainact/tract.py``; how each layer type yields its patches in ``trainact/patches.py``.
+This package imports torch only; the experiment harness (``trainact compare``) lives in ``trainact.harness``.
+"""
+from .detect import find_first_layer as find_first_layer
+from .layers import SUPPORTED as SUPPORTED
+from .layers import TrAct as TrAct
+from .layers import TrActConfig as TrActConfig
+from .layers import TrActLayer as TrActLayer
+from .layers import apply as apply
+from .layers import is_tract as is_tract
+from .layers import remove as remove
+from .layers import untract as untract
+from .tract import TrActNumericalError as TrActNumericalError
+from .tract import precondition as precondition
+from .tract import precondition_woodbury as precondition_woodbury
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SUPPORTED",
+    "TrAct",
+    "TrActConfig",
+    "TrActLayer",
+    "TrActNumericalError",
+    "apply",
+    "find_first_layer",
+    "is_tract",
+    "precondition",
+    "precondition_woodbury",
+    "remove",
+    "untract",
+]

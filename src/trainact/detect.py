@@ -1,0 +1,150 @@
+"""Find a model's first layer: the Linear/Conv whose input is the model input (up to parameter-free ops).
+
+Detection traces one forward pass (eval mode, so BatchNorm statistics and dropout are left alone; training flags
+are restored afterwards) with hooks on every Linear/Conv.  For each layer it walks the autograd graph of the
+layer's input back towards the model input, stopping at the outputs of layers already seen: a layer whose walk
+reaches the model input without crossing another layer consumes the input.  Exactly one such layer is the answer;
+none or several raise a ``ValueError`` listing the candidates (pass ``layer=`` then).
+
+The input is ``example_input`` when given.  Otherwise it is inferred: timm's ``pretrained_cfg['input_size']``,
+torchvision's ``image_size``, or a batch of 2 images of 32 or 224 pixels with the first conv's channel count.  If
+no forward succeeds (a model whose input cannot be guessed), the first Linear/Conv in registration order is used
+when it is a convolution or an ``nn.Linear`` whose input is the flattened image, as for the project's ViT.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Families that TrAct cannot wrap but that would be the first layer if they consume the input.
+_OTHER_LAYERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Embedding, nn.Bilinear)
+
+
+def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SUPPORTED + _OTHER_LAYERS) and n]
+
+
+def _guess_inputs(model: nn.Module, first: Optional[nn.Module]) -> list[torch.Tensor]:
+    try:
+        param = next(model.parameters())
+        device, dtype = param.device, param.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    if not dtype.is_floating_point:
+        dtype = torch.float32
+    shapes: list[tuple[int, ...]] = []
+    for attr in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(model, attr, None)
+        if isinstance(cfg, dict) and isinstance(cfg.get("input_size"), (tuple, list)):
+            shapes.append(tuple(int(s) for s in cfg["input_size"]))
+    if isinstance(first, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        channels, dims = first.in_channels, first.weight.dim() - 2
+        size = getattr(model, "image_size", None)
+        sizes = ([int(size)] if isinstance(size, int) else []) + [32, 224]
+        shapes += [(channels, *([s] * dims)) for s in sizes]
+    elif isinstance(first, nn.Linear):
+        shapes.append((first.in_features,))
+    seen, out = set(), []
+    for shape in shapes:
+        if shape not in seen:
+            seen.add(shape)
+            out.append(torch.zeros(2, *shape, device=device, dtype=dtype).normal_())
+    return out
+
+
+def _reaches_input(tensor: torch.Tensor, source: torch.Tensor, stops: set) -> bool:
+    if tensor is source:
+        return True
+    node = tensor.grad_fn
+    if node is None:
+        return False
+    todo, visited = [node], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in visited or node in stops:
+            continue
+        visited.add(node)
+        if getattr(node, "variable", None) is source:
+            return True
+        todo.extend(next_fn for next_fn, _ in node.next_functions)
+    return False
+
+
+def _trace(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """Names of the Linear/Conv layers that consume ``x`` directly, in call order."""
+    cands = _candidates(model)
+    stops: set = set()
+    direct: list[str] = []
+    handles = []
+
+    def pre_hook(name):
+        def hook(module, args):
+            if args and isinstance(args[0], torch.Tensor) and _reaches_input(args[0], x, stops):
+                if name not in direct:
+                    direct.append(name)
+
+        return hook
+
+    def post_hook(module, args, output):
+        if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+            stops.add(output.grad_fn)
+
+    for name, module in cands:
+        handles.append(module.register_forward_pre_hook(pre_hook(name)))
+        handles.append(module.register_forward_hook(post_hook))
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.enable_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in modes.items():
+            m.training = mode
+    return direct
+
+
+def find_first_layer(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -> str:
+    """Qualified name of the layer TrAct should wrap (see the module docstring)."""
+    cands = _candidates(model)
+    names = [n for n, _ in cands]
+    supported = [n for n, m in cands if isinstance(m, SUPPORTED)]
+    if not supported:
+        raise ValueError(
+            f"apply: no nn.Linear / nn.Conv1d/2d/3d layer found in {type(model).__name__}"
+            + (f" (found unsupported {names})" if names else "")
+        )
+    inputs = [example_input] if example_input is not None else _guess_inputs(model, cands[0][1])
+    errors = []
+    for x in inputs:
+        x = x.detach().clone().requires_grad_(x.is_floating_point())
+        try:
+            direct = _trace(model, x)
+        except Exception as err:  # a guessed shape that does not fit the model
+            if example_input is not None:
+                raise
+            errors.append(f"{tuple(x.shape)}: {type(err).__name__}")
+            continue
+        if len(direct) == 1:
+            return direct[0]
+        if not direct:
+            raise ValueError(
+                f"apply: no Linear/Conv layer consumes the input {tuple(x.shape)} directly; candidates: {supported}. "
+                f"Pass layer='name'"
+            )
+        raise ValueError(
+            f"apply: ambiguous first layer: {direct} all consume the model input; pass layer='name' to choose one"
+        )
+    # No forward ran: fall back to registration order.
+    first_name, first = cands[0]
+    if isinstance(first, SUPPORTED):
+        return first_name
+    raise ValueError(
+        f"apply: could not run {type(model).__name__} on a guessed input ({'; '.join(errors)}) and its first layer "
+        f"{first_name!r} ({type(first).__name__}) is not supported; pass example_input= or layer='name'. "
+        f"Candidates: {supported}"
+    )

@@ -1,0 +1,276 @@
+"""TrAct layers: ``TrAct(module)``, ``apply(model)``, ``remove(model)``.
+
+A TrAct layer is the original layer with one change: the gradient arriving at its weight is preconditioned by
+(AᵀA/r + λI)⁻¹ (see ``tract.py``).  It is implemented as an identity on the weight whose backward does the
+preconditioning, so the layer's own forward and backward kernels (cuDNN, oneDNN, autocast casts, bias and input
+gradients) are untouched::
+
+    z = conv(x, Precondition(W; x), bias)      # forward value: exactly conv(x, W, bias)
+
+The wrapped module is an instance of a subclass of the original class (``isinstance`` holds), shares the original
+Parameter objects (an optimizer built before wrapping keeps working) and has the same ``state_dict`` keys.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from . import patches as _patches
+from .tract import check_lam, precondition, precondition_woodbury, solve_dtype_of
+
+__all__ = ["TrAct", "TrActConfig", "TrActLayer", "apply", "remove", "is_tract", "SUPPORTED"]
+
+SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_SUPPORTED_NAMES = "nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d"
+
+
+@dataclass(frozen=True)
+class TrActConfig:
+    """Options of one TrAct layer (see :func:`TrAct`)."""
+
+    lam: float = 0.1
+    relative: bool = False
+    solve_dtype: torch.dtype = torch.float32
+    block_bytes: int = _patches.DEFAULT_BLOCK_BYTES
+    woodbury: bool = True
+
+
+class _Precondition(torch.autograd.Function):
+    """Identity on the weight; backward turns the plain weight gradient into the TrAct gradient."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, x: torch.Tensor, layer: "TrActLayer") -> torch.Tensor:  # type: ignore[override]
+        ctx.layer = layer
+        ctx.save_for_backward(x)  # the layer's own backward keeps x alive anyway: no extra memory
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        layer: TrActLayer = ctx.layer
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                f"{layer._tract_label()}: double backward (create_graph=True) through a TrAct layer is not supported; "
+                f"the TrAct gradient is a preconditioned first-order gradient"
+            )
+        (x,) = ctx.saved_tensors
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return layer._tract_gradient(grad, x), None, None
+
+
+class TrActLayer:
+    """Mixin for the TrAct version of a Linear/ConvNd.  Concrete classes are made per original class."""
+
+    tract: TrActConfig
+    _tract_name: Optional[str]
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            weight = _Precondition.apply(weight, input, self)
+        if isinstance(self, nn.Linear):
+            return nn.functional.linear(input, weight, self.bias)
+        return self._conv_forward(input, weight, self.bias)
+
+    def _tract_label(self) -> str:
+        return f"TrAct layer {self._tract_name!r}" if self._tract_name else f"TrAct layer ({type(self).__name__})"
+
+    def _tract_gradient(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The TrAct weight gradient from the plain one and the layer input (used by backward)."""
+        cfg = self.tract
+        geo = _patches.geometry_of(self)
+        g = geo.groups
+        grad3 = grad.reshape(g, grad.shape[0] // g, geo.n)  # (g, m_g, n_g)
+        rows = _patches.count_rows(x, geo)
+        if rows == 0:
+            return grad
+        x = x.detach()
+        label = self._tract_label()
+        if cfg.woodbury and rows < geo.n:
+            a = _patches.patch_matrix(x, geo, dtype=cfg.solve_dtype)  # (g, r, n_g)
+            out = precondition_woodbury(grad3, a, cfg.lam, relative=cfg.relative, solve_dtype=cfg.solve_dtype, name=label)
+        else:
+            gram, rows = _patches.gram(x, geo, dtype=cfg.solve_dtype, block_bytes=cfg.block_bytes)  # (g, n_g, n_g)
+            out = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=cfg.solve_dtype, name=label)
+        return out.reshape(grad.shape)
+
+    def extra_repr(self) -> str:
+        base = super().extra_repr()  # type: ignore[misc]
+        extra = f"lam={self.tract.lam}"
+        if self.tract.relative:
+            extra += ", relative=True"
+        if self.tract.solve_dtype != torch.float32:
+            extra += f", solve_dtype={self.tract.solve_dtype}"
+        return f"{base}, {extra}" if base else extra
+
+    def __reduce_ex__(self, protocol):
+        # The concrete class is made at run time; pickle (and deepcopy) rebuild it from the original class.
+        plain = _plain_class(type(self))
+        return (_rebuild, (plain,), self.__dict__)
+
+
+_CLASSES: dict[type, type] = {}
+
+
+def _tract_class(cls: type) -> type:
+    if cls not in _CLASSES:
+        _CLASSES[cls] = type(f"TrAct{cls.__name__}", (TrActLayer, cls), {"__module__": __name__})
+    return _CLASSES[cls]
+
+
+def _plain_class(cls: type) -> type:
+    for plain, tract_cls in _CLASSES.items():
+        if tract_cls is cls:
+            return plain
+    raise TypeError(f"{cls.__name__} is not a TrAct class")
+
+
+def _rebuild(plain: type) -> nn.Module:
+    return object.__new__(_tract_class(plain))
+
+
+def is_tract(module: nn.Module) -> bool:
+    """True for a layer wrapped by :func:`TrAct`."""
+    return isinstance(module, TrActLayer)
+
+
+def _check_supported(module: Any, where: str) -> None:
+    if isinstance(module, TrActLayer):
+        raise ValueError(f"{where}: {module._tract_label()} is already a TrAct layer; wrapping twice is not allowed")
+    if not isinstance(module, SUPPORTED):
+        raise TypeError(
+            f"{where}: unsupported module {type(module).__name__}; TrAct supports {_SUPPORTED_NAMES} "
+            f"(and subclasses that keep their forward)"
+        )
+    base = next(c for c in SUPPORTED if isinstance(module, c))
+    if type(module).forward is not base.forward:
+        raise TypeError(
+            f"{where}: {type(module).__name__} overrides forward(); TrAct replaces the forward of {base.__name__} and "
+            f"would silently drop that change. Supported: {_SUPPORTED_NAMES}"
+        )
+
+
+def _config(lam: Any, relative: Any, solve_dtype: Any, block_bytes: Any, woodbury: Any) -> TrActConfig:
+    lam = check_lam(lam)
+    if not isinstance(relative, bool):
+        raise TypeError(f"TrAct: relative must be True or False, got {relative!r}")
+    if isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes < 1:
+        raise ValueError(f"TrAct: block_bytes must be a positive integer number of bytes, got {block_bytes!r}")
+    if not isinstance(woodbury, bool):
+        raise TypeError(f"TrAct: woodbury must be True or False, got {woodbury!r}")
+    return TrActConfig(
+        lam=lam, relative=relative, solve_dtype=solve_dtype_of(solve_dtype), block_bytes=block_bytes, woodbury=woodbury
+    )
+
+
+def TrAct(
+    module: nn.Module,
+    lam: float = 0.1,
+    *,
+    relative: bool = False,
+    solve_dtype: torch.dtype = torch.float32,
+    block_bytes: int = _patches.DEFAULT_BLOCK_BYTES,
+    woodbury: bool = True,
+    name: Optional[str] = None,
+) -> nn.Module:
+    """Return the TrAct version of a first layer (``nn.Linear`` or ``nn.Conv1d/2d/3d``).
+
+    The result is an instance of the original class sharing its Parameter objects, buffers and hooks; its
+    forward output is identical; only the weight gradient changes to ``Gᵀ A (AᵀA/r + λI)⁻¹``.  The module passed
+    in is not modified::
+
+        model.conv1 = trainact.TrAct(model.conv1)          # the paper's usage
+
+    Args:
+        lam: λ > 0.  0.1 is the paper's default for every setting; smaller is more aggressive (short training),
+            1.0 is recommended for long training.  Assumes standardised inputs (mean 0, std 1 per channel).
+        relative: use λ · tr(AᵀA/r)/n as the ridge term, which makes the update invariant to the input scale
+            (for [0, 1] or [0, 255] inputs).  Not in the paper.
+        solve_dtype: torch.float32 (default) or torch.float64 for the covariance and the solve; fp32 falls back
+            to fp64 by itself if the factorisation fails.
+        block_bytes: the most bytes of unfolded patches materialised at once (default 64 MiB).
+        woodbury: use the Woodbury form when the batch has fewer patch rows than features (r < n).
+        name: label used in error messages (``apply`` sets the qualified name).
+    """
+    _check_supported(module, "TrAct")
+    cfg = _config(lam, relative, solve_dtype, block_bytes, woodbury)
+    new = object.__new__(_tract_class(type(module)))
+    new.__dict__.update(module.__dict__)
+    for key, value in module.__dict__.items():  # own dicts, shared contents (Parameters, buffers, hooks)
+        if isinstance(value, dict):
+            new.__dict__[key] = copy.copy(value)
+    new.tract = cfg
+    new._tract_name = name
+    return new
+
+
+def _untract(module: TrActLayer) -> nn.Module:
+    plain = object.__new__(_plain_class(type(module)))
+    for key, value in module.__dict__.items():
+        if key in ("tract", "_tract_name"):
+            continue
+        plain.__dict__[key] = copy.copy(value) if isinstance(value, dict) else value
+    return plain
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def remove(model: nn.Module) -> list[str]:
+    """Replace every TrAct layer in ``model`` by the plain layer (same Parameters, values untouched).
+
+    Returns the qualified names of the restored layers.  A bare TrAct layer passed as ``model`` cannot be
+    replaced in place: use ``trainact.layers.untract(layer)`` for that.
+    """
+    if isinstance(model, TrActLayer):
+        raise ValueError("remove(model): got a TrAct layer itself; call remove() on the model that contains it")
+    names = [name for name, mod in model.named_modules() if isinstance(mod, TrActLayer)]
+    for name in names:
+        _set_submodule(model, name, _untract(model.get_submodule(name)))
+    return names
+
+
+untract = _untract
+
+
+def apply(
+    model: nn.Module,
+    lam: float = 0.1,
+    *,
+    layer: Optional[str] = None,
+    example_input: Optional[torch.Tensor] = None,
+    **options: Any,
+) -> str:
+    """Replace the model's first layer (the Linear/Conv that consumes the model input) by its TrAct version.
+
+    Returns the qualified name of the replaced layer.  ``layer="name"`` skips detection.  Detection runs one
+    forward pass in eval mode on ``example_input`` (or on a small input inferred from the model) and picks the
+    Linear/Conv layer whose input is computed from the model input by parameter-free operations only; see
+    :func:`find_first_layer`.  ``options`` are those of :func:`TrAct`.
+    """
+    from .detect import find_first_layer
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"apply: model must be an nn.Module, got {type(model).__name__}")
+    existing = [n for n, m in model.named_modules() if isinstance(m, TrActLayer)]
+    if existing:
+        raise ValueError(f"apply: the model already has TrAct layer(s) {existing}; call trainact.remove(model) first")
+    if layer is None:
+        layer = find_first_layer(model, example_input=example_input)
+    if not isinstance(layer, str):
+        raise TypeError(f"apply: layer must be a qualified module name (str), got {layer!r}")
+    try:
+        target = model.get_submodule(layer)
+    except AttributeError as err:
+        raise ValueError(f"apply: the model has no submodule {layer!r} ({err})") from None
+    if target is model:
+        raise ValueError("apply: layer='' names the model itself; wrap it with trainact.TrAct(model) instead")
+    _check_supported(target, f"apply(layer={layer!r})")
+    _set_submodule(model, layer, TrAct(target, lam, name=layer, **options))
+    return layer
