@@ -7,7 +7,8 @@ reaches the model input without crossing another layer consumes the input.  Exac
 none or several raise a ``ValueError`` listing the candidates (pass ``layer=`` then).
 
 The input is ``example_input`` when given.  Otherwise it is inferred: timm's ``pretrained_cfg['input_size']``,
-torchvision's ``image_size``, or a batch of 2 images of 32 or 224 pixels with the first conv's channel count.  If
+torchvision's ``image_size``, a batch of 2 images of 32 or 224 pixels with the channel count of one of the
+first two convolutions, or a batch of rows for the first Linear.  If
 no forward succeeds (a model whose input cannot be guessed), the first Linear/Conv in registration order is used
 when it is a convolution or an ``nn.Linear`` whose input is the flattened image, as for the project's ViT.
 """
@@ -27,7 +28,7 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SUPPORTED + _OTHER_LAYERS) and n]
 
 
-def _guess_inputs(model: nn.Module, first: Optional[nn.Module]) -> list[torch.Tensor]:
+def _guess_inputs(model: nn.Module, cands: list[nn.Module]) -> list[torch.Tensor]:
     try:
         param = next(model.parameters())
         device, dtype = param.device, param.dtype
@@ -40,13 +41,14 @@ def _guess_inputs(model: nn.Module, first: Optional[nn.Module]) -> list[torch.Te
         cfg = getattr(model, attr, None)
         if isinstance(cfg, dict) and isinstance(cfg.get("input_size"), (tuple, list)):
             shapes.append(tuple(int(s) for s in cfg["input_size"]))
-    if isinstance(first, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        channels, dims = first.in_channels, first.weight.dim() - 2
-        size = getattr(model, "image_size", None)
-        sizes = ([int(size)] if isinstance(size, int) else []) + [32, 224]
-        shapes += [(channels, *([s] * dims)) for s in sizes]
-    elif isinstance(first, nn.Linear):
-        shapes.append((first.in_features,))
+    convs = [m for m in cands if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    size = getattr(model, "image_size", None)
+    sizes = ([int(size)] if isinstance(size, int) else []) + [32, 224]
+    for conv in convs[:2]:  # images for the first convolutions in registration order
+        shapes += [(conv.in_channels, *([s] * (conv.weight.dim() - 2))) for s in sizes]
+    linears = [m for m in cands if isinstance(m, nn.Linear)]
+    if linears:
+        shapes.append((linears[0].in_features,))
     seen, out = set(), []
     for shape in shapes:
         if shape not in seen:
@@ -118,7 +120,7 @@ def find_first_layer(model: nn.Module, *, example_input: Optional[torch.Tensor] 
             f"apply: no nn.Linear / nn.Conv1d/2d/3d layer found in {type(model).__name__}"
             + (f" (found unsupported {names})" if names else "")
         )
-    inputs = [example_input] if example_input is not None else _guess_inputs(model, cands[0][1])
+    inputs = [example_input] if example_input is not None else _guess_inputs(model, [m for _, m in cands])
     errors = []
     for x in inputs:
         x = x.detach().clone().requires_grad_(x.is_floating_point())

@@ -70,7 +70,7 @@ class TrActLayer:
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
-            weight = _Precondition.apply(weight, input, self)
+            weight = _Precondition.apply(weight, input.detach(), self)  # x: data only, not a graph input
         if isinstance(self, nn.Linear):
             return nn.functional.linear(input, weight, self.bias)
         return self._conv_forward(input, weight, self.bias)

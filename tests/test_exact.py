@@ -1,0 +1,221 @@
+"""The TrAct gradient is exact: every layer type and option against float64 oracles."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.testing import assert_close
+
+import trainact
+from oracle import plain_grad, ridge_oracle, substitution_grad
+
+F64 = dict(rtol=1e-9, atol=1e-11)
+
+
+def grads(layer: nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
+    """(weight grad, bias grad, input grad) of one backward with the given output gradient."""
+    x = x.detach().clone().requires_grad_(True)
+    for p in layer.parameters():
+        p.grad = None
+    out = layer(x)
+    out.backward(grad_out)
+    return layer.weight.grad, None if layer.bias is None else layer.bias.grad, x.grad
+
+
+def check_against_oracle(layer: nn.Module, x: torch.Tensor, lam: float = 0.1, **options):
+    """Float64 layer: TrAct weight grad == ridge oracle; bias and input grads == plain layer's."""
+    layer = layer.double()
+    x = x.double()
+    with torch.no_grad():
+        grad_out = torch.randn_like(layer(x))
+    w_plain, b_plain, x_plain = grads(layer, x, grad_out)
+    tract = trainact.TrAct(layer, lam, solve_dtype=torch.float64, **options)
+    w_tract, b_tract, x_tract = grads(tract, x, grad_out)
+    assert_close(w_tract, ridge_oracle(layer, x, grad_out, lam), **F64)
+    assert_close(w_plain, plain_grad(layer, x, grad_out), **F64)  # the oracle's patches are the layer's
+    if b_plain is not None:
+        assert torch.equal(b_tract, b_plain)
+    assert torch.equal(x_tract, x_plain)
+    assert torch.equal(tract(x), layer(x))
+    return w_tract
+
+
+# ---------------------------------------------------------------------------------------------------------- Linear
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(64, 12), (5, 12), (12,), (4, 9, 12), (2, 3, 5, 12), (1, 12)],
+    ids=["2d", "r<n(woodbury)", "1d", "3d-tokens", "4d", "single-row"],
+)
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_ridge_oracle(shape, bias):
+    torch.manual_seed(0)
+    check_against_oracle(nn.Linear(12, 7, bias=bias), torch.randn(shape))
+
+
+def test_linear_non_contiguous_input():
+    torch.manual_seed(1)
+    x = torch.randn(12, 6, 10).transpose(0, 2)  # (10, 6, 12) non-contiguous
+    assert not x.is_contiguous()
+    check_against_oracle(nn.Linear(12, 4), x)
+    check_against_oracle(nn.Linear(6, 4), torch.randn(6, 40)[:, ::2].T)  # strided rows
+
+
+@pytest.mark.parametrize("rows", [3, 40])
+def test_linear_matches_input_substitution_form(rows):
+    torch.manual_seed(2)
+    layer = nn.Linear(10, 6).double()
+    x = torch.randn(rows, 10, dtype=torch.float64)
+    grad_out = torch.randn(rows, 6, dtype=torch.float64)
+    w, _, _ = grads(trainact.TrAct(layer, 0.3, solve_dtype=torch.float64), x, grad_out)
+    assert_close(w, substitution_grad(layer, x, grad_out, 0.3), **F64)
+
+
+def test_woodbury_equals_direct_form():
+    torch.manual_seed(3)
+    layer = nn.Linear(50, 8).double()
+    x = torch.randn(7, 50, dtype=torch.float64)  # r = 7 < n = 50
+    grad_out = torch.randn(7, 8, dtype=torch.float64)
+    w_wood, _, _ = grads(trainact.TrAct(layer, solve_dtype=torch.float64), x, grad_out)
+    w_direct, _, _ = grads(trainact.TrAct(layer, solve_dtype=torch.float64, woodbury=False), x, grad_out)
+    assert_close(w_wood, w_direct, **F64)
+    assert_close(w_wood, ridge_oracle(layer, x, grad_out, 0.1), **F64)
+
+
+# ------------------------------------------------------------------------------------------------------------ Conv
+
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(kernel_size=3),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=2, padding="same"),
+        dict(kernel_size=3, padding="same", dilation=2),
+        dict(kernel_size=3, padding="valid", stride=1),
+        dict(kernel_size=3, dilation=2, stride=2, padding=2),
+        dict(kernel_size=3, padding=1, groups=2),
+        dict(kernel_size=3, padding=2, padding_mode="reflect"),
+        dict(kernel_size=3, padding=1, padding_mode="replicate", stride=2),
+        dict(kernel_size=3, padding=1, padding_mode="circular"),
+        dict(kernel_size=4, padding="same", padding_mode="circular"),
+        dict(kernel_size=2, stride=2, bias=False),  # patch embedding
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_conv_matches_ridge_oracle(dims, opts):
+    torch.manual_seed(dims)
+    size = {1: (3, 4, 13), 2: (3, 4, 9, 8), 3: (2, 4, 6, 5, 7)}[dims]
+    check_against_oracle(CONV[dims](4, 6, **opts), torch.randn(size))
+
+
+def test_conv_tuple_options_and_depthwise():
+    torch.manual_seed(4)
+    check_against_oracle(nn.Conv2d(4, 8, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), torch.randn(3, 4, 9, 10))
+    check_against_oracle(nn.Conv2d(4, 8, 3, padding=1, groups=4), torch.randn(3, 4, 7, 7))  # depthwise
+
+
+def test_conv_unbatched_and_channels_last():
+    torch.manual_seed(5)
+    check_against_oracle(nn.Conv2d(3, 5, 3, padding=1), torch.randn(3, 8, 8))  # (C, H, W)
+    x = torch.randn(4, 3, 8, 8).to(memory_format=torch.channels_last)
+    layer = nn.Conv2d(3, 5, 3, padding=1).to(memory_format=torch.channels_last)
+    check_against_oracle(layer, x)
+
+
+def test_conv_woodbury_branch():
+    torch.manual_seed(6)
+    # r = 2 * 2 * 2 = 8 rows < n = 4 * 9 = 36
+    check_against_oracle(nn.Conv2d(4, 6, 3, stride=2), torch.randn(2, 4, 5, 5))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dims=st.integers(1, 3),
+    cin_per_group=st.integers(1, 3),
+    groups=st.integers(1, 3),
+    cout_per_group=st.integers(1, 3),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    pad=st.sampled_from([0, 1, 2, "same", "valid"]),
+    mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]),
+    bias=st.booleans(),
+    batch=st.integers(1, 3),
+    extra=st.integers(0, 4),
+    lam=st.sampled_from([0.01, 0.1, 1.0, 10.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_property(dims, cin_per_group, groups, cout_per_group, kernel, stride, dilation, pad, mode, bias, batch, extra, lam, seed):
+    if pad == "same" and stride != 1:
+        stride = 1  # PyTorch forbids 'same' with stride > 1
+    torch.manual_seed(seed)
+    span = dilation * (kernel - 1) + 1
+    size = span + extra + (0 if isinstance(pad, str) else 0)
+    if mode != "zeros":
+        size = max(size, 2 * (pad if isinstance(pad, int) else span) + 1)  # reflect needs pad < size
+    layer = CONV[dims](
+        cin_per_group * groups, cout_per_group * groups, kernel, stride=stride, padding=pad, dilation=dilation,
+        groups=groups, bias=bias, padding_mode=mode,
+    )
+    x = torch.randn(batch, cin_per_group * groups, *([size] * dims))
+    check_against_oracle(layer, x, lam)
+
+
+# -------------------------------------------------------------------------------------------------- reference code
+
+
+def test_matches_reference_package():
+    torch_tract = pytest.importorskip("torch_tract")
+    torch.manual_seed(7)
+    cases = [
+        (nn.Linear(9, 4), torch.randn(32, 9)),
+        (nn.Linear(40, 4), torch.randn(6, 40)),  # the reference's Woodbury branch
+        (nn.Conv2d(3, 8, 3, stride=1, padding=1), torch.randn(4, 3, 8, 8)),
+        (nn.Conv2d(3, 8, 4, stride=4, padding=0), torch.randn(4, 3, 16, 16)),
+        (nn.Conv2d(3, 8, 5, stride=2, padding=2), torch.randn(1, 3, 6, 6)),  # r < n
+    ]
+    for layer, x in cases:
+        layer = layer.double()
+        x = x.double()
+        grad_out = torch.randn_like(layer(x))
+        ref = torch_tract.TrAct(copy.deepcopy(layer), 0.1)
+        w_ref, b_ref, _ = grads(ref, x, grad_out)
+        w, b, _ = grads(trainact.TrAct(layer, 0.1, solve_dtype=torch.float64), x, grad_out)
+        assert_close(w, w_ref, rtol=1e-8, atol=1e-10)
+        assert_close(b, b_ref.reshape(b.shape), rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------------ the lemma
+
+
+def test_lemma_zero_iff_zero():
+    torch.manual_seed(8)
+    layer = nn.Linear(6, 3).double()
+    x = torch.randn(20, 6, dtype=torch.float64)
+    # output gradients orthogonal to every column of A: the plain gradient Gᵀ A is exactly zero
+    q, _ = torch.linalg.qr(x, mode="complete")  # (20, 20)
+    null = q[:, 6:]  # basis of the complement of range(A)
+    grad_out = null @ torch.randn(14, 3, dtype=torch.float64)
+    assert grad_out.abs().max() > 0.1
+    tract = trainact.TrAct(layer, solve_dtype=torch.float64)
+    w_plain, _, _ = grads(layer, x, grad_out)
+    w_tract, _, _ = grads(tract, x, grad_out)
+    assert w_plain.abs().max() < 1e-12 and w_tract.abs().max() < 1e-12
+    # and a non-zero plain gradient never becomes zero (the matrix is positive definite)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        grad_out = torch.randn(20, 3, dtype=torch.float64)
+        w_plain, _, _ = grads(layer, x, grad_out)
+        w_tract, _, _ = grads(tract, x, grad_out)
+        # ‖tract‖ ≥ ‖plain‖ / λ_max(AᵀA/r + λI)
+        lam_max = torch.linalg.eigvalsh(x.T @ x / 20 + 0.1 * torch.eye(6, dtype=torch.float64)).max()
+        assert w_tract.norm() >= w_plain.norm() / lam_max * (1 - 1e-9)

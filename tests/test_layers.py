@@ -1,0 +1,475 @@
+"""TrAct / apply / remove as a user meets them: identity of parameters, numerics, AMP, compile, errors."""
+from __future__ import annotations
+
+import copy
+import io
+import math
+import pickle
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+import trainact
+from trainact import patches
+from oracle import ridge_oracle
+
+
+def tiny_cnn() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+
+def tract_grad_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str = "0") -> torch.Tensor:
+    model.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(x), y).backward()
+    return model.get_submodule(name).weight.grad.clone()
+
+
+# ------------------------------------------------------------------------------------------- identity of the layer
+
+
+def test_wrapped_layer_keeps_class_parameters_state_and_forward():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    tract = trainact.TrAct(conv, 0.5)
+    assert isinstance(tract, nn.Conv2d) and trainact.is_tract(tract) and not trainact.is_tract(conv)
+    assert tract.weight is conv.weight and tract.bias is conv.bias
+    assert list(tract.state_dict()) == list(conv.state_dict())
+    assert "lam=0.5" in repr(tract)
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(tract(x), conv(x))
+    assert type(conv) is nn.Conv2d  # the module passed in is not modified
+
+
+def test_paper_usage_and_optimizer_built_before_wrapping():
+    torch.manual_seed(1)
+    model = tiny_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model[0].weight.detach().clone()
+    model[0] = trainact.TrAct(model[0])
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    grad = tract_grad_of(model, x, y)
+    opt.step()
+    assert_close(model[0].weight.detach(), before - 0.1 * grad)
+
+
+def test_apply_and_remove_round_trip():
+    torch.manual_seed(2)
+    model = tiny_cnn()
+    params = list(model.parameters())
+    state = copy.deepcopy(model.state_dict())
+    assert trainact.apply(model) == "0"
+    assert trainact.is_tract(model[0]) and list(model.parameters()) == params
+    assert trainact.remove(model) == ["0"]
+    assert type(model[0]) is nn.Conv2d and list(model.parameters())[0] is params[0]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key])
+
+
+def test_state_dict_moves_between_plain_and_tract_models():
+    torch.manual_seed(3)
+    plain, tract_model = tiny_cnn(), tiny_cnn()
+    trainact.apply(tract_model)
+    tract_model.load_state_dict(plain.state_dict())
+    plain2 = tiny_cnn()
+    plain2.load_state_dict(tract_model.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(plain(x), tract_model(x)) and torch.equal(plain(x), plain2(x))
+
+
+def test_deepcopy_and_pickle_keep_tract_behaviour():
+    torch.manual_seed(4)
+    model = tiny_cnn()
+    trainact.apply(model, 0.3)
+    x, y = torch.randn(8, 3, 6, 6), torch.randint(0, 4, (8,))
+    ref = tract_grad_of(model, x, y)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert trainact.is_tract(clone[0]) and clone[0].tract.lam == 0.3
+        assert clone[0].weight is not model[0].weight
+        assert torch.equal(tract_grad_of(clone, x, y), ref)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert torch.equal(tract_grad_of(loaded, x, y), ref)
+
+
+def test_no_grad_and_eval_forward_take_the_plain_path(monkeypatch):
+    from trainact import layers
+
+    model = tiny_cnn()
+    trainact.apply(model)
+    monkeypatch.setattr(layers._Precondition, "apply", lambda *a: (_ for _ in ()).throw(AssertionError("called")))
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        model(x)
+    model[0].weight.requires_grad_(False)  # a frozen first layer costs nothing either
+    model(x)
+
+
+# ------------------------------------------------------------------------------------------------------- numerics
+
+
+def test_float32_default_matches_float64_oracle():
+    torch.manual_seed(5)
+    conv = nn.Conv2d(3, 16, 3, padding=1)
+    x = torch.randn(8, 3, 12, 12) * 2 + 0.5
+    grad_out = torch.randn(8, 16, 12, 12)
+    w = trainact.TrAct(conv)
+    xr = x.clone()
+    w(xr).backward(grad_out)
+    assert w.weight.grad.dtype == torch.float32
+    ref = ridge_oracle(conv.double(), x.double(), grad_out.double(), 0.1)
+    assert_close(w.weight.grad.double(), ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+
+
+def test_solve_in_float64_and_small_blocks_give_the_same_result():
+    torch.manual_seed(6)
+    conv = nn.Conv2d(3, 8, 5, stride=2, padding=2)
+    x = torch.randn(6, 3, 20, 20)
+    grad_out = torch.randn(6, 8, 10, 10)
+    results = []
+    for opts in [dict(), dict(solve_dtype=torch.float64), dict(block_bytes=3 * 25 * 4 * 7)]:
+        t = trainact.TrAct(conv, **opts)
+        conv.weight.grad = None
+        t(x).backward(grad_out)
+        results.append(conv.weight.grad.clone())
+    tol = dict(rtol=1e-4, atol=1e-5 * results[1].abs().max().item())
+    assert_close(results[0], results[1], **tol)
+    assert_close(results[0], results[2], **tol)
+
+
+@pytest.mark.parametrize(
+    "layer,shape",
+    [
+        (nn.Conv2d(3, 8, 7, stride=2, padding=3), (5, 3, 30, 30)),
+        (nn.Conv3d(2, 4, 3, padding=1, padding_mode="reflect"), (2, 2, 9, 9, 9)),
+        (nn.Linear(12, 5), (6, 50, 12)),
+    ],
+    ids=["stem", "conv3d", "linear"],
+)
+def test_memory_blocks_are_bounded(layer, shape, monkeypatch):
+    """No block of materialised patches exceeds block_bytes; the Gram matrix equals the one-block result."""
+    x = torch.randn(shape)
+    if isinstance(layer, nn.Linear):
+        x = x.transpose(0, 1)  # non-contiguous: forces copies, which must be bounded
+    geo = patches.geometry_of(layer)
+    budget = geo.n * 4 * 37  # 37 rows
+    seen = []
+    real = patches.row_blocks
+
+    def spy(*args, **kwargs):
+        for block in real(*args, **kwargs):
+            seen.append(block.numel() * block.element_size() if not block._is_view() else 0)
+            yield block
+
+    monkeypatch.setattr(patches, "row_blocks", spy)
+    small, rows_small = patches.gram(x, geo, block_bytes=budget)
+    assert len(seen) > 2 and max(seen) <= budget
+    big, rows_big = patches.gram(x, geo, block_bytes=2**40)
+    assert rows_small == rows_big == patches.count_rows(x, geo)
+    assert_close(small, big, rtol=1e-5, atol=1e-4)
+
+
+def test_patch_embedding_uses_a_view_of_the_input():
+    conv = nn.Conv2d(3, 8, 4, stride=4)
+    x = torch.randn(2, 3, 16, 16)
+    view = patches._conv_view(x, patches.geometry_of(conv))
+    assert view.data_ptr() == x.data_ptr() and view._base is x  # no copy before the bounded block
+
+
+def test_autocast_bf16_cpu():
+    torch.manual_seed(7)
+    model = tiny_cnn()
+    trainact.apply(model)
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        assert out.dtype == torch.bfloat16
+        loss = nn.functional.cross_entropy(out.float(), y)
+    # capture the plain (autocast) weight gradient arriving at the TrAct node, then compare to the formula
+    captured = {}
+    model[0].weight.register_hook(lambda g: captured.setdefault("tract", g))
+    loss.backward()
+    g = model[0].weight.grad
+    assert g.dtype == torch.float32 and torch.isfinite(g).all()
+    # same step in fp32 without autocast: TrAct grads agree to bf16 accuracy
+    fp32 = tract_grad_of(model, x, y)
+    assert_close(g, fp32, rtol=0.05, atol=0.02 * fp32.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_layer(dtype):
+    torch.manual_seed(8)
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(4, 3, 8, 8)
+    grad_out = torch.randn(4, 8, 8, 8)
+    low = trainact.TrAct(copy.deepcopy(conv).to(dtype))
+    try:
+        low(x.to(dtype)).backward(grad_out.to(dtype))
+    except RuntimeError as err:  # some CPU builds lack half convolutions
+        pytest.skip(f"{dtype} conv unavailable on this CPU build: {err}")
+    assert low.weight.grad.dtype == dtype
+    ref = ridge_oracle(conv.double(), x.to(dtype).double(), grad_out.to(dtype).double(), 0.1)
+    assert_close(low.weight.grad.double(), ref, rtol=0.05, atol=0.03 * ref.abs().max().item())
+
+
+def test_nonfinite_output_gradient_propagates_without_raising():
+    """A GradScaler overflow step: inf/NaN in G must reach weight.grad so the scaler skips the step."""
+    conv = trainact.TrAct(nn.Conv2d(3, 4, 3))
+    x = torch.randn(2, 3, 6, 6)
+    grad_out = torch.randn(2, 4, 4, 4)
+    grad_out[0, 0, 0, 0] = float("inf")
+    conv(x).backward(grad_out)
+    assert not torch.isfinite(conv.weight.grad).all()
+
+
+def test_gradscaler_skips_overflow_step():
+    model = tiny_cnn()
+    trainact.apply(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=3e38)  # overflows fp32 at once
+    before = model[0].weight.detach().clone()
+    loss = nn.functional.cross_entropy(model(torch.randn(4, 3, 6, 6)), torch.tensor([0, 1, 2, 3]))
+    scaler.scale(loss * 1e10).backward()  # scaled gradients overflow to inf
+    assert not torch.isfinite(model[0].weight.grad).all()
+    scaler.step(opt)
+    scaler.update()
+    assert torch.equal(model[0].weight, before) and scaler.get_scale() < 3e38
+
+
+def test_relative_lambda_is_scale_invariant():
+    """One SGD step changes the pre-activations identically for (x, W) and (c·x, W/c)."""
+    torch.manual_seed(9)
+    conv = nn.Conv2d(3, 6, 3, padding=1).double()
+    x = torch.rand(8, 3, 8, 8, dtype=torch.float64)  # [0, 1] inputs
+    target = torch.randn(8, 6, 8, 8, dtype=torch.float64)
+    deltas = []
+    for c in (1.0, 255.0):
+        layer = copy.deepcopy(conv)
+        with torch.no_grad():
+            layer.weight /= c
+        t = trainact.TrAct(layer, 0.1, relative=True, solve_dtype=torch.float64)
+        z0 = t(c * x)
+        (z0 - target).square().mean().backward()
+        with torch.no_grad():
+            t.weight -= 0.5 * t.weight.grad
+            deltas.append(t(c * x) - z0)
+    assert_close(deltas[0], deltas[1], rtol=1e-9, atol=1e-12)
+    # ...which the absolute λ is not: with c = 255 the same λ barely regularises
+    layer = copy.deepcopy(conv)
+    with torch.no_grad():
+        layer.weight /= 255.0
+    t = trainact.TrAct(layer, 0.1, solve_dtype=torch.float64)
+    z0 = t(255 * x)
+    (z0 - target).square().mean().backward()
+    with torch.no_grad():
+        t.weight -= 0.5 * t.weight.grad
+        assert not torch.allclose(t(255 * x) - z0, deltas[0], rtol=1e-3)
+
+
+def test_relative_lambda_matches_oracle_with_effective_lambda():
+    torch.manual_seed(10)
+    lin = nn.Linear(5, 3).double()
+    x = torch.rand(30, 5, dtype=torch.float64) * 255
+    grad_out = torch.randn(30, 3, dtype=torch.float64)
+    t = trainact.TrAct(lin, 0.1, relative=True, solve_dtype=torch.float64)
+    t(x).backward(grad_out)
+    lam_eff = 0.1 * (x.square().sum() / 30 / 5).item()
+    assert_close(lin.weight.grad, ridge_oracle(lin, x, grad_out, lam_eff), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    torch.manual_seed(11)
+    model = tiny_cnn()
+    trainact.apply(model)
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))
+    eager = copy.deepcopy(model)
+    compiled = torch.compile(model)
+    for step in range(2):  # trains: the second step starts from updated weights
+        g_eager = tract_grad_of(eager, x, y)
+        g_comp = tract_grad_of(compiled, x, y, name="_orig_mod.0")
+        assert_close(g_comp, g_eager, rtol=1e-4, atol=1e-6)
+        with torch.no_grad():
+            for p_e, p_c in zip(eager.parameters(), model.parameters()):
+                p_e -= 0.1 * p_e.grad
+                p_c -= 0.1 * p_c.grad
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("lam", [0, -1.0, float("nan"), float("inf"), True, "0.1", None])
+def test_bad_lambda(lam):
+    with pytest.raises((ValueError, TypeError), match="lam"):
+        trainact.TrAct(nn.Linear(3, 2), lam)
+
+
+@pytest.mark.parametrize("module", [nn.ConvTranspose2d(3, 4, 3), nn.ReLU(), nn.Embedding(10, 3)])
+def test_unsupported_module_names_the_supported_ones(module):
+    with pytest.raises(TypeError, match=r"unsupported module .*nn\.Linear, nn\.Conv1d, nn\.Conv2d, nn\.Conv3d"):
+        trainact.TrAct(module)
+
+
+def test_subclass_with_own_forward_is_refused():
+    class PaddedConv(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(nn.functional.pad(x, (1, 1, 1, 1)))
+
+    with pytest.raises(TypeError, match="overrides forward"):
+        trainact.TrAct(PaddedConv(3, 4, 3))
+
+
+def test_wrapping_twice_is_refused():
+    t = trainact.TrAct(nn.Linear(3, 2))
+    with pytest.raises(ValueError, match="already a TrAct layer"):
+        trainact.TrAct(t)
+    model = tiny_cnn()
+    trainact.apply(model)
+    with pytest.raises(ValueError, match="already has TrAct"):
+        trainact.apply(model)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="solve_dtype"):
+        trainact.TrAct(nn.Linear(3, 2), solve_dtype=torch.float16)
+    with pytest.raises(ValueError, match="block_bytes"):
+        trainact.TrAct(nn.Linear(3, 2), block_bytes=0)
+    with pytest.raises(TypeError, match="relative"):
+        trainact.TrAct(nn.Linear(3, 2), relative="yes")
+
+
+def test_double_backward_names_the_layer():
+    model = tiny_cnn()
+    trainact.apply(model)
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    loss = model(x).square().sum()
+    with pytest.raises(RuntimeError, match=r"TrAct layer '0': double backward"):
+        torch.autograd.grad(loss, model[0].weight, create_graph=True)
+
+
+def test_input_gradient_penalty_does_not_touch_tract():
+    """create_graph for an input gradient (gradient penalty) never runs the TrAct node."""
+    torch.manual_seed(13)
+    model, plain = tiny_cnn(), tiny_cnn()
+    plain.load_state_dict(model.state_dict())
+    trainact.apply(model)
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    (gx,) = torch.autograd.grad(model(x).square().sum(), x, create_graph=True)
+    (gx_plain,) = torch.autograd.grad(plain(x).square().sum(), x, create_graph=True)
+    assert torch.equal(gx, gx_plain)
+
+
+def test_nonfinite_input_covariance_names_the_layer():
+    model = tiny_cnn()
+    trainact.apply(model)
+    x = torch.randn(2, 3, 6, 6)
+    x[0, 0, 0, 0] = float("nan")
+    loss = model(x).sum()
+    with pytest.raises(trainact.TrActNumericalError, match=r"TrAct layer '0'.*not finite"):
+        loss.backward()
+
+
+# -------------------------------------------------------------------------------------------------------- apply
+
+
+class TwoStems(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3)
+        self.b = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+class Unregistered(nn.Module):
+    """The first layer in registration order is not the one that consumes the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(8, 2)
+        self.stem = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return self.head(self.stem(x).mean((2, 3)))
+
+
+def test_apply_detects_by_data_flow_not_registration_order():
+    assert trainact.apply(Unregistered()) == "stem"
+
+
+def test_apply_ambiguous_and_missing():
+    with pytest.raises(ValueError, match=r"ambiguous first layer: \['a', 'b'\]"):
+        trainact.apply(TwoStems())
+    assert trainact.apply(TwoStems(), layer="b") == "b"
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        trainact.apply(nn.Sequential(nn.ReLU()))
+    with pytest.raises(ValueError, match="no submodule 'nope'"):
+        trainact.apply(tiny_cnn(), layer="nope")
+    with pytest.raises(TypeError, match="unsupported module ReLU"):
+        trainact.apply(tiny_cnn(), layer="1")
+
+
+def test_apply_restores_training_mode_and_leaves_batchnorm_alone():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5))
+    model.train()
+    stats = model[1].running_mean.clone()
+    trainact.apply(model)
+    assert model.training and model[1].training and torch.equal(model[1].running_mean, stats)
+
+
+def test_apply_with_example_input_on_an_mlp():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 2))
+    assert trainact.apply(mlp, example_input=torch.randn(2, 3, 2, 2)) == "1"
+
+
+@pytest.mark.vision
+@pytest.mark.parametrize(
+    "name,expected",
+    [("resnet18", "conv1"), ("resnet50", "conv1"), ("vit_b_16", "conv_proj"), ("convnext_tiny", "features.0.0")],
+)
+def test_apply_finds_torchvision_first_layers(name, expected):
+    tv = pytest.importorskip("torchvision")
+    model = tv.models.get_model(name, weights=None, num_classes=10)
+    assert trainact.apply(model) == expected
+    assert trainact.is_tract(model.get_submodule(expected))
+
+
+@pytest.mark.vision
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("vit_tiny_patch16_224", "patch_embed.proj"),
+        ("deit_small_patch16_224", "patch_embed.proj"),
+        ("resnet18", "conv1"),
+        ("convnext_atto", "stem.0"),
+    ],
+)
+def test_apply_finds_timm_first_layers(name, expected):
+    timm = pytest.importorskip("timm")
+    model = timm.create_model(name, pretrained=False, num_classes=10)
+    assert trainact.apply(model) == expected
+
+
+@pytest.mark.vision
+def test_timm_vit_step_matches_oracle():
+    """End to end on a real patch embedding: the TrAct grad of timm's patch_embed.proj equals the ridge oracle."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(12)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10, img_size=32, patch_size=8).double()
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    captured = {}
+    proj = model.patch_embed.proj
+
+    def keep_output_grad(module, args, out):
+        out.register_hook(lambda g: captured.setdefault("g", g))
+
+    proj.register_forward_hook(keep_output_grad)
+    name = trainact.apply(model, 0.1, solve_dtype=torch.float64)
+    model(x).sum().backward()
+    assert name == "patch_embed.proj"
+    ref = ridge_oracle(proj, x, captured["g"], 0.1)
+    assert_close(model.patch_embed.proj.weight.grad, ref, rtol=1e-8, atol=1e-10)
