@@ -219,3 +219,33 @@ def test_lemma_zero_iff_zero():
         # ‖tract‖ ≥ ‖plain‖ / λ_max(AᵀA/r + λI)
         lam_max = torch.linalg.eigvalsh(x.T @ x / 20 + 0.1 * torch.eye(6, dtype=torch.float64)).max()
         assert w_tract.norm() >= w_plain.norm() / lam_max * (1 - 1e-9)
+
+
+# ------------------------------------------------------------------------------------------ Gram matrix algorithms
+
+
+@pytest.mark.parametrize(
+    "layer,shape,block_bytes",
+    [
+        (nn.Conv2d(3, 8, 7, stride=2, padding=3), (3, 3, 30, 26), None),  # band algorithm (stem)
+        (nn.Conv2d(4, 8, (5, 3), stride=(2, 1), padding=(2, 1), groups=2, padding_mode="reflect"), (2, 4, 13, 11), None),
+        (nn.Conv3d(2, 4, 3, stride=(1, 2, 2), padding=1, dilation=(1, 2, 1)), (2, 2, 6, 9, 7), None),  # band, 3-d
+        (nn.Conv2d(3, 8, 7, stride=2, padding=3), (3, 3, 30, 26), 4096),  # band refused (block too small): dense
+        (nn.Conv2d(8, 4, 7, stride=7), (3, 8, 28, 21), None),  # n = 392: upper-triangle GEMM blocks
+        (nn.Linear(400, 5), (3, 500, 400), None),  # n = 400, view, triangle
+        (nn.Conv2d(8, 4, 7, stride=2, padding=3), (2, 8, 20, 20), 30000),  # n = 392, dense blocks + triangle
+    ],
+    ids=["band-stem", "band-groups-reflect", "band-3d", "band-fallback", "patchify-triangle", "linear-triangle", "blocks-triangle"],
+)
+def test_gram_algorithms_match_explicit_patches(layer, shape, block_bytes):
+    from trainact import patches
+    from oracle import layer_patches
+
+    torch.manual_seed(9)
+    x = torch.randn(shape, dtype=torch.float64)
+    geo = patches.geometry_of(layer)
+    kwargs = {} if block_bytes is None else {"block_bytes": block_bytes}
+    total, rows = patches.gram(x, geo, dtype=torch.float64, **kwargs)
+    a = layer_patches(layer.double(), x)  # (g, r, n) from the layer's own convolution
+    assert rows == a.shape[1] == patches.count_rows(x, geo)
+    assert_close(total, a.transpose(1, 2) @ a, rtol=1e-12, atol=1e-9)

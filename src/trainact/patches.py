@@ -14,7 +14,7 @@ already a row-major matrix in the solve dtype, nothing is copied at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +85,7 @@ def geometry_of(module: nn.Module) -> Geometry:
 
 def _linear_blocks(x: torch.Tensor, n: int, dtype: torch.dtype, max_rows: int) -> Iterator[torch.Tensor]:
     if x.dim() == 1:
-        yield x.reshape(1, 1, n).to(dtype)
+        yield x.reshape(1, n, 1).to(dtype)
         return
     try:
         flat = x.view(-1, n)  # (r, n) without a copy when the layout allows it
@@ -93,10 +93,10 @@ def _linear_blocks(x: torch.Tensor, n: int, dtype: torch.dtype, max_rows: int) -
         flat = None
     if flat is not None:
         if flat.dtype == dtype:  # a view needs no blocking: nothing is materialised
-            yield flat.unsqueeze(0)  # (1, r, n)
+            yield flat.t().unsqueeze(0)  # (1, n, r): a transposed view
             return
         for start in range(0, flat.shape[0], max_rows):
-            yield flat[start : start + max_rows].to(dtype).unsqueeze(0)  # (1, rows, n)
+            yield flat[start : start + max_rows].to(dtype).t().unsqueeze(0)  # (1, n, rows)
         return
     # Non-contiguous N-d input: walk the leading dimension, recursing while a single slice is still too large.
     per_index = x[0].numel() // n
@@ -106,7 +106,7 @@ def _linear_blocks(x: torch.Tensor, n: int, dtype: torch.dtype, max_rows: int) -
         return
     step = max(1, max_rows // max(per_index, 1))
     for start in range(0, x.shape[0], step):
-        yield x[start : start + step].reshape(-1, n).to(dtype).unsqueeze(0)  # (1, rows, n)
+        yield x[start : start + step].reshape(-1, n).to(dtype).t().unsqueeze(0)  # (1, n, rows)
 
 
 def _conv_view(x: torch.Tensor, geo: Geometry) -> torch.Tensor:
@@ -121,12 +121,12 @@ def _conv_view(x: torch.Tensor, geo: Geometry) -> torch.Tensor:
 
 
 def _conv_blocks(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, max_rows: int) -> Iterator[torch.Tensor]:
+    """Blocks of the transposed patch matrix, (g, n, rows): the layout whose copy and Aᵀ·A GEMM are fastest."""
     if x.dim() == geo.spatial + 1:  # unbatched input (C, *spatial)
         x = x.unsqueeze(0)
     batch, channels = x.shape[:2]
     g, d = geo.groups, geo.spatial
-    # output positions per sample, from a view of one sample (cheap: no data touched except padding of one sample)
-    out_shape = _conv_view(x[:1], geo).shape[2 : 2 + d]
+    out_shape = output_shape(x, geo)
     per_sample = int(torch.Size(out_shape).numel())
     if per_sample == 0 or batch == 0:
         return
@@ -135,25 +135,36 @@ def _conv_blocks(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, max_rows: i
         view = _conv_view(x[start : start + step], geo)  # (b, C, *out, *k)
         b = view.shape[0]
         view = view.unflatten(1, (g, channels // g))  # (b, g, Cg, *out, *k)
-        # rows = (b, *out), columns = (Cg, *k), groups first
-        perm = (1, 0, *range(3, 3 + d), 2, *range(3 + d, 3 + 2 * d))
-        view = view.permute(perm)  # (g, b, *out, Cg, *k)
+        # columns = (Cg, *k), rows = (b, *out), groups first
+        perm = (1, 2, *range(3 + d, 3 + 2 * d), 0, *range(3, 3 + d))
+        view = view.permute(perm)  # (g, Cg, *k, b, *out)
         if b * per_sample <= max_rows:
             out = torch.empty(view.shape, dtype=dtype, device=x.device)
             out.copy_(view)  # one pass: layout + dtype cast
-            yield out.view(g, b * per_sample, geo.n)  # (g, rows, n)
+            yield out.view(g, geo.n, b * per_sample)  # (g, n, rows)
         else:  # a single sample exceeds the block: split its first output dimension
-            rows_per_line = per_sample // out_shape[0]
-            lines = max(1, max_rows // rows_per_line)
+            lines = max(1, max_rows // (per_sample // out_shape[0]))
             for o in range(0, out_shape[0], lines):
-                part = view.narrow(2, o, min(lines, out_shape[0] - o))  # (g, 1, o_part, ..., Cg, *k)
+                part = view.narrow(3 + d, o, min(lines, out_shape[0] - o))  # (g, Cg, *k, 1, o_part, ...)
                 out = torch.empty(part.shape, dtype=dtype, device=x.device)
                 out.copy_(part)
-                yield out.view(g, -1, geo.n)  # (g, rows, n)
+                yield out.view(g, geo.n, -1)  # (g, n, rows)
+
+
+def output_shape(x: torch.Tensor, geo: Geometry) -> tuple[int, ...]:
+    """Output spatial size of a conv geometry for input ``x`` ((B, C, *S) or (C, *S))."""
+    sizes = x.shape[-geo.spatial :]
+    out = []
+    for i, (k, s, d) in enumerate(zip(geo.kernel, geo.stride, geo.dilation)):
+        j = 2 * (geo.spatial - 1 - i)
+        size = sizes[i] + geo.pad[j] + geo.pad[j + 1]
+        out.append(max(0, (size - d * (k - 1) - 1) // s + 1))
+    return tuple(out)
 
 
 def row_blocks(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, block_bytes: int) -> Iterator[torch.Tensor]:
-    """Iterate over (g, rows, n) blocks of the patch matrix, each at most ``block_bytes`` when materialised."""
+    """Iterate over blocks of the *transposed* patch matrix, (g, n, rows), each at most ``block_bytes`` when
+    materialised (a view of the input costs nothing and is not split)."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     max_rows = max(1, block_bytes // (geo.n * geo.groups * itemsize))
     if geo.kind == "linear":
@@ -161,34 +172,129 @@ def row_blocks(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, block_bytes: 
     return _conv_blocks(x, geo, dtype, max_rows)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Gram matrix AᵀA
+
+
+_TRI_MIN = 320  # n from which only the upper block triangle of AᵀA is computed (half the GEMM work)
+_TRI_BLOCK = 192
+
+
+def _edges(n: int) -> list[int]:
+    parts = 1 if n < _TRI_MIN else -(-n // _TRI_BLOCK)
+    return [round(i * n / parts) for i in range(parts + 1)]
+
+
+def _syrk_upper_(total: torch.Tensor, at: torch.Tensor, edges: list[int]) -> None:
+    """total (g, n, n) += at @ atᵀ on the upper block triangle only; at is (g, n, rows)."""
+    if len(edges) == 2:
+        total.baddbmm_(at, at.transpose(1, 2))
+        return
+    for i in range(len(edges) - 1):
+        rows_i = at[:, edges[i] : edges[i + 1]]  # (g, n_i, rows)
+        right = at[:, edges[i] :]  # (g, n - e_i, rows): this block row, diagonal block onwards
+        total[:, edges[i] : edges[i + 1], edges[i] :].baddbmm_(rows_i, right.transpose(1, 2))
+
+
+def _mirror_upper_(total: torch.Tensor, edges: list[int]) -> None:
+    for i in range(len(edges) - 1):
+        for j in range(i + 1, len(edges) - 1):
+            upper = total[:, edges[i] : edges[i + 1], edges[j] : edges[j + 1]]
+            total[:, edges[j] : edges[j + 1], edges[i] : edges[i + 1]] = upper.transpose(1, 2)
+
+
+def _band_applies(geo: Geometry) -> bool:
+    """Overlapping windows along the first spatial dim (k > stride, no dilation there): the band algorithm."""
+    return geo.kind == "conv" and geo.spatial >= 2 and geo.dilation[0] == 1 and geo.kernel[0] > geo.stride[0]
+
+
+def _gram_band(
+    x: torch.Tensor, geo: Geometry, dtype: torch.dtype, block_bytes: int
+) -> Optional[tuple[torch.Tensor, int]]:
+    """AᵀA for a convolution whose windows overlap along the first spatial dimension ("height").
+
+    Unfold every dimension but height: Y_h = (rows of image line h) x (Cg · prod(k_rest)).  The Gram block between
+    kernel rows i and i' = i + δ is  Σ_p Y_{s p + i}ᵀ Y_{s p + i + δ}: so one GEMM per image line h against the
+    next k lines, P_h = Y_hᵀ [Y_h ... Y_{h+k-1}], summed over the lines each kernel row i visits, gives the
+    whole matrix.  That is H_pad/(k · H_out) ≈ stride/k of the dense AᵀA work (0.29x for a 7x7/2 stem) and the
+    unfolded copy is k/stride times smaller.  Returns None when one sample does not fit in ``block_bytes``.
+    """
+    if x.dim() == geo.spatial + 1:
+        x = x.unsqueeze(0)
+    batch, channels = x.shape[:2]
+    g, d = geo.groups, geo.spatial
+    k0, s0 = geo.kernel[0], geo.stride[0]
+    out_shape = output_shape(x, geo)
+    rows_per_sample = int(torch.Size(out_shape).numel())
+    if rows_per_sample == 0 or batch == 0:
+        return torch.zeros(g, geo.n, geo.n, dtype=dtype, device=x.device), 0
+    lines = s0 * (out_shape[0] - 1) + k0  # padded image lines that any window touches
+    cg = channels // g
+    ck = cg * int(torch.Size(geo.kernel[1:]).numel())  # columns of Y_h
+    k_rest = geo.kernel[1:]
+    rest_rows = rows_per_sample // out_shape[0]  # output positions per line per sample
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    per_sample = rest_rows * (lines + k0) * g * ck * itemsize
+    if per_sample > block_bytes:
+        return None
+    step = max(1, block_bytes // per_sample)
+    band = torch.zeros(lines, g, ck, k0 * ck, dtype=dtype, device=x.device)  # P_h
+    rest_geo = Geometry("conv", geo.n, g, (1, *k_rest), (1, *geo.stride[1:]), (1, *geo.dilation[1:]), geo.pad, geo.pad_mode)
+    for start in range(0, batch, step):
+        view = _conv_view(x[start : start + step], rest_geo)  # (b, C, H_pad, *out_rest, 1, *k_rest)
+        view = view.squeeze(2 + d)[:, :, :lines]  # (b, C, lines, *out_rest, *k_rest)
+        b = view.shape[0]
+        view = view.unflatten(1, (g, cg))  # (b, g, Cg, lines, *out_rest, *k_rest)
+        perm = (1, 0, *range(4, 4 + d - 1), 3, 2, *range(3 + d, 3 + 2 * d - 1))
+        view = view.permute(perm)  # (g, b, *out_rest, lines, Cg, *k_rest)
+        y = torch.zeros(g, b * rest_rows, lines + k0, ck, dtype=dtype, device=x.device)  # k0 zero lines at the end
+        y[:, :, :lines].view(view.shape[:1] + (b, *view.shape[2:])).copy_(view)
+        y = y.view(g, b * rest_rows, (lines + k0) * ck)  # (g, K, (lines + k0) * ck)
+        for h in range(lines):
+            left = y[:, :, h * ck : (h + 1) * ck]  # (g, K, ck)          Y_h
+            right = y[:, :, h * ck : (h + k0) * ck]  # (g, K, k0 * ck)   Y_h ... Y_{h+k0-1}
+            band[h].baddbmm_(left.transpose(1, 2), right)
+    total = torch.zeros(g, cg, k0, ck // cg, cg, k0, ck // cg, dtype=dtype, device=x.device)  # (g, c, i, j, c', i', j')
+    for i in range(k0):
+        q = band[i : i + s0 * out_shape[0] : s0].sum(0)  # (g, ck, k0 * ck): lines visited by kernel row i
+        q = q.view(g, cg, ck // cg, k0, cg, ck // cg)  # (g, c, j, δ, c', j')
+        for delta in range(k0 - i):
+            blk = q[:, :, :, delta]  # (g, c, j, c', j')
+            total[:, :, i, :, :, i + delta, :] = blk
+            if delta:
+                total[:, :, i + delta, :, :, i, :] = blk.permute(0, 3, 4, 1, 2)
+    return total.view(g, geo.n, geo.n), batch * rows_per_sample
+
+
 def gram(
     x: torch.Tensor, geo: Geometry, *, dtype: torch.dtype = torch.float32, block_bytes: int = DEFAULT_BLOCK_BYTES
 ) -> tuple[torch.Tensor, int]:
     """Sum of aᵀa over all patch rows of ``x``, per group: (g, n, n) in ``dtype``, and the number of rows r."""
+    if _band_applies(geo):
+        result = _gram_band(x, geo, dtype, block_bytes)
+        if result is not None:
+            return result
     total = torch.zeros(geo.groups, geo.n, geo.n, dtype=dtype, device=x.device)
+    edges = _edges(geo.n)
     rows = 0
-    for block in row_blocks(x, geo, dtype, block_bytes):  # (g, rows, n)
-        total.baddbmm_(block.transpose(1, 2), block)  # (g, n, n) += Aᵀ A
-        rows += block.shape[1]
+    for block in row_blocks(x, geo, dtype, block_bytes):  # (g, n, rows)
+        _syrk_upper_(total, block, edges)
+        rows += block.shape[2]
+    _mirror_upper_(total, edges)
     return total, rows
 
 
 def patch_matrix(x: torch.Tensor, geo: Geometry, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """All patch rows at once, (g, r, n): used by the Woodbury form (r < n, so this is smaller than AᵀA)."""
-    blocks = list(row_blocks(x, geo, dtype, block_bytes=2**62))
+    blocks = list(row_blocks(x, geo, dtype, block_bytes=2**62))  # (g, n, rows) each
     if not blocks:
         return torch.zeros(geo.groups, 0, geo.n, dtype=dtype, device=x.device)
-    return torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+    return torch.cat(blocks, dim=2).transpose(1, 2)  # (g, r, n)
 
 
 def count_rows(x: torch.Tensor, geo: Geometry) -> int:
     """r without touching the data."""
     if geo.kind == "linear":
         return x.numel() // geo.n
-    if x.dim() == geo.spatial + 1:
-        x = x.unsqueeze(0)
-    rows = x.shape[0]
-    for i, (k, s, d) in enumerate(zip(geo.kernel, geo.stride, geo.dilation)):
-        size = x.shape[2 + i] + geo.pad[2 * (geo.spatial - 1 - i)] + geo.pad[2 * (geo.spatial - 1 - i) + 1]
-        rows *= max(0, (size - d * (k - 1) - 1) // s + 1)
-    return rows
+    batch = 1 if x.dim() == geo.spatial + 1 else x.shape[0]
+    return batch * int(torch.Size(output_shape(x, geo)).numel())
