@@ -6,7 +6,8 @@ layer's input back towards the model input, stopping at the outputs of layers al
 reaches the model input without crossing another layer consumes the input.  Exactly one such layer is the answer;
 none or several raise a ``ValueError`` listing the candidates (pass ``layer=`` then).
 
-The input is ``example_input`` when given.  Otherwise it is inferred: timm's ``pretrained_cfg['input_size']``,
+The input is ``example_input`` when given.  Otherwise it is inferred: a model attribute ``input_size``
+(C, H, W), timm's ``pretrained_cfg['input_size']``,
 torchvision's ``image_size``, a batch of 2 images of 32 or 224 pixels with the channel count of one of the
 first two convolutions, or a batch of rows for the first Linear.  If
 no forward succeeds (a model whose input cannot be guessed), the first Linear/Conv in registration order is used
@@ -37,6 +38,9 @@ def _guess_inputs(model: nn.Module, cands: list[nn.Module]) -> list[torch.Tensor
     if not dtype.is_floating_point:
         dtype = torch.float32
     shapes: list[tuple[int, ...]] = []
+    hint = getattr(model, "input_size", None)  # (C, H, W) without the batch dimension
+    if isinstance(hint, (tuple, list)) and all(isinstance(v, int) for v in hint):
+        shapes.append(tuple(hint))
     for attr in ("pretrained_cfg", "default_cfg"):
         cfg = getattr(model, attr, None)
         if isinstance(cfg, dict) and isinstance(cfg.get("input_size"), (tuple, list)):

@@ -1,0 +1,337 @@
+"""Models for the harness, built by name: the CIFAR ResNets and ViT-CIFAR here, torchvision/timm by prefix.
+
+    from trainact.harness.models import build_model, available_models
+    net = build_model("resnet18", num_classes=10)                       # CIFAR ResNet-18 (first layer: conv1)
+    net = build_model("resnet18", num_classes=10, width=16)             # CPU-sized
+    net = build_model("vit", num_classes=10, depth=7, heads=12)         # ViT-CIFAR (first layer: patch_embed)
+    net = build_model("tv:resnet18", num_classes=10)                    # torchvision, random init
+    net = build_model("timm:vit_tiny_patch16_224", num_classes=10, image_size=32, patch_size=8)
+
+No weights are ever downloaded: every model starts from a random initialisation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["build_model", "available_models", "CifarResNet", "BasicBlock", "Bottleneck", "ViT"]
+
+_RESNETS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+}
+_VITS = {"vit": "none", "vit-patchnorm": "patch", "vit-dualpatchnorm": "dual"}
+_RESNET_OPTIONS = {"width": 64}
+_VIT_OPTIONS = {"patch_size": 8, "dim": 384, "depth": 7, "heads": 12, "mlp_dim": 1536, "dropout": 0.0}
+
+
+def available_models() -> list[str]:
+    """The names `build_model` understands (`tv:<name>` and `timm:<name>` take any torchvision/timm model)."""
+    return [*_RESNETS, *_VITS, "tv:<name>", "timm:<name>"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# CIFAR ResNet
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.shortcut = _shortcut(in_channels, channels * self.expansion, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv3 = nn.Conv2d(channels, channels * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(channels * self.expansion)
+        self.shortcut = _shortcut(in_channels, channels * self.expansion, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x))
+
+
+def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for small images: 3x3 stride-1 stem `conv1` (the first layer), BN, ReLU, no max-pool; four
+    stages of widths w, 2w, 4w, 8w with strides 1, 2, 2, 2; global average pool; `fc`."""
+
+    def __init__(
+        self, block: str, layers: tuple[int, ...], *, num_classes: int, in_channels: int = 3, width: int = 64
+    ) -> None:
+        super().__init__()
+        block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        stages, channels = [], width
+        for i, (n_blocks, stride) in enumerate(zip(layers, (1, 2, 2, 2))):
+            stage_width = width * 2**i
+            blocks = []
+            for j in range(n_blocks):
+                blocks.append(block_cls(channels, stage_width, stride if j == 0 else 1))
+                channels = stage_width * block_cls.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))  # (B, w, H, W)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 8w * expansion, H/8, W/8)
+        x = self.avgpool(x).flatten(1)  # (B, 8w * expansion)
+        return self.fc(x)
+
+
+# ----------------------------------------------------------------------------------------------------
+# ViT-CIFAR
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        qkv = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(b, t, d)  # (B, T, D)
+        return self.proj_drop(self.proj(y))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm transformer layer: x + MHSA(LN(x)), then x + MLP(LN(x)) with GELU."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchStandardize(nn.Module):
+    """Per flattened patch: subtract its mean, divide by its std + eps (the paper's patch-wise normalisation)."""
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        std = x.std(dim=-1, keepdim=True, correction=0)
+        return (x - mean) / (std + self.eps)
+
+
+class ViT(nn.Module):
+    """ViT-CIFAR (omihub777/ViT-CIFAR): non-overlapping p x p patches flattened to C*p*p values (channel-major,
+    the order of a Conv2d weight), a Linear `patch_embed` (the first layer), class token, learned position
+    embedding, `depth` pre-norm encoder layers, final LayerNorm, Linear `head` on the class token.
+
+    patch_norm: "none"; "patch" standardises each flattened patch before `patch_embed`; "dual" is DualPatchNorm
+    (LayerNorm before and after `patch_embed`, Kumar et al. 2023).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        image_size: int = 32,
+        in_channels: int = 3,
+        patch_size: int = 8,
+        dim: int = 384,
+        depth: int = 7,
+        heads: int = 12,
+        mlp_dim: int = 1536,
+        dropout: float = 0.0,
+        patch_norm: str = "none",
+    ) -> None:
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
+        if dim % heads:
+            raise ValueError(f"dim ({dim}) must be a multiple of heads ({heads})")
+        if patch_norm not in ("none", "patch", "dual"):
+            raise ValueError(f"patch_norm must be 'none', 'patch' or 'dual', got {patch_norm!r}")
+        self.patch_size, self.patch_norm = patch_size, patch_norm
+        self.input_size = (in_channels, image_size, image_size)  # lets trainact.apply trace a forward pass
+        patch_dim = in_channels * patch_size * patch_size
+        num_tokens = (image_size // patch_size) ** 2 + 1
+        self.pre_norm = {"none": nn.Identity(), "patch": PatchStandardize(), "dual": nn.LayerNorm(patch_dim)}[patch_norm]
+        self.patch_embed = nn.Linear(patch_dim, dim)  # the first Linear/Conv registered: TrAct's first layer
+        self.post_norm = nn.LayerNorm(dim) if patch_norm == "dual" else nn.Identity()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*(EncoderLayer(dim, heads, mlp_dim, dropout) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, T, C*p*p)."""
+        b, c, h, w = x.shape
+        p = self.patch_size
+        x = x.view(b, c, h // p, p, w // p, p)  # (B, C, H/p, p, W/p, p)
+        x = x.permute(0, 2, 4, 1, 3, 5)  # (B, H/p, W/p, C, p, p)
+        return x.reshape(b, (h // p) * (w // p), c * p * p)  # (B, T, C*p*p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.post_norm(self.patch_embed(self.pre_norm(self.patchify(x))))  # (B, T, D)
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)  # (B, 1, D)
+        x = self.drop(torch.cat([cls, tokens], dim=1) + self.pos_embed)  # (B, T + 1, D)
+        x = self.norm(self.blocks(x))  # (B, T + 1, D)
+        return self.head(x[:, 0])  # (B, num_classes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# building by name
+
+
+def _check_options(name: str, options: dict, accepted: dict) -> dict:
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for model {name!r}; accepted: {accepted} (the defaults)")
+    merged = {**accepted, **options}
+    for key, value in merged.items():
+        default = accepted[key]
+        if isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"option {key} of model {name!r} must be a number in [0, 1), got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"option {key} of model {name!r} must be an int >= 1, got {value!r}")
+    return merged
+
+
+def _unknown_name(name: str, known: list[str], what: str, listing: str) -> ValueError:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" (did you mean {close}?)" if close else ""
+    return ValueError(f"unknown {what} {name!r}{hint}; {listing} lists the {len(known)} available")
+
+
+def build_model(name: str, *, num_classes: int, image_size: int = 32, in_channels: int = 3, **options) -> nn.Module:
+    """A freshly initialised model (never pretrained weights). See `available_models()` for the names.
+
+    resnet18/34/50 take `width` (base channels, default 64); vit, vit-patchnorm and vit-dualpatchnorm take
+    patch_size=8, dim=384, depth=7, heads=12, mlp_dim=1536, dropout=0.0; `tv:<name>` passes options to
+    torchvision.models.get_model, `timm:<name>` to timm.create_model.
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be an int >= 1, got {image_size!r}")
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
+    if name in _RESNETS:
+        block, layers = _RESNETS[name]
+        opts = _check_options(name, options, _RESNET_OPTIONS)
+        return CifarResNet(block, layers, num_classes=num_classes, in_channels=in_channels, **opts)
+    if name in _VITS:
+        opts = _check_options(name, options, _VIT_OPTIONS)
+        return ViT(num_classes=num_classes, image_size=image_size, in_channels=in_channels, patch_norm=_VITS[name], **opts)
+    if name.startswith("tv:"):
+        return _torchvision_model(name[3:], num_classes, image_size, in_channels, options)
+    if name.startswith("timm:"):
+        return _timm_model(name[5:], num_classes, image_size, in_channels, options)
+    close = difflib.get_close_matches(name, available_models(), n=3)
+    hint = f" (did you mean {close}?)" if close else ""
+    raise ValueError(f"unknown model {name!r}{hint}; available: {available_models()}")
+
+
+def _torchvision_model(name: str, num_classes: int, image_size: int, in_channels: int, options: dict) -> nn.Module:
+    try:
+        import torchvision
+    except ImportError as e:
+        raise ImportError("tv:<name> models need torchvision: pip install 'trainact[vision]'") from e
+    known = torchvision.models.list_models()
+    if name not in known:
+        raise _unknown_name(name, known, "torchvision model", "torchvision.models.list_models()")
+    if in_channels != 3:
+        raise ValueError(f"torchvision models take 3 input channels, got in_channels={in_channels}; use timm:<name>")
+    builder = torchvision.models.get_model_builder(name)
+    if builder.__module__.endswith("vision_transformer") and "image_size" not in options:
+        options = {**options, "image_size": image_size}
+    try:
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
+    except TypeError as e:
+        raise ValueError(f"invalid option(s) {sorted(options)} for torchvision model {name!r}: {e}") from e
+
+
+def _timm_model(name: str, num_classes: int, image_size: int, in_channels: int, options: dict) -> nn.Module:
+    try:
+        import timm
+    except ImportError as e:
+        raise ImportError("timm:<name> models need timm: pip install 'trainact[vision]'") from e
+    if not timm.is_model(name):
+        raise _unknown_name(name, timm.list_models(), "timm model", "timm.list_models()")
+    kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=in_channels, **options)
+    if "img_size" not in options and _accepts(timm.models.model_entrypoint(name), "img_size"):
+        kwargs["img_size"] = image_size
+    try:
+        return timm.create_model(name, **kwargs)
+    except TypeError as e:
+        if "img_size" in kwargs and "img_size" not in options and "img_size" in str(e):
+            del kwargs["img_size"]  # the entry point forwards **kwargs to a model class that has no img_size
+            try:
+                return timm.create_model(name, **kwargs)
+            except TypeError as e2:
+                e = e2
+        raise ValueError(f"invalid option(s) {sorted(options)} for timm model {name!r}: {e}") from e
+
+
+def _accepts(fn, arg: str) -> bool:
+    """Whether `fn` names `arg` or takes **kwargs (in which case the model class decides)."""
+    params = inspect.signature(fn).parameters
+    return arg in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
