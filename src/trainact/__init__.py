@@ -13,6 +13,9 @@ The formula lives in ``trainact/tract.py``; how each layer type yields its patch
 This package imports torch only; the experiment harness (``trainact compare``) lives in ``trainact.harness``.
 """
 from .detect import find_first_layer as find_first_layer
+from .distributed import attach as attach
+from .distributed import discard_pending as discard_pending
+from .distributed import precondition_grads as precondition_grads
 from .layers import SUPPORTED as SUPPORTED
 from .layers import TrAct as TrAct
 from .layers import TrActConfig as TrActConfig
@@ -34,9 +37,12 @@ __all__ = [
     "TrActLayer",
     "TrActNumericalError",
     "apply",
+    "attach",
+    "discard_pending",
     "find_first_layer",
     "is_tract",
     "precondition",
+    "precondition_grads",
     "precondition_woodbury",
     "remove",
     "untract",

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from . import distributed as _dist
 from . import patches as _patches
 from .tract import check_lam, precondition, precondition_woodbury, solve_dtype_of
 
@@ -37,6 +38,8 @@ class TrActConfig:
     solve_dtype: torch.dtype = torch.float32
     block_bytes: int = _patches.DEFAULT_BLOCK_BYTES
     woodbury: bool = True
+    sync: str = "auto"
+    defer: bool = False
 
 
 class _Precondition(torch.autograd.Function):
@@ -78,22 +81,34 @@ class TrActLayer:
     def _tract_label(self) -> str:
         return f"TrAct layer {self._tract_name!r}" if self._tract_name else f"TrAct layer ({type(self).__name__})"
 
+    @property
+    def tract_geometry(self) -> _patches.Geometry:
+        return _patches.geometry_of(self)
+
     def _tract_gradient(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The TrAct weight gradient from the plain one and the layer input (used by backward)."""
         cfg = self.tract
-        geo = _patches.geometry_of(self)
+        geo = self.tract_geometry
         g = geo.groups
-        grad3 = grad.reshape(g, grad.shape[0] // g, geo.n)  # (g, m_g, n_g)
-        rows = _patches.count_rows(x, geo)
-        if rows == 0:
-            return grad
-        x = x.detach()
         label = self._tract_label()
-        if cfg.woodbury and rows < geo.n:
+        group = _dist.sync_group(cfg.sync, label)
+        _dist.check_ranks_agree(self, grad.device)  # once per layer, and only with several ranks
+        x = x.detach()
+        rows = _patches.count_rows(x, geo)
+        if cfg.defer:  # statistics now, preconditioning once per step (precondition_grads)
+            gram, rows = _patches.gram(x, geo, dtype=cfg.solve_dtype, block_bytes=cfg.block_bytes)
+            _dist.add_pending(self, gram, rows)
+            return grad
+        if rows == 0 and group is None:
+            return grad
+        grad3 = grad.reshape(g, grad.shape[0] // g, geo.n)  # (g, m_g, n_g)
+        if cfg.woodbury and rows < geo.n and group is None:
             a = _patches.patch_matrix(x, geo, dtype=cfg.solve_dtype)  # (g, r, n_g)
             out = precondition_woodbury(grad3, a, cfg.lam, relative=cfg.relative, solve_dtype=cfg.solve_dtype, name=label)
         else:
             gram, rows = _patches.gram(x, geo, dtype=cfg.solve_dtype, block_bytes=cfg.block_bytes)  # (g, n_g, n_g)
+            if group is not None:  # the global batch's covariance: one all-reduce of n² + 1 numbers
+                gram, rows = _dist.all_reduce_stats(gram, rows, group)
             out = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=cfg.solve_dtype, name=label)
         return out.reshape(grad.shape)
 
@@ -104,15 +119,21 @@ class TrActLayer:
             extra += ", relative=True"
         if self.tract.solve_dtype != torch.float32:
             extra += f", solve_dtype={self.tract.solve_dtype}"
+        if self.tract.sync != "auto":
+            extra += f", sync={self.tract.sync!r}"
+        if self.tract.defer:
+            extra += ", defer=True"
         return f"{base}, {extra}" if base else extra
 
     def __reduce_ex__(self, protocol):
         # The concrete class is made at run time; pickle (and deepcopy) rebuild it from the original class.
         plain = _plain_class(type(self))
-        return (_rebuild, (plain,), self.__dict__)
+        state = {k: v for k, v in self.__dict__.items() if k not in _TRANSIENT}
+        return (_rebuild, (plain,), state)
 
 
 _CLASSES: dict[type, type] = {}
+_TRANSIENT = ("_tract_pending", "_tract_agreed")  # per-process state, never copied or pickled
 
 
 def _tract_class(cls: type) -> type:
@@ -153,7 +174,7 @@ def _check_supported(module: Any, where: str) -> None:
         )
 
 
-def _config(lam: Any, relative: Any, solve_dtype: Any, block_bytes: Any, woodbury: Any) -> TrActConfig:
+def _config(lam: Any, relative: Any, solve_dtype: Any, block_bytes: Any, woodbury: Any, sync: Any, defer: Any) -> TrActConfig:
     lam = check_lam(lam)
     if not isinstance(relative, bool):
         raise TypeError(f"TrAct: relative must be True or False, got {relative!r}")
@@ -161,8 +182,13 @@ def _config(lam: Any, relative: Any, solve_dtype: Any, block_bytes: Any, woodbur
         raise ValueError(f"TrAct: block_bytes must be a positive integer number of bytes, got {block_bytes!r}")
     if not isinstance(woodbury, bool):
         raise TypeError(f"TrAct: woodbury must be True or False, got {woodbury!r}")
+    if sync not in _dist.SYNC_MODES:
+        raise ValueError(f"TrAct: sync must be one of {_dist.SYNC_MODES}, got {sync!r}")
+    if not isinstance(defer, bool):
+        raise TypeError(f"TrAct: defer must be True or False, got {defer!r}")
     return TrActConfig(
-        lam=lam, relative=relative, solve_dtype=solve_dtype_of(solve_dtype), block_bytes=block_bytes, woodbury=woodbury
+        lam=lam, relative=relative, solve_dtype=solve_dtype_of(solve_dtype), block_bytes=block_bytes,
+        woodbury=woodbury, sync=sync, defer=defer,
     )
 
 
@@ -174,6 +200,8 @@ def TrAct(
     solve_dtype: torch.dtype = torch.float32,
     block_bytes: int = _patches.DEFAULT_BLOCK_BYTES,
     woodbury: bool = True,
+    sync: str = "auto",
+    defer: bool = False,
     name: Optional[str] = None,
 ) -> nn.Module:
     """Return the TrAct version of a first layer (``nn.Linear`` or ``nn.Conv1d/2d/3d``).
@@ -193,10 +221,15 @@ def TrAct(
             to fp64 by itself if the factorisation fails.
         block_bytes: the most bytes of unfolded patches materialised at once (default 64 MiB).
         woodbury: use the Woodbury form when the batch has fewer patch rows than features (r < n).
+        sync: under an initialised process group with several ranks, "auto" (default) and "global" precondition
+            with the covariance of the global batch (one all-reduce of n² + 1 numbers), "local" with each rank's
+            own (the paper's code).  "global" raises if no process group is initialised.
+        defer: accumulate statistics in backward and precondition once per optimizer step with
+            :func:`trainact.precondition_grads` (exact gradient accumulation, multi-crop pooling).
         name: label used in error messages (``apply`` sets the qualified name).
     """
     _check_supported(module, "TrAct")
-    cfg = _config(lam, relative, solve_dtype, block_bytes, woodbury)
+    cfg = _config(lam, relative, solve_dtype, block_bytes, woodbury, sync, defer)
     new = object.__new__(_tract_class(type(module)))
     new.__dict__.update(module.__dict__)
     for key, value in module.__dict__.items():  # own dicts, shared contents (Parameters, buffers, hooks)
@@ -210,7 +243,7 @@ def TrAct(
 def _untract(module: TrActLayer) -> nn.Module:
     plain = object.__new__(_plain_class(type(module)))
     for key, value in module.__dict__.items():
-        if key in ("tract", "_tract_name"):
+        if key in ("tract", "_tract_name") + _TRANSIENT:
             continue
         plain.__dict__[key] = copy.copy(value) if isinstance(value, dict) else value
     return plain

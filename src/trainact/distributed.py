@@ -1,0 +1,172 @@
+"""Exact large-batch TrAct under DDP and gradient accumulation.
+
+TrAct's preconditioner is linear in the gradient, so the update of one big batch can be rebuilt from pieces:
+
+* **DDP** (``sync="auto"``, the default): each rank computes its patch Gram matrix Σ aᵀa and row count, one
+  all-reduce sums them (n² + 1 numbers: 86 KB for a 7x7x3 stem), and every rank preconditions its local gradient
+  with the *global* (AᵀA/r + λI)⁻¹.  DDP's average of the preconditioned gradients is then exactly the TrAct
+  gradient of the concatenated batch; unequal per-rank batches are weighted by their rows.  ``sync="local"`` keeps
+  per-rank statistics (what the paper's code does); ``sync="global"`` demands a process group.
+* **Gradient accumulation** (``defer=True``): backward leaves the *plain* gradient in ``weight.grad`` and adds the
+  Gram matrix and rows to the layer; :func:`precondition_grads` (all-reducing the statistics under DDP) turns the
+  accumulated gradient into the TrAct gradient of all micro-batches at once.  Call it after the last backward,
+  before gradient clipping and the optimizer step, or let ``attach(optimizer)`` call it from the optimizer's step.
+  Several calls of the first layer in one step (multi-crop) are pooled the same way into one ridge problem.
+
+With an AMP GradScaler the order is: backward (k times) -> ``scaler.unscale_(opt)`` -> ``precondition_grads(model)``
+-> clipping -> ``scaler.step(opt)``.  Preconditioning is linear, so inf/NaN from an overflow step propagate and the
+scaler still skips the step; calling ``precondition_grads`` explicitly every window (rather than relying on
+``attach``) also clears the statistics of a window whose step the scaler skipped.
+
+An optimizer step taken while a deferred layer in that optimizer still holds un-preconditioned statistics
+raises, unless the optimizer was attached: a silently different update is never taken.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Iterable, Optional, Union
+
+import torch
+import torch.distributed as dist
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch import nn
+
+__all__ = ["SYNC_MODES", "precondition_grads", "attach", "discard_pending", "pending_layers"]
+
+SYNC_MODES = ("auto", "global", "local")
+
+_PENDING: "weakref.WeakSet" = weakref.WeakSet()  # deferred layers holding statistics not yet consumed
+_ATTACHED: "weakref.WeakSet" = weakref.WeakSet()  # optimizers whose step preconditions by itself
+_HOOK = None
+
+
+def sync_group(sync: str, label: str):
+    """The process group whose statistics a layer pools, or None for local statistics."""
+    initialized = dist.is_available() and dist.is_initialized()
+    if sync == "local":
+        return None
+    if not initialized:
+        if sync == "global":
+            raise RuntimeError(
+                f"{label}: sync='global' needs an initialised torch.distributed process group "
+                f"(dist.init_process_group), and none is initialised"
+            )
+        return None
+    return dist.group.WORLD if dist.get_world_size() > 1 else None
+
+
+def check_ranks_agree(layer, device: torch.device) -> None:
+    """Once per layer, all ranks compare their TrAct modes: a mismatch would hang or silently differ."""
+    if getattr(layer, "_tract_agreed", False):
+        return
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        cfg = layer.tract
+        code = torch.tensor([SYNC_MODES.index(cfg.sync), int(cfg.defer)], device=device)
+        gathered = [torch.zeros_like(code) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, code)
+        modes = [(SYNC_MODES[int(c[0])], bool(c[1])) for c in gathered]
+        if len(set(modes)) > 1:
+            raise RuntimeError(
+                f"{layer._tract_label()}: TrAct settings differ across ranks (sync, defer) = {modes}; "
+                f"every rank must use the same"
+            )
+    layer._tract_agreed = True
+
+
+def all_reduce_stats(gram: torch.Tensor, rows: Union[int, torch.Tensor], group) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the Gram matrices and row counts of all ranks in one collective."""
+    rows_t = torch.as_tensor(rows, dtype=gram.dtype, device=gram.device).reshape(1)
+    buf = torch.cat([gram.reshape(-1), rows_t])  # (g*n*n + 1,)
+    dist.all_reduce(buf, group=group)
+    return buf[:-1].view_as(gram), buf[-1]
+
+
+def _ensure_hook() -> None:
+    global _HOOK
+    if _HOOK is None:
+        _HOOK = register_optimizer_step_pre_hook(_step_pre_hook)
+
+
+def add_pending(layer, gram: torch.Tensor, rows: int) -> None:
+    pending = getattr(layer, "_tract_pending", None)
+    if pending is None:
+        layer._tract_pending = (gram, rows)
+    else:
+        layer._tract_pending = (pending[0] + gram, pending[1] + rows)
+    _PENDING.add(layer)
+    _ensure_hook()
+
+
+def _layers(target: Union[nn.Module, Iterable[nn.Module]]) -> list:
+    from .layers import TrActLayer
+
+    modules = target.modules() if isinstance(target, nn.Module) else target
+    return [m for m in modules if isinstance(m, TrActLayer)]
+
+
+def pending_layers(target: Union[nn.Module, Iterable[nn.Module]]) -> list:
+    return [m for m in _layers(target) if getattr(m, "_tract_pending", None) is not None]
+
+
+def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[str]:
+    """Turn the accumulated plain gradients of deferred TrAct layers into TrAct gradients, in place.
+
+    Pools the Gram matrices of every backward since the last call (all micro-batches, all calls of the layer)
+    and, under DDP with sync != "local", of every rank.  Returns the labels of the layers it preconditioned.
+    Every rank must call it at the same point.
+    """
+    from .tract import precondition
+
+    done = []
+    for layer in pending_layers(target):
+        gram, rows = layer._tract_pending
+        cfg = layer.tract
+        label = layer._tract_label()
+        group = sync_group(cfg.sync, label)
+        if group is not None:
+            gram, rows = all_reduce_stats(gram, rows, group)
+        grad = layer.weight.grad
+        if grad is None:
+            raise RuntimeError(f"{label}: statistics are pending but weight.grad is None (was zero_grad called "
+                               f"between backward and precondition_grads?)")
+        g = layer.tract_geometry.groups
+        grad3 = grad.reshape(g, grad.shape[0] // g, -1)  # (g, m_g, n_g)
+        new = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=cfg.solve_dtype, name=label)
+        grad.copy_(new.reshape(grad.shape))  # in place: DDP bucket views and optimizer references stay valid
+        discard_pending([layer])
+        done.append(label)
+    return done
+
+
+def discard_pending(target: Union[nn.Module, Iterable[nn.Module]]) -> None:
+    """Drop accumulated statistics (e.g. after a step the GradScaler skipped without preconditioning)."""
+    for layer in _layers(target):
+        layer._tract_pending = None
+        _PENDING.discard(layer)
+
+
+def attach(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Let ``optimizer.step()`` precondition the deferred TrAct layers among its parameters first."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"attach: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    _ATTACHED.add(optimizer)
+    _ensure_hook()
+    return optimizer
+
+
+def _step_pre_hook(optimizer, args, kwargs) -> None:
+    if not len(_PENDING):
+        return
+    params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    mine = [layer for layer in list(_PENDING) if id(layer.weight) in params]
+    if not mine:
+        return
+    if optimizer in _ATTACHED:
+        precondition_grads(mine)
+        return
+    names = [layer._tract_label() for layer in mine]
+    raise RuntimeError(
+        f"optimizer step with un-preconditioned accumulated TrAct gradients in {names}: call "
+        f"trainact.precondition_grads(model) before the step, or trainact.attach(optimizer) once"
+    )
+

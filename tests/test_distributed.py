@@ -1,0 +1,278 @@
+"""Exact large-batch TrAct: DDP (2 gloo processes), gradient accumulation, checkpointing, multi-crop."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.testing import assert_close
+from torch.utils.checkpoint import checkpoint
+
+import trainact
+import multiproc
+
+REL = dict(rtol=1e-10, atol=1e-13)
+
+
+def model_f64(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5)
+    ).double()
+
+
+def data(n: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 5, (n,), generator=g)
+
+
+def sum_loss(model, x, y, scale: float):
+    return nn.functional.cross_entropy(model(x), y, reduction="sum") * scale
+
+
+def reference_grad(xs, ys, **opts) -> torch.Tensor:
+    """One process, the whole (concatenated) batch, mean loss."""
+    model = model_f64()
+    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64, **opts)
+    x, y = torch.cat(xs), torch.cat(ys)
+    sum_loss(model, x, y, 1 / len(x)).backward()
+    return model[0].weight.grad
+
+
+# --------------------------------------------------------------------------------------------------------- DDP
+
+
+def _ddp_grad(rank, world, sizes, sync, steps):
+    model = model_f64()
+    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64, sync=sync)
+    ddp = DDP(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.5, momentum=0.9)
+    total = sum(sizes)
+    grads = []
+    for step in range(steps):
+        xs, ys = zip(*(data(s, seed=10 * step + r) for r, s in enumerate(sizes)))
+        opt.zero_grad()
+        # DDP averages over ranks: scale each rank's sum so the average is the global mean loss's gradient
+        sum_loss(ddp, xs[rank], ys[rank], world / total).backward()
+        grads.append(model[0].weight.grad.clone())
+        opt.step()
+    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    gathered = [torch.zeros_like(params) for _ in range(world)]
+    dist.all_gather(gathered, params)
+    return {"grads": grads, "identical": all(torch.equal(gathered[0], p) for p in gathered)}
+
+
+@pytest.mark.distributed
+def test_ddp_global_covariance_equals_single_process_on_concatenated_batch():
+    sizes = [5, 3]  # unequal per-rank batches: rows weight the covariance
+    results = multiproc.run(_ddp_grad, sizes, "auto", 3)
+    xs, ys = zip(*(data(s, seed=r) for r, s in enumerate(sizes)))
+    ref = reference_grad(xs, ys)
+    for res in results:
+        assert_close(res["grads"][0], ref, **REL)
+        assert res["identical"]  # parameters bitwise identical across ranks after 3 steps
+
+
+@pytest.mark.distributed
+def test_ddp_local_statistics_are_the_papers_per_rank_average():
+    sizes = [4, 4]
+    results = multiproc.run(_ddp_grad, sizes, "local", 1)
+    xs, ys = zip(*(data(s, seed=r) for r, s in enumerate(sizes)))
+    per_rank = [reference_grad([x], [y]) for x, y in zip(xs, ys)]  # each rank's own TrAct gradient
+    assert_close(results[0]["grads"][0], (per_rank[0] + per_rank[1]) / 2, **REL)
+    assert not torch.allclose(results[0]["grads"][0], reference_grad(xs, ys), rtol=1e-6)
+
+
+def _ddp_accumulate(rank, world, micro, size):
+    model = model_f64()
+    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64, defer=True)
+    ddp = DDP(model)
+    opt = trainact.attach(torch.optim.SGD(ddp.parameters(), lr=0.1))
+    total = micro * size * world
+    for k in range(micro):
+        x, y = data(size, seed=100 + 10 * k + rank)
+        if k < micro - 1:
+            with ddp.no_sync():
+                sum_loss(ddp, x, y, world / total).backward()
+        else:
+            sum_loss(ddp, x, y, world / total).backward()
+    before = model[0].weight.detach().clone()
+    opt.step()  # the attached optimizer preconditions first (all-reducing the statistics)
+    return ((before - model[0].weight.detach()) / 0.1)
+
+
+@pytest.mark.distributed
+def test_ddp_with_accumulation_equals_one_process_on_everything():
+    micro, size = 3, 2
+    results = multiproc.run(_ddp_accumulate, micro, size)
+    xs, ys = zip(*(data(size, seed=100 + 10 * k + r) for k in range(micro) for r in range(2)))
+    ref = reference_grad(xs, ys)
+    for grad in results:
+        assert_close(grad, ref, **REL)
+
+
+def _mixed_modes(rank, world):
+    model = model_f64()
+    trainact.apply(model, layer="0", sync="auto" if rank == 0 else "local")
+    x, y = data(4, seed=rank)
+    sum_loss(model, x, y, 1.0).backward()
+
+
+@pytest.mark.distributed
+def test_mixed_modes_across_ranks_raise():
+    errors = multiproc.run_expect_errors(_mixed_modes)
+    assert errors and "differ across ranks" in errors[0] and "('auto', False), ('local', False)" in errors[0]
+
+
+def test_global_sync_without_process_group_raises():
+    model = model_f64()
+    trainact.apply(model, layer="0", sync="global")
+    x, y = data(4)
+    with pytest.raises(RuntimeError, match="sync='global' needs an initialised torch.distributed process group"):
+        sum_loss(model, x, y, 1.0).backward()
+
+
+def test_bad_sync_mode():
+    with pytest.raises(ValueError, match="sync must be one of"):
+        trainact.TrAct(nn.Linear(3, 2), sync="everywhere")
+
+
+# -------------------------------------------------------------------------------------------- accumulation
+
+
+def test_accumulated_micro_batches_equal_one_big_batch():
+    micro = [data(3, seed=s) for s in range(4)]
+    model = model_f64()
+    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64, defer=True)
+    for x, y in micro:
+        sum_loss(model, x, y, 1 / 12).backward()
+    assert not torch.allclose(model[0].weight.grad, reference_grad(*zip(*micro)))  # still the plain gradient
+    assert trainact.precondition_grads(model) == ["TrAct layer '0'"]
+    assert_close(model[0].weight.grad, reference_grad(*zip(*micro)), **REL)
+    assert trainact.precondition_grads(model) == []  # statistics consumed
+
+
+def test_step_with_pending_statistics_raises_and_attach_fixes_it():
+    model = model_f64()
+    trainact.apply(model, layer="0", defer=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = data(4)
+    sum_loss(model, x, y, 0.25).backward()
+    before = model[0].weight.detach().clone()
+    with pytest.raises(RuntimeError, match="un-preconditioned accumulated TrAct gradients"):
+        opt.step()
+    assert torch.equal(model[0].weight, before)  # nothing was applied
+    trainact.attach(opt)
+    opt.step()
+    assert not torch.equal(model[0].weight, before) and not trainact.distributed.pending_layers(model)
+
+
+def test_grad_scaler_clipping_order_matches_fp32():
+    """backward -> unscale_ -> precondition_grads -> clip -> step equals the unscaled flow."""
+    results = []
+    for use_scaler in (False, True):
+        model = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(96, 5))
+        torch.manual_seed(0)
+        for p in model.parameters():
+            nn.init.normal_(p, std=0.1)
+        trainact.apply(model, layer="0", defer=True)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=use_scaler)
+        for k in range(2):
+            x, y = data(4, seed=k)
+            scaler.scale(nn.functional.cross_entropy(model(x.float()), y) / 2).backward()
+        scaler.unscale_(opt)
+        trainact.precondition_grads(model)
+        nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+        scaler.step(opt)
+        scaler.update()
+        results.append(model[0].weight.detach().clone())
+    assert_close(results[0], results[1], rtol=1e-5, atol=1e-7)
+
+
+def test_deferred_layer_survives_deepcopy_without_pending_state():
+    model = model_f64()
+    trainact.apply(model, layer="0", defer=True)
+    x, y = data(4)
+    sum_loss(model, x, y, 1.0).backward()
+    clone = copy.deepcopy(model)
+    assert not trainact.distributed.pending_layers(clone) and trainact.distributed.pending_layers(model)
+    trainact.discard_pending(model)
+    assert not trainact.distributed.pending_layers(model)
+
+
+# ------------------------------------------------------------------------------------ checkpointing, multi-crop
+
+
+class Checkpointed(nn.Module):
+    def __init__(self, reentrant: bool):
+        super().__init__()
+        self.body = model_f64()
+        self.reentrant = reentrant
+
+    def forward(self, x):
+        return checkpoint(self.body, x, use_reentrant=self.reentrant)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+@pytest.mark.parametrize("defer", [False, True])
+def test_activation_checkpointing_counts_each_row_once(reentrant, defer):
+    x, y = data(6)
+    if reentrant:
+        x.requires_grad_(True)  # reentrant checkpointing needs an input that requires grad
+    model = Checkpointed(reentrant)
+    trainact.apply(model, 0.1, layer="body.0", solve_dtype=torch.float64, defer=defer)
+    sum_loss(model, x, y, 1 / 6).backward()
+    if defer:
+        (layer,) = trainact.distributed.pending_layers(model)
+        assert layer._tract_pending[1] == 6 * 4 * 4  # rows of one forward, not of the recomputation too
+        trainact.precondition_grads(model)
+    assert_close(model.body[0].weight.grad, reference_grad([x.detach()], [y]), **REL)
+
+
+class MultiCrop(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1).double()
+        self.head = nn.Linear(4, 5).double()
+
+    def forward(self, crops):
+        return [self.head(self.stem(c).mean((2, 3))) for c in crops]
+
+
+def test_multi_crop_pooled_when_deferred_and_per_call_otherwise():
+    from oracle import layer_patches, output_rows
+
+    torch.manual_seed(3)
+    crops = [torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.randn(3, 3, 5, 5, dtype=torch.float64)]
+    y = [torch.randint(0, 5, (2,)), torch.randint(0, 5, (3,))]
+    base = MultiCrop()
+    captured = []
+
+    def keep(module, args, out):
+        out.register_hook(lambda g: captured.append(g))
+
+    plain = copy.deepcopy(base)
+    plain.stem.register_forward_hook(keep)
+    sum(nn.functional.cross_entropy(o, t) for o, t in zip(plain(crops), y)).backward()
+    g_rows = [output_rows(plain.stem, g) for g in reversed(captured)]  # backward visits crops in reverse
+    a_rows = [layer_patches(plain.stem, c) for c in crops]
+    n = a_rows[0].shape[-1]
+    eye = torch.eye(n, dtype=torch.float64)
+
+    def tract(parts):
+        grad = sum(g.transpose(1, 2) @ a for g, a in parts)[0]
+        a_all = torch.cat([a for _, a in parts], dim=1)[0]
+        return grad @ torch.linalg.inv(a_all.T @ a_all / a_all.shape[0] + 0.1 * eye)
+
+    pooled = tract(list(zip(g_rows, a_rows))).reshape(base.stem.weight.shape)
+    per_call = sum(tract([p]) for p in zip(g_rows, a_rows)).reshape(base.stem.weight.shape)
+    for defer, expected in ((True, pooled), (False, per_call)):
+        model = copy.deepcopy(base)
+        trainact.apply(model, 0.1, layer="stem", solve_dtype=torch.float64, defer=defer)
+        sum(nn.functional.cross_entropy(o, t) for o, t in zip(model(crops), y)).backward()
+        trainact.precondition_grads(model)
+        assert_close(model.stem.weight.grad, expected, rtol=1e-9, atol=1e-12)
