@@ -176,6 +176,7 @@ def row_blocks(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, block_bytes: 
 # Gram matrix AᵀA
 
 
+_BAND_LINES = 2  # image lines per GEMM in the band algorithm
 _TRI_MIN = 320  # n from which only the upper block triangle of AᵀA is computed (half the GEMM work)
 _TRI_BLOCK = 192
 
@@ -250,10 +251,16 @@ def _gram_band(
         y = torch.zeros(g, b * rest_rows, lines + k0, ck, dtype=dtype, device=x.device)  # k0 zero lines at the end
         y[:, :, :lines].view(view.shape[:1] + (b, *view.shape[2:])).copy_(view)
         y = y.view(g, b * rest_rows, (lines + k0) * ck)  # (g, K, (lines + k0) * ck)
-        for h in range(lines):
-            left = y[:, :, h * ck : (h + 1) * ck]  # (g, K, ck)          Y_h
-            right = y[:, :, h * ck : (h + k0) * ck]  # (g, K, k0 * ck)   Y_h ... Y_{h+k0-1}
-            band[h].baddbmm_(left.transpose(1, 2), right)
+        for h in range(0, lines, _BAND_LINES):
+            # _BAND_LINES lines per GEMM: a few wasted products, far fewer (thread-synchronising) BLAS calls
+            t = min(_BAND_LINES, lines - h)
+            left = y[:, :, h * ck : (h + t) * ck]  # (g, K, t*ck)             Y_h ... Y_{h+t-1}
+            right = y[:, :, h * ck : (h + t + k0 - 1) * ck]  # (g, K, w)      Y_h ... Y_{h+t+k0-2}
+            prod = torch.bmm(left.transpose(1, 2), right)  # (g, t*ck, w)
+            w = prod.shape[-1]
+            # line j of the group needs columns [j*ck, (j+k0)*ck) of its rows: a strided band of prod
+            diag = prod.as_strided((t, g, ck, k0 * ck), (ck * w + ck, prod.stride(0), w, 1))  # (t, g, ck, k0*ck)
+            band[h : h + t] += diag
     total = torch.zeros(g, cg, k0, ck // cg, cg, k0, ck // cg, dtype=dtype, device=x.device)  # (g, c, i, j, c', i', j')
     for i in range(k0):
         q = band[i : i + s0 * out_shape[0] : s0].sum(0)  # (g, ck, k0 * ck): lines visited by kernel row i
