@@ -276,3 +276,34 @@ def test_multi_crop_pooled_when_deferred_and_per_call_otherwise():
         sum(nn.functional.cross_entropy(o, t) for o, t in zip(model(crops), y)).backward()
         trainact.precondition_grads(model)
         assert_close(model.stem.weight.grad, expected, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------------ FSDP
+
+
+def _fsdp_grad(rank, world):
+    from torch.distributed.fsdp import fully_shard
+
+    model = model_f64()
+    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64)
+    fully_shard(model[0])
+    fully_shard(model)
+    x, y = data(4, seed=rank)
+    sum_loss(model, x, y, 1 / 4).backward()  # FSDP averages over ranks: the global mean loss
+    grad = model[0].weight.grad
+    return grad.full_tensor() if hasattr(grad, "full_tensor") else grad
+
+
+@pytest.mark.distributed
+def test_fsdp2_fully_shard_gives_the_global_batch_gradient():
+    """FSDP2 unshards the weight for forward/backward, so TrAct sees the whole weight and its full gradient."""
+    pytest.importorskip("torch.distributed.fsdp", reason="FSDP unavailable")
+    from torch.distributed import fsdp
+
+    if not hasattr(fsdp, "fully_shard"):
+        pytest.skip("torch.distributed.fsdp.fully_shard (FSDP2) not in this torch")
+    results = multiproc.run(_fsdp_grad)
+    xs, ys = zip(*(data(4, seed=r) for r in range(2)))
+    ref = reference_grad(xs, ys)
+    for grad in results:
+        assert_close(grad, ref, **REL)

@@ -18,6 +18,12 @@ With an AMP GradScaler the order is: backward (k times) -> ``scaler.unscale_(opt
 scaler still skips the step; calling ``precondition_grads`` explicitly every window (rather than relying on
 ``attach``) also clears the statistics of a window whose step the scaler skipped.
 
+FSDP2 (``torch.distributed.fsdp.fully_shard``) was verified on 2 CPU processes (gloo): it unshards the weight
+for forward and backward, so TrAct sees the whole weight and its full gradient, and the result equals the global
+batch's TrAct gradient (tests/test_distributed.py).  Not verified: FSDP1 (``FullyShardedDataParallel``, whose
+flat parameters need ``use_orig_params=True`` for TrAct to see the layer's weight), CUDA/NCCL (no GPU here),
+DeepSpeed and other sharding frameworks.
+
 An optimizer step taken while a deferred layer in that optimizer still holds un-preconditioned statistics
 raises, unless the optimizer was attached: a silently different update is never taken.
 """
