@@ -473,3 +473,12 @@ def test_timm_vit_step_matches_oracle():
     assert name == "patch_embed.proj"
     ref = ridge_oracle(proj, x, captured["g"], 0.1)
     assert_close(model.patch_embed.proj.weight.grad, ref, rtol=1e-8, atol=1e-10)
+
+
+def test_apply_leaves_the_global_rng_alone():
+    model = tiny_cnn()
+    torch.manual_seed(14)
+    expected = torch.rand(3)
+    torch.manual_seed(14)
+    trainact.apply(model)
+    assert torch.equal(torch.rand(3), expected)

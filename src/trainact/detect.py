@@ -57,7 +57,8 @@ def _guess_inputs(model: nn.Module, cands: list[nn.Module]) -> list[torch.Tensor
     for shape in shapes:
         if shape not in seen:
             seen.add(shape)
-            out.append(torch.zeros(2, *shape, device=device, dtype=dtype).normal_())
+            gen = torch.Generator().manual_seed(0)  # never touch the caller's RNG streams
+            out.append(torch.randn(2, *shape, generator=gen, dtype=dtype).to(device))
     return out
 
 
