@@ -219,7 +219,7 @@ def TrAct(
             (for [0, 1] or [0, 255] inputs).  Not in the paper.
         solve_dtype: torch.float32 (default) or torch.float64 for the covariance and the solve; fp32 falls back
             to fp64 by itself if the factorisation fails.
-        block_bytes: the most bytes of unfolded patches materialised at once (default 64 MiB).
+        block_bytes: the most bytes of unfolded patches materialised at once (default 16 MiB).
         woodbury: use the Woodbury form when the batch has fewer patch rows than features (r < n).
         sync: under an initialised process group with several ranks, "auto" (default) and "global" precondition
             with the covariance of the global batch (one all-reduce of n² + 1 numbers), "local" with each rank's

@@ -7,7 +7,7 @@
   everything is laid out per group: gram (g, n_g, n_g), patches (g, r, n_g).
 
 Patches are a strided *view* of the (padded) input: ``Tensor.unfold`` per spatial dimension, every
-``dilation``-th element of the window.  Only a bounded block of rows (``block_bytes``, default 64 MiB) is ever
+``dilation``-th element of the window.  Only a bounded block of rows (``block_bytes``, default 16 MiB) is ever
 laid out contiguously for the GEMM, so memory stays bounded whatever the batch; for a Linear whose input is
 already a row-major matrix in the solve dtype, nothing is copied at all.
 """
@@ -22,7 +22,7 @@ from torch import nn
 
 __all__ = ["Geometry", "geometry_of", "gram", "patch_matrix", "DEFAULT_BLOCK_BYTES"]
 
-DEFAULT_BLOCK_BYTES = 64 * 2**20
+DEFAULT_BLOCK_BYTES = 16 * 2**20  # cache-friendly: copy and GEMM of a block stay in L2/L3
 
 
 @dataclass(frozen=True)

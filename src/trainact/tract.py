@@ -86,13 +86,15 @@ def precondition(
     if gram.shape != (g, n, n):
         raise ValueError(f"{name}: gram has shape {tuple(gram.shape)}, expected {(g, n, n)} for grad {tuple(grad.shape)}")
     out_dtype = grad.dtype
-    cov = gram.to(solve_dtype) / rows  # (g, n, n)  AᵀA / r
-    eye = torch.eye(n, dtype=solve_dtype, device=cov.device)
-    ridge = _ridge(cov.diagonal(dim1=-2, dim2=-1).sum(-1), n, lam, relative)
-    mat = cov + ridge * eye  # (g, n, n)  SPD for λ > 0
+    mat = gram.to(solve_dtype) / rows  # (g, n, n)  AᵀA / r  (a new tensor: gram is left alone)
+    diag = mat.diagonal(dim1=-2, dim2=-1)  # (g, n) view
+    ridge = _ridge(diag.sum(-1), n, lam, relative)
+    finite = torch.isfinite(mat).all()
+    diag += ridge if isinstance(ridge, float) else ridge[:, :, 0]  # (g, n, n)  AᵀA/r + λI, SPD for λ > 0
     chol, info = torch.linalg.cholesky_ex(mat)
-    nonfinite, failed = _status(~torch.isfinite(cov).all(), info.ne(0).any())
+    nonfinite, failed = _status(~finite, info.ne(0).any())
     if nonfinite:
+        cov = gram.to(solve_dtype)
         bad = int((~torch.isfinite(cov)).sum())
         raise TrActNumericalError(
             f"{name}: the input patch covariance AᵀA/r is not finite ({bad} of {cov.numel()} entries are inf/NaN); "
@@ -103,9 +105,10 @@ def precondition(
             raise TrActNumericalError(f"{name}: Cholesky factorisation of AᵀA/r + λI failed in float64 (λ={lam})")
         # fp32 lost positive definiteness (tiny λ against a huge covariance): redo it in float64.
         return precondition(grad, gram.double(), rows, lam, relative=relative, solve_dtype=torch.float64, name=name)
-    # X · mat = grad  <=>  mat · Xᵀ = gradᵀ  (mat symmetric)
-    sol = torch.cholesky_solve(grad.to(solve_dtype).transpose(-1, -2), chol)  # (g, n, m)
-    return sol.transpose(-1, -2).to(out_dtype)  # (g, m, n)
+    # X · L Lᵀ = grad: two right-side triangular solves (no transposed copies of grad)
+    half = torch.linalg.solve_triangular(chol.mT, grad.to(solve_dtype), upper=True, left=False)  # (g, m, n) X·L
+    sol = torch.linalg.solve_triangular(chol, half, upper=False, left=False)  # (g, m, n) X
+    return sol.to(out_dtype)
 
 
 def precondition_woodbury(
