@@ -1,0 +1,249 @@
+"""The one configuration object of `trainact compare`.
+
+Every option of the harness lives in `CompareConfig`; the CLI only builds it. It is validated when it is
+constructed (`ValueError` naming the offending value), before anything is loaded or trained, and it
+round-trips through JSON (`config.json` in the output directory), so a result always carries the exact
+settings that produced it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+METHODS = ("baseline", "tract")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "multistep")
+INPUT_RANGES = ("standardized", "unit", "byte")
+AMP_MODES = ("off", "bf16", "fp16")
+
+# The pytorch-cifar100 recipe multiplies the lr by 0.2 at epochs 60/120/160 of 200. For another budget the
+# milestones keep their place as fractions of it: epoch round(0.3 B), round(0.6 B), round(0.8 B).
+MULTISTEP_FRACTIONS = (0.3, 0.6, 0.8)
+MULTISTEP_GAMMA = 0.2
+
+# The paper's best SGD lr (ResNet-18 on CIFAR-10, momentum 0.9, cosine): the first layer's lr when
+# `first_layer_sgd` is set and `first_layer_lr` is not.
+DEFAULT_FIRST_LAYER_LR = 0.08
+
+# Fields that may differ between two invocations writing into the same output directory: adding budgets,
+# seeds, lrs or lambdas adds runs; the rest only changes how runs are executed, not what they compute.
+EXTENSIBLE_FIELDS = ("methods", "lams", "budgets", "seeds", "lrs", "lr_grid_seeds", "out", "device", "threads")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """All options of `trainact compare` (see `trainact compare --help` for the meaning of each)."""
+
+    # data
+    data: Optional[str] = None  # None: the built-in synthetic data set
+    synthetic: Optional[dict] = None  # options of the synthetic set (train_size, test_size, image_size, seed, ...)
+    cache_dir: Optional[str] = None
+    train_subset: Optional[int] = None
+    input_range: str = "standardized"
+    augment: bool = True
+    # model
+    model: str = "resnet18"
+    width: Optional[int] = 8  # ResNet base width (64 in the paper; 8 keeps the no-argument demo on a CPU)
+    patch_size: Optional[int] = None  # ViT options; None: the model's default
+    dim: Optional[int] = None
+    depth: Optional[int] = None
+    heads: Optional[int] = None
+    # methods
+    methods: tuple = ("baseline", "tract")
+    lams: tuple = (0.1,)
+    relative_lambda: bool = False
+    # protocol
+    budgets: tuple = (3, 6)
+    seeds: tuple = (0,)
+    lrs: tuple = (0.08,)
+    lr_grid_seeds: Optional[int] = None  # the lr grid uses the first N seeds; None: all seeds
+    # optimisation
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0  # the paper's CIFAR-10 runs: 0; without it the demo stalls at chance for epochs
+    label_smoothing: float = 0.0
+    batch_size: int = 128  # global batch (all ranks together)
+    grad_accum: int = 1
+    first_layer_sgd: bool = False
+    first_layer_lr: Optional[float] = None
+    # execution
+    amp: str = "off"
+    device: str = "auto"
+    eval_every: int = 1
+    threads: Optional[int] = None
+    out: str = "runs/compare"
+
+    def __post_init__(self) -> None:
+        # lists arrive as lists from JSON / callers: store tuples so the config stays hashable and frozen
+        for name in ("methods", "lams", "budgets", "seeds", "lrs"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise ValueError(f"{name} must be a list, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if self.synthetic is not None:
+            if not isinstance(self.synthetic, dict):
+                raise ValueError(f"synthetic must be a dict of options, got {self.synthetic!r}")
+            if self.data is not None:
+                raise ValueError(f"synthetic options {self.synthetic} only apply without data (got data={self.data!r})")
+        _check_choice("input_range", self.input_range, INPUT_RANGES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("amp", self.amp, AMP_MODES)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not self.model or not isinstance(self.model, str):
+            raise ValueError(f"model must be a non-empty name, got {self.model!r}")
+
+        if not self.methods:
+            raise ValueError("methods must not be empty")
+        for m in self.methods:
+            _check_choice("method", m, METHODS)
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods has duplicates: {list(self.methods)}")
+        for lam in self.lams:
+            _check_number("lam", lam, positive=True)
+        if "tract" in self.methods and not self.lams:
+            raise ValueError("lams must not be empty when tract is among the methods")
+        if len(set(self.lams)) != len(self.lams):
+            raise ValueError(f"lams has duplicates: {list(self.lams)}")
+        if self.relative_lambda and "tract" not in self.methods:
+            raise ValueError("relative_lambda only applies to tract, which is not among the methods "
+                             f"{list(self.methods)}")
+
+        if not self.budgets:
+            raise ValueError("budgets must not be empty")
+        for b in self.budgets:
+            _check_int("budget", b, minimum=1)
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ValueError(f"budgets has duplicates: {list(self.budgets)}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        for s in self.seeds:
+            _check_int("seed", s, minimum=0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds has duplicates: {list(self.seeds)}")
+        if not self.lrs:
+            raise ValueError("lrs must not be empty")
+        for lr in self.lrs:
+            _check_number("lr", lr, positive=True)
+        if len(set(self.lrs)) != len(self.lrs):
+            raise ValueError(f"lrs has duplicates: {list(self.lrs)}")
+        if len(self.lrs) > 1 and "baseline" not in self.methods:
+            raise ValueError(f"several lrs {list(self.lrs)} need the baseline: TrAct uses the baseline's "
+                             "best lr (the paper's rule); give one lr or add baseline to the methods")
+        if self.lr_grid_seeds is not None:
+            _check_int("lr_grid_seeds", self.lr_grid_seeds, minimum=1)
+            if self.lr_grid_seeds > len(self.seeds):
+                raise ValueError(f"lr_grid_seeds={self.lr_grid_seeds} exceeds the number of seeds "
+                                 f"({len(self.seeds)})")
+
+        if self.train_subset is not None:
+            _check_int("train_subset", self.train_subset, minimum=1)
+        for name in ("width", "patch_size", "dim", "depth", "heads"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+
+        _check_number("momentum", self.momentum, minimum=0.0)
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be < 1, got {self.momentum!r}")
+        if self.nesterov and (self.optimizer != "sgd" and not self.first_layer_sgd):
+            raise ValueError(f"nesterov applies to SGD, but the optimizer is {self.optimizer!r}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0, got momentum=0")
+        _check_number("weight_decay", self.weight_decay, minimum=0.0)
+        _check_number("warmup_epochs", self.warmup_epochs, minimum=0.0)
+        if self.warmup_epochs >= min(self.budgets):
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} must be shorter than the shortest budget "
+                             f"({min(self.budgets)} epochs); lower it (--warmup-epochs 0 turns it off)")
+        _check_number("label_smoothing", self.label_smoothing, minimum=0.0)
+        if self.label_smoothing >= 1:
+            raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("grad_accum", self.grad_accum, minimum=1)
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size={self.batch_size} is not divisible into grad_accum={self.grad_accum} "
+                             f"micro-batches")
+        if self.first_layer_sgd and self.optimizer == "sgd":
+            raise ValueError("first_layer_sgd trains the first layer with SGD while the rest uses Adam/AdamW; "
+                             "with optimizer 'sgd' everything is SGD already (choose adam or adamw)")
+        if self.first_layer_lr is not None:
+            if not self.first_layer_sgd:
+                raise ValueError(f"first_layer_lr={self.first_layer_lr!r} is only used with first_layer_sgd")
+            _check_number("first_layer_lr", self.first_layer_lr, positive=True)
+        _check_int("eval_every", self.eval_every, minimum=1)
+        if self.threads is not None:
+            _check_int("threads", self.threads, minimum=1)
+        if not self.out:
+            raise ValueError("out must be a directory path")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def effective_first_layer_lr(self) -> float:
+        return DEFAULT_FIRST_LAYER_LR if self.first_layer_lr is None else float(self.first_layer_lr)
+
+    @property
+    def grid_seeds(self) -> tuple:
+        """Seeds the baseline's lr grid is run with (all seeds unless `lr_grid_seeds` says fewer)."""
+        return self.seeds if self.lr_grid_seeds is None else self.seeds[: self.lr_grid_seeds]
+
+    def model_options(self) -> dict:
+        """Keyword options for `build_model`; only those set (None keeps the model's default)."""
+        if self.model.startswith("resnet"):
+            names = ("width",)
+        else:  # the ViTs, and tv:/timm: models that accept them
+            names = ("patch_size", "dim", "depth", "heads")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for name in ("methods", "lams", "budgets", "seeds", "lrs"):
+            d[name] = list(d[name])
+        return d
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompareConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields: {unknown}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CompareConfig":
+        return cls.from_dict(json.loads(text))
+
+    def differences(self, other: "CompareConfig", ignore=EXTENSIBLE_FIELDS) -> dict:
+        """{field: (self's value, other's value)} for the fields that differ, except `ignore`."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, *, positive: bool = False, minimum: Optional[float] = None) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and positive and not value > 0:
+        ok = False
+    if ok and minimum is not None and value < minimum:
+        ok = False
+    if not ok:
+        what = "a positive number" if positive else f"a number >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")

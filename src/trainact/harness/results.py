@@ -1,0 +1,236 @@
+"""Results of a comparison: loading run JSON, mean ± std over seeds, the speed-up, the table, summary.json.
+
+Everything here works from the files in the output directory alone (`config.json`, each run's
+`summary.json` and `metrics.jsonl`), so `trainact report DIR` rebuilds exactly what `trainact compare` printed.
+
+Speed-up (the paper's "TrAct@100 epochs matches the baseline@800"): the baseline's mean final top-1 at its
+best lr is a function of the budget, known at the measured budgets and joined piecewise linearly between
+them. For a TrAct budget t with mean final top-1 `acc`, the matched baseline budget is the first budget
+where that curve reaches `acc`; the speed-up is matched / t. Nothing is extrapolated:
+- `acc` above every baseline point: the baseline never got there; reported as "≥ X" with
+  X = longest baseline budget / t (a lower bound).
+- `acc` below the shortest baseline budget's accuracy: reported as "< X" with X = shortest budget / t (an upper
+  bound, assuming the baseline does not get worse with more epochs below its shortest measured budget); the
+  ratio is None.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from trainact.harness.config import CompareConfig
+from trainact.harness.protocol import RunSpec, fmt_num, needs_grid, select_best_lr
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    summary: dict
+    metrics: list = field(default_factory=list)  # one dict per epoch, from metrics.jsonl
+
+
+# ---------------------------------------------------------------------------------------------- files
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to a temporary file next to `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_config(out_dir) -> CompareConfig:
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {out_dir} the output directory of `trainact compare`?")
+    with open(path) as f:
+        return CompareConfig.from_dict(json.load(f)["config"])
+
+
+def load_runs(out_dir) -> list[RunResult]:
+    """Every completed run below `out_dir` (a summary.json saying completed), with its per-epoch metrics."""
+    out_dir = Path(out_dir)
+    runs = []
+    for path in sorted(out_dir.glob("b*/*/lr*/s*/summary.json")):
+        with open(path) as f:
+            summary = json.load(f)
+        if not summary.get("completed"):
+            continue
+        metrics_path = path.parent / "metrics.jsonl"
+        metrics = read_jsonl(metrics_path) if metrics_path.is_file() else []
+        runs.append(RunResult(RunSpec.from_dict(summary["run"]), summary, metrics))
+    return runs
+
+
+def git_sha() -> Optional[str]:
+    """The commit of the working tree the harness runs from, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else None
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+def stats(values: Sequence[float]) -> dict:
+    """mean and sample standard deviation (None for a single value: one seed says nothing about spread)."""
+    values = [float(v) for v in values]
+    return {"n": len(values), "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def match_budget(curve: Sequence[tuple[float, float]], acc: float, budget: float) -> dict:
+    """Which baseline budget reaches `acc`, and the speed-up of a TrAct run of `budget` epochs.
+
+    `curve`: (baseline budget, baseline mean final accuracy) at the measured budgets. Returns a dict with
+    `kind` ("interpolated" | "at_least" | "below"), `matched_baseline_epochs` (None unless interpolated),
+    `ratio` (matched / budget, None unless interpolated), `bound` (the "≥"/"<" bound otherwise) and `display`.
+    """
+    if not curve:
+        raise ValueError("no baseline budgets to match against")
+    pts = sorted((float(b), float(a)) for b, a in curve)
+    out = {"tract_budget": budget, "tract_top1": acc, "kind": None, "matched_baseline_epochs": None,
+           "ratio": None, "bound": None, "display": None, "note": None}
+    b0, a0 = pts[0]
+    if acc < a0:
+        out.update(kind="below", bound=b0 / budget, display=f"< {b0 / budget:.2f}x",
+                   note=f"TrAct@{_fmt_b(budget)} ({acc:.2f}%) is below the baseline@{_fmt_b(b0)} ({a0:.2f}%), "
+                        "the shortest measured baseline budget")
+        return out
+    matched = b0 if acc == a0 else None
+    if matched is None:
+        for (bl, al), (bh, ah) in zip(pts, pts[1:]):
+            if al < acc <= ah:  # the first segment where the baseline curve rises through acc
+                matched = bl + (acc - al) / (ah - al) * (bh - bl)
+                break
+    if matched is None:  # acc above every measured baseline point
+        bl = pts[-1][0]
+        out.update(kind="at_least", bound=bl / budget, display=f"≥ {bl / budget:.2f}x",
+                   note=f"TrAct@{_fmt_b(budget)} ({acc:.2f}%) beats every measured baseline budget, "
+                        f"the longest being {_fmt_b(bl)} epochs ({pts[-1][1]:.2f}%)")
+        return out
+    out.update(kind="interpolated", matched_baseline_epochs=matched, ratio=matched / budget,
+               display=f"{matched / budget:.2f}x")
+    return out
+
+
+def _fmt_b(b: float) -> str:
+    return str(int(b)) if float(b).is_integer() else f"{b:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------- analysis
+def analyse(cfg: CompareConfig, runs: Sequence[RunResult]) -> dict:
+    """Aggregate completed runs: best lr per budget, mean ± std per method and budget, speed-ups.
+
+    Works on partial results too (report on an interrupted comparison): what is missing is listed.
+    """
+    by_spec = {r.spec: r for r in runs}
+
+    # the baseline's lr grid and the best lr per budget (paper's rule, on the grid seeds)
+    lr_grid, best = [], {}
+    for b in cfg.budgets:
+        per_lr = {}
+        for lr in cfg.lrs:
+            accs = [by_spec[RunSpec(b, "baseline", lr, s)].summary["final_top1"]
+                    for s in cfg.grid_seeds if RunSpec(b, "baseline", lr, s) in by_spec]
+            if accs:
+                per_lr[lr] = accs
+        if not needs_grid(cfg):
+            best[b] = cfg.lrs[0]
+        elif per_lr and len(per_lr) == len(cfg.lrs):
+            best[b] = select_best_lr(per_lr)
+        for lr, accs in sorted(per_lr.items()):
+            lr_grid.append({"budget": b, "lr": lr, "seeds": list(cfg.grid_seeds[: len(accs)]),
+                            "top1": stats(accs), "selected": best.get(b) == lr})
+
+    # mean ± std over seeds at the selected lr
+    labels = (["baseline"] if "baseline" in cfg.methods else []) + (
+        [f"tract-l{fmt_num(lam)}" for lam in cfg.lams] if "tract" in cfg.methods else [])
+    rows, missing = [], []
+    for b in cfg.budgets:
+        if b not in best:
+            continue
+        for label in labels:
+            method, lam = ("baseline", None) if label == "baseline" else ("tract", float(label[len("tract-l"):]))
+            specs = [RunSpec(b, method, best[b], s, lam=lam) for s in cfg.seeds]
+            done = [by_spec[s] for s in specs if s in by_spec]
+            missing += [s.run_id for s in specs if s not in by_spec]
+            if not done:
+                continue
+            rows.append({
+                "method": method, "label": label, "lam": lam, "budget": b, "lr": best[b],
+                "seeds": [r.spec.seed for r in done],
+                "top1": stats([r.summary["final_top1"] for r in done]),
+                "top5": stats([r.summary["final_top5"] for r in done]),
+                "best_top1": stats([r.summary["best_top1"] for r in done]),
+                "seconds_per_epoch": stats([r.summary["seconds_per_epoch"] for r in done]),
+                "train_images_per_second": stats([r.summary["train_images_per_second"] for r in done]),
+            })
+    missing += [f"b{b}/baseline (lr grid incomplete)" for b in cfg.budgets if b not in best]
+
+    # speed-up of every TrAct budget against the baseline's curve
+    curve = [(r["budget"], r["top1"]["mean"]) for r in rows if r["method"] == "baseline"]
+    speedups = []
+    if curve:
+        for r in rows:
+            if r["method"] == "tract":
+                s = match_budget(curve, r["top1"]["mean"], r["budget"])
+                s["label"] = r["label"]
+                r["speedup"] = s["display"]
+                speedups.append(s)
+    return {"best_lr": [{"budget": b, "lr": lr} for b, lr in sorted(best.items())], "lr_grid": lr_grid,
+            "results": rows, "speedups": speedups, "missing": missing, "complete": not missing}
+
+
+def format_table(analysis: dict) -> str:
+    """The final terminal table: mean ± std over seeds of the final test accuracy, and the speed-up."""
+    def pm(s):
+        return f"{s['mean']:6.2f} ± {s['std']:5.2f}" if s["std"] is not None else f"{s['mean']:6.2f}        "
+
+    lines = []
+    if any(not g["selected"] for g in analysis["lr_grid"]):
+        lines.append("baseline lr grid (final test top-1 %, mean over the grid seeds; * = selected):")
+        for g in analysis["lr_grid"]:
+            lines.append(f"  budget {g['budget']:>4}  lr {fmt_num(g['lr']):>8}  {pm(g['top1'])}  (n={g['top1']['n']})"
+                         + ("  *" if g["selected"] else ""))
+        lines.append("")
+    header = f"{'budget':>6}  {'method':<14} {'lr':>8} {'n':>2}  {'top-1 %':>15}  {'top-5 %':>15}  {'s/epoch':>8}  speed-up"
+    lines += [header, "-" * len(header)]
+    for r in analysis["results"]:
+        lines.append(f"{r['budget']:>6}  {r['label']:<14} {fmt_num(r['lr']):>8} {r['top1']['n']:>2}  "
+                     f"{pm(r['top1'])}  {pm(r['top5'])}  {r['seconds_per_epoch']['mean']:8.2f}  "
+                     f"{r.get('speedup', '')}")
+    notes = [s["note"] for s in analysis["speedups"] if s["note"]]
+    if analysis["speedups"]:
+        lines += ["", "speed-up = baseline epochs reaching TrAct's final top-1 (linear interpolation between "
+                      "measured baseline budgets) / TrAct epochs"]
+    lines += [f"  note: {n}" for n in notes]
+    if analysis["missing"]:
+        lines += ["", f"missing runs ({len(analysis['missing'])}): " + ", ".join(analysis["missing"][:8])
+                  + (" ..." if len(analysis["missing"]) > 8 else "")]
+    return "\n".join(lines)
+
+
+def summarize(out_dir, cfg: Optional[CompareConfig] = None) -> dict:
+    """Load everything from `out_dir` and return the top-level summary (without writing it)."""
+    out_dir = Path(out_dir)
+    cfg = cfg or load_config(out_dir)
+    with open(out_dir / "config.json") as f:
+        env = json.load(f).get("environment", {})
+    runs = load_runs(out_dir)
+    analysis = analyse(cfg, runs)
+    return {"config": cfg.to_dict(), "environment": env, **analysis, "runs": sorted(r.spec.run_id for r in runs)}

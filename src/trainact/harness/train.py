@@ -1,0 +1,549 @@
+"""Training: one run (`run_one`) and a whole comparison (`run_compare`), resumable and distributed.
+
+One run trains one model for `budget` epochs with its own per-step schedule and writes, under
+`OUT/<run id>/`:
+- config.json: the full config, the run, the environment (git sha, torch version, device);
+- metrics.jsonl: one line per epoch (epoch, train_loss, train_acc, test_top1, test_top5, lr, seconds =
+  training time of the epoch without evaluation, eval_seconds); accuracies in %;
+- checkpoint.pt while the run is in progress: model, optimizer(s), GradScaler, epoch, step, RNG states and the
+  metrics so far, written after every epoch to a temporary file and renamed over the old one. The lr schedule is
+  a pure function of the step, so it needs no state of its own. The checkpoint is deleted when the run completes;
+- summary.json, written last: final and best top-1/top-5, timing, `completed: true`.
+
+A run whose summary.json says completed is skipped. A run with a checkpoint continues from it, and on the CPU its
+metrics equal those of an uninterrupted run: initial weights come from `torch.manual_seed(seed)` (so the baseline
+and TrAct of a seed start from identical weights), data order and augmentation from (seed, epoch).
+
+Under `torchrun` every rank trains a DDP replica on its shard of each batch (`--batch-size` is the global batch),
+evaluation is sharded and all-reduced, and rank 0 alone reads and writes files. Note that TrAct's covariance
+AᵀA is then that of the rank's own shard (as BatchNorm statistics are), not of the global batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+
+import trainact
+from trainact.harness.config import MULTISTEP_FRACTIONS, MULTISTEP_GAMMA, CompareConfig
+from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs
+from trainact.harness.results import git_sha, write_json_atomic
+
+# ---------------------------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process stands in a `torchrun` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def broadcast(self, obj):
+        """Rank 0's `obj` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_reduce_(self, t: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            torch.distributed.all_reduce(t)
+        return t
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def resolve_device(name: str, dist: DistEnv = DistEnv()) -> torch.device:
+    """`auto` is CUDA when available, else the CPU; under torchrun each rank uses cuda:LOCAL_RANK."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available (use --device cpu or auto)")
+        if name == "cuda":
+            name = f"cuda:{dist.local_rank}" if dist.enabled else "cuda"
+    return torch.device(name)
+
+
+def init_distributed(device_name: str) -> tuple[DistEnv, torch.device]:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    if not launched_by_torchrun():
+        return DistEnv(), resolve_device(device_name)
+    env = DistEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    device = resolve_device(device_name, env)
+    if env.enabled and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return env, device
+
+
+def shutdown_distributed() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+
+
+def lr_factor(step: int, steps_per_epoch: int, budget: int, cfg: CompareConfig) -> float:
+    """The lr multiplier at `step` (0-based, counted over the whole run).
+
+    Linear warm-up over `warmup_epochs` (from 1/warmup_steps to 1), then cosine from 1 to 0 over the rest of
+    the run (per step), or the multistep recipe: ×0.2 at epochs round(0.3 B), round(0.6 B), round(0.8 B) of a
+    B-epoch budget (60/120/160 of 200, as in pytorch-cifar100).
+    """
+    total = budget * steps_per_epoch
+    warm = round(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    epoch = step // steps_per_epoch
+    milestones = [max(1, round(f * budget)) for f in MULTISTEP_FRACTIONS]
+    return MULTISTEP_GAMMA ** sum(epoch >= m for m in milestones)
+
+
+def precision_context(amp: str, device: torch.device):
+    """The one precision switch: nullcontext for fp32, autocast otherwise."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def make_optimizers(model: nn.Module, first_layer: str, lr: float, cfg: CompareConfig) -> list:
+    """The optimizer(s) of a run: one over all parameters, or (first_layer_sgd) SGD for the first layer plus
+    Adam/AdamW for the rest. Weight decay applies to every parameter (as in pytorch-cifar100)."""
+    first = list(model.get_submodule(first_layer).parameters())
+    ids = {id(p) for p in first}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+
+    def make(name, params, lr_):
+        if name == "sgd":
+            return torch.optim.SGD(params, lr=lr_, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                   weight_decay=cfg.weight_decay)
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr_, weight_decay=cfg.weight_decay)
+
+    if cfg.first_layer_sgd:
+        return [make(cfg.optimizer, rest, lr), make("sgd", first, cfg.effective_first_layer_lr)]
+    return [make(cfg.optimizer, first + rest, lr)]
+
+
+def environment(device: torch.device, dist: DistEnv = DistEnv()) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {"git_sha": git_sha(), "torch_version": torch.__version__, "python": platform.python_version(),
+            "device": str(device), "device_name": name, "world_size": dist.world_size,
+            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_run_model(run: RunSpec, cfg: CompareConfig, dataset, device: torch.device, example: torch.Tensor):
+    """The model of a run, seeded by the run's seed, with TrAct on its first layer for TrAct runs.
+
+    Returns (model, first layer name). The first layer is found by tracing `example` (no RNG is used), so the
+    baseline and TrAct of the same seed start from identical weights and identical RNG state.
+    """
+    from trainact.harness.models import build_model
+
+    n, c, h, w = dataset.train_images.shape  # (N, C, H, W)
+    torch.manual_seed(run.seed)
+    model = build_model(cfg.model, num_classes=len(dataset.classes), image_size=h, in_channels=c,
+                        **cfg.model_options())
+    model.to(device)
+    first = trainact.find_first_layer(model, example_input=example)
+    if run.method == "tract":
+        # with micro-batches, precondition once per step with the statistics of all of them (exact large batch)
+        trainact.apply(model, run.lam, layer=first, relative=cfg.relative_lambda, defer=cfg.grad_accum > 1)
+    return model, first
+
+
+def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, dist: DistEnv = DistEnv()):
+    from trainact.harness.data import BatchLoader
+
+    if cfg.batch_size % dist.world_size:
+        raise ValueError(f"batch_size={cfg.batch_size} (the global batch) is not divisible by the "
+                         f"{dist.world_size} processes")
+    per_rank = cfg.batch_size // dist.world_size
+    common = dict(mean=dataset.mean, std=dataset.std, input_range=cfg.input_range, device=device,
+                  rank=dist.rank, world_size=dist.world_size)
+    train = BatchLoader(dataset.train_images, dataset.train_labels, batch_size=per_rank, train=True,
+                        augment=cfg.augment, seed=seed, **common)
+    test = BatchLoader(dataset.test_images, dataset.test_labels, batch_size=max(per_rank, 256), train=False,
+                       augment=False, seed=seed, **common)
+    return train, test
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, ctx, device: torch.device, dist: DistEnv = DistEnv()) -> tuple[float, float]:
+    """Test top-1 and top-5 (%) over the whole test set (each rank its shard, summed over ranks)."""
+    model.eval()
+    counts = torch.zeros(3, dtype=torch.int64, device=device)  # top-1 hits, top-5 hits, images
+    for x, y in loader.epoch(0):
+        with ctx:
+            out = model(x)  # (B, classes)
+        top = out.topk(min(5, out.shape[1]), dim=1).indices  # (B, k)
+        hit = top == y[:, None]  # (B, k)
+        counts[0] += hit[:, 0].sum()
+        counts[1] += hit.any(dim=1).sum()
+        counts[2] += y.shape[0]
+    dist.all_reduce_(counts)
+    c1, c5, n = counts.tolist()
+    return 100.0 * c1 / n, 100.0 * c5 / n
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_jsonl_atomic(rows: list, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+
+
+def read_completed(path: Path) -> Optional[dict]:
+    """The summary of a completed run, or None."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("completed") is True else None
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _bar_log(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+
+def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.device, *,
+            dist: DistEnv = DistEnv(), on_epoch_end: Optional[Callable[[int, dict], None]] = None,
+            env: Optional[dict] = None, log: Callable[[str], None] = _log) -> dict:
+    """Train one run (or continue it from its checkpoint, or skip it if complete); returns its summary.
+
+    `on_epoch_end(epoch, metrics_row)` is called after each epoch's checkpoint is written (tests use it to
+    interrupt a run).
+    """
+    from tqdm import tqdm
+
+    run_dir = Path(out_dir) / run.run_id
+    summary_path, ckpt_path, metrics_path = run_dir / "summary.json", run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
+
+    # rank 0 decides: skip, resume or start; every rank gets the same answer (and the same checkpoint)
+    done, state = None, None
+    if dist.is_main:
+        done = read_completed(summary_path)
+        if done is not None:
+            ckpt_path.unlink(missing_ok=True)
+        elif ckpt_path.is_file():
+            try:
+                state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            except Exception as err:  # unreadable: say which file, and how to start the run over
+                raise ValueError(f"cannot read checkpoint {ckpt_path} ({type(err).__name__}: {err}); "
+                                 "delete it to restart this run") from err
+    done, state = dist.broadcast((done, state))
+    if done is not None:
+        if dist.is_main:
+            log(f"[{run.run_id}] complete, skipped (final top-1 {done['final_top1']:.2f}%)")
+        return done
+
+    train_loader, test_loader = make_loaders(cfg, dataset, device, run.seed, dist)
+    example = next(iter(test_loader.epoch(0)))[0][:2]
+    model, first = build_run_model(run, cfg, dataset, device, example)
+    opts = make_optimizers(model, first, run.lr, cfg)
+    base_lrs = [[g["lr"] for g in o.param_groups] for o in opts]
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    ctx = precision_context(cfg.amp, device)
+    history, start_epoch = [], 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        for o, s in zip(opts, state["optimizers"]):
+            o.load_state_dict(s)
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"], device)
+        history, start_epoch = list(state["history"]), int(state["epoch"])
+    train_model = model
+    if dist.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        summary_path.unlink(missing_ok=True)
+        write_json_atomic(run_dir / "config.json", {"config": cfg.to_dict(), "run": run.to_dict(),
+                                                    "first_layer": first, "environment": env or environment(device, dist)})
+        _write_jsonl_atomic(history, metrics_path)  # drops epochs after the checkpoint, if any
+        log(f"[{run.run_id}] " + (f"resuming after epoch {start_epoch}" if start_epoch else "start")
+            + f" ({cfg.model}, first layer {first!r}{', TrAct lam=' + format(run.lam, 'g') if run.lam else ''})")
+
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training set ({dataset.train_images.shape[0]} images) is smaller than one batch "
+                         f"per process ({cfg.batch_size // dist.world_size})")
+    show_bar = dist.is_main and sys.stderr.isatty()
+    bar = tqdm(total=run.budget * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=run.run_id,
+               unit="step", leave=False, disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
+    for epoch in range(start_epoch, run.budget):
+        train_model.train()
+        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
+        seen = 0
+        _sync(device)
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(train_loader.epoch(epoch)):
+            step = epoch * steps_per_epoch + i
+            f = lr_factor(step, steps_per_epoch, run.budget, cfg)
+            for o, lrs in zip(opts, base_lrs):
+                for g, lr in zip(o.param_groups, lrs):
+                    g["lr"] = lr * f
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            k = cfg.grad_accum
+            for j, (xm, ym) in enumerate(zip(x.chunk(k), y.chunk(k))):
+                # DDP all-reduces gradients only after the last micro-batch
+                no_sync = train_model.no_sync() if dist.enabled and j < k - 1 else contextlib.nullcontext()
+                with no_sync:
+                    with ctx:
+                        out = train_model(xm)  # (b, classes)
+                        loss = criterion(out, ym)
+                    scaler.scale(loss * (ym.shape[0] / y.shape[0])).backward()
+                sums[0] += loss.detach().double() * ym.shape[0]
+                sums[1] += (out.detach().argmax(dim=1) == ym).sum()
+            if k > 1:  # unscale, then TrAct's deferred preconditioning, then the step (see trainact.distributed)
+                for o in opts:
+                    scaler.unscale_(o)
+                trainact.precondition_grads(model)
+            for o in opts:
+                scaler.step(o)
+            scaler.update()
+            seen += y.shape[0]
+            bar.update(1)
+            if show_bar and (i % 10 == 0 or i == steps_per_epoch - 1):  # the only per-step sync, TTY only
+                bar.set_postfix(epoch=f"{epoch + 1}/{run.budget}", loss=f"{sums[0].item() / seen:.3f}",
+                                acc=f"{100 * sums[1].item() / seen:.1f}%")
+        _sync(device)
+        seconds = time.perf_counter() - t0
+        totals = dist.all_reduce_(torch.cat([sums, torch.tensor([seen], dtype=torch.float64, device=device)]))
+        loss_sum, correct, count = totals.tolist()
+
+        evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == run.budget
+        top1 = top5 = None
+        t1 = time.perf_counter()
+        if evaluated:
+            if dist.enabled:  # BatchNorm running statistics drift apart per rank: evaluate rank 0's everywhere
+                for b in model.buffers():
+                    torch.distributed.broadcast(b, src=0)
+            top1, top5 = evaluate(model, test_loader, ctx, device, dist)
+        eval_seconds = time.perf_counter() - t1
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": 100.0 * correct / count,
+               "test_top1": top1, "test_top5": top5, "lr": opts[0].param_groups[0]["lr"], "seconds": seconds,
+               "eval_seconds": eval_seconds}
+        history.append(row)
+        if dist.is_main:
+            with open(metrics_path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if epoch + 1 < run.budget:
+                _save_atomic({"model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
+                              "scaler": scaler.state_dict(), "epoch": epoch + 1, "rng": _rng_state(device),
+                              "history": history, "run": run.to_dict()}, ckpt_path)
+            test = f" | test top-1 {top1:.2f}% top-5 {top5:.2f}%" if evaluated else ""
+            (_bar_log if show_bar else log)(f"[{run.run_id}] epoch {epoch + 1}/{run.budget} loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.2f}%{test} | {seconds:.1f}s (+{eval_seconds:.1f}s eval)")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+    bar.close()
+
+    summary = summarize_run(run, history, images_per_epoch=int(count), first_layer=first)
+    if dist.is_main:
+        write_json_atomic(summary_path, summary)
+        ckpt_path.unlink(missing_ok=True)
+    dist.barrier()
+    return summary
+
+
+def summarize_run(run: RunSpec, history: list, *, images_per_epoch: int, first_layer: str) -> dict:
+    """summary.json of a finished run. seconds_per_epoch leaves out the first epoch (one-time start-up costs)
+    when there is more than one."""
+    evals = [r for r in history if r["test_top1"] is not None]
+    best = max(evals, key=lambda r: (r["test_top1"], -r["epoch"]))
+    secs = [r["seconds"] for r in history]
+    steady = secs[1:] if len(secs) > 1 else secs
+    train_seconds = sum(secs)
+    return {"run": run.to_dict(), "epochs": len(history), "first_layer": first_layer,
+            "final_top1": history[-1]["test_top1"], "final_top5": history[-1]["test_top5"],
+            "best_top1": best["test_top1"], "best_top5": max(r["test_top5"] for r in evals),
+            "best_epoch": best["epoch"], "train_seconds": train_seconds,
+            "seconds_per_epoch": sum(steady) / len(steady), "eval_seconds": sum(r["eval_seconds"] for r in history),
+            "train_images_per_second": images_per_epoch / (sum(steady) / len(steady)),
+            "completed": True}
+
+
+# ---------------------------------------------------------------------------------------------- comparison
+
+
+def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv()):
+    """The data set of a comparison (rank 0 first, so that it alone fills the cache), subset if asked."""
+    from trainact.harness.data import load_dataset
+
+    dataset = None
+    if dist.is_main:
+        dataset = load_dataset(cfg.data, cache_dir=cfg.cache_dir, synthetic=cfg.synthetic)
+    dist.barrier()
+    if not dist.is_main:
+        dataset = load_dataset(cfg.data, cache_dir=cfg.cache_dir, synthetic=cfg.synthetic)
+    if cfg.train_subset is not None and cfg.train_subset < dataset.train_images.shape[0]:
+        dataset = dataset.subset(cfg.train_subset, seed=0)
+    return dataset
+
+
+def check_out_dir(cfg: CompareConfig) -> None:
+    """Refuse to mix results of different configurations in one output directory."""
+    path = Path(cfg.out) / "config.json"
+    if not path.is_file():
+        return
+    try:
+        with open(path) as f:
+            old = CompareConfig.from_dict(json.load(f)["config"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a trainact compare config ({err}); choose another --out") from None
+    diff = old.differences(cfg)
+    if diff:
+        what = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in ((k, *v) for k, v in diff.items()))
+        raise ValueError(f"--out {cfg.out} holds results of a different configuration ({what}); "
+                         "choose another --out or delete it")
+
+
+def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Optional[torch.device] = None,
+                log: Callable[[str], None] = _log, out=None) -> dict:
+    """The whole comparison: lr grid, TrAct at the baseline's best lr, summary.json, plots, the table."""
+    from trainact.harness import results as R
+    from trainact.harness.data import measure_loader_throughput
+
+    device = device or resolve_device(cfg.device, dist)
+    out = out or sys.stdout
+    out_dir = Path(cfg.out)
+    if dist.is_main:
+        check_out_dir(cfg)
+    dist.barrier()
+    dataset = load_data(cfg, dist)
+    n, c, h, w = dataset.train_images.shape  # (N, C, H, W)
+
+    env = environment(device, dist)
+    if dist.is_main:
+        train_loader, _ = make_loaders(cfg, dataset, device, 0, dist)
+        env["loader_images_per_second"] = measure_loader_throughput(train_loader, epochs=1)
+        env["dataset"] = {"name": dataset.name, "source": dataset.source, "train_size": n,
+                          "test_size": int(dataset.test_images.shape[0]), "classes": len(dataset.classes),
+                          "image_shape": [c, h, w], "mean": list(dataset.mean), "std": list(dataset.std)}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "summary.json").unlink(missing_ok=True)  # only written again at the real end
+        write_json_atomic(out_dir / "config.json", {"config": cfg.to_dict(), "environment": env})
+        log(f"trainact compare: {dataset.name} ({n} train / {dataset.test_images.shape[0]} test, {c}x{h}x{w}, "
+            f"{len(dataset.classes)} classes), model {cfg.model}, device {device}"
+            + (f" x{dist.world_size}" if dist.enabled else "") + f", output {out_dir}")
+    env = dist.broadcast(env)
+
+    summaries = {}
+
+    def run(spec: RunSpec):
+        if spec not in summaries:
+            summaries[spec] = run_one(spec, cfg, dataset, out_dir, device, dist=dist, env=env, log=log)
+
+    for spec in grid_runs(cfg):
+        run(spec)
+    best = best_lrs(cfg, {s: v["final_top1"] for s, v in summaries.items()})
+    if dist.is_main and len(cfg.lrs) > 1:
+        log("baseline's best lr per budget (used for TrAct): "
+            + ", ".join(f"{b} epochs: {lr:g}" for b, lr in best.items()))
+    for spec in final_runs(cfg, best):
+        run(spec)
+
+    summary = None
+    if dist.is_main:
+        summary = R.summarize(out_dir, cfg)
+        runs = R.load_runs(out_dir)
+        summary["throughput"] = {
+            "loader_images_per_second": env["loader_images_per_second"],
+            "train_images_per_second": {r["label"] + f"@{r['budget']}": r["train_images_per_second"]["mean"]
+                                        for r in summary["results"]}}
+        from trainact.harness.plots import make_plots
+
+        make_plots(out_dir, summary, runs)
+        summary["completed"] = summary["complete"]
+        R.write_json_atomic(out_dir / "summary.json", summary)
+        print(R.format_table(summary), file=out, flush=True)
+        print(f"\nloader {env['loader_images_per_second']:.0f} images/s vs training "
+              + ", ".join(f"{k} {v:.0f}" for k, v in summary["throughput"]["train_images_per_second"].items())
+              + " images/s", file=out)
+        print(f"results: {out_dir}/summary.json, plots: {out_dir}/*.png", file=out, flush=True)
+    dist.barrier()
+    return summary

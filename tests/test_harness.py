@@ -1,0 +1,293 @@
+"""The comparison harness without the CLI: config, the paper's lr rule, speed-up, training, resume."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from trainact.harness.config import CompareConfig
+from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs, select_best_lr
+from trainact.harness.results import RunResult, analyse, format_table, match_budget
+
+TINY_DATA = {"train_size": 160, "test_size": 64, "image_size": 16}
+TIMING = ("seconds", "eval_seconds")
+
+
+def tiny_cfg(tmp_path, **kw) -> CompareConfig:
+    base = dict(synthetic=TINY_DATA, width=4, budgets=(1, 2), seeds=(0,), lrs=(0.05,), batch_size=32,
+                warmup_epochs=0.5, out=str(tmp_path / "out"), device="cpu")
+    base.update(kw)
+    return CompareConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    from trainact.harness.data import load_dataset
+
+    return load_dataset(None, synthetic=TINY_DATA)
+
+
+# ---------------------------------------------------------------------------------------------- config
+def test_config_json_roundtrip():
+    cfg = CompareConfig(lams=[0.01, 0.1, 1.0], budgets=[2, 4], seeds=[0, 1], lrs=[0.1, 0.01], optimizer="adam",
+                        synthetic={"train_size": 100})
+    back = CompareConfig.from_json(cfg.to_json())
+    assert back == cfg
+    assert back.lams == (0.01, 0.1, 1.0) and isinstance(back.budgets, tuple)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(methods=("baseline", "sgdx")), "'sgdx'"),
+    (dict(lams=(0.1, -1.0)), "-1.0"),
+    (dict(budgets=(2, 0)), "0"),
+    (dict(budgets=(2, 2)), "duplicates"),
+    (dict(lrs=(0.1, float("nan"))), "nan"),
+    (dict(optimizer="sgd", first_layer_sgd=True), "first_layer_sgd"),
+    (dict(first_layer_lr=0.1), "first_layer_lr=0.1"),
+    (dict(relative_lambda=True, methods=("baseline",)), "relative_lambda"),
+    (dict(methods=("tract",), lrs=(0.1, 0.01)), "baseline"),
+    (dict(schedule="step"), "'step'"),
+    (dict(amp="fp8"), "'fp8'"),
+    (dict(warmup_epochs=3.0, budgets=(3, 6)), "warmup_epochs=3.0"),
+    (dict(lr_grid_seeds=3, seeds=(0, 1)), "lr_grid_seeds=3"),
+    (dict(grad_accum=3, batch_size=128), "grad_accum=3"),
+    (dict(data="x", synthetic={"train_size": 5}), "synthetic"),
+    (dict(device="tpu"), "'tpu'"),
+])
+def test_config_rejects_with_the_offending_value(kw, needle):
+    with pytest.raises(ValueError, match=None) as info:
+        CompareConfig(**kw)
+    assert needle in str(info.value)
+
+
+def test_config_differences_ignore_extensible_fields():
+    a = CompareConfig(budgets=(2,), seeds=(0,))
+    assert a.differences(CompareConfig(budgets=(2, 4), seeds=(0, 1), lams=(0.1, 1.0))) == {}
+    assert a.differences(CompareConfig(optimizer="adam")) == {"optimizer": ("sgd", "adam")}
+
+
+# ---------------------------------------------------------------------------------------------- lr rule
+def test_select_best_lr_highest_mean_ties_to_smaller():
+    assert select_best_lr({0.1: [50.0, 60.0], 0.01: [56.0, 56.0]}) == 0.01  # 55 < 56
+    assert select_best_lr({0.1: [50.0, 62.0], 0.01: [56.0, 56.0]}) == 0.01  # tie at 56: the smaller lr
+    assert select_best_lr({0.1: [50.0, 64.0], 0.01: [56.0, 56.0]}) == 0.1
+    with pytest.raises(ValueError):
+        select_best_lr({})
+
+
+def test_tract_runs_only_at_the_baselines_best_lr_per_budget():
+    cfg = CompareConfig(budgets=(2, 4), seeds=(0, 1, 2), lrs=(0.1, 0.01), lams=(0.1, 1.0), lr_grid_seeds=2)
+    grid = grid_runs(cfg)
+    assert {(r.budget, r.lr, r.seed) for r in grid} == {(b, lr, s) for b in (2, 4) for lr in (0.1, 0.01) for s in (0, 1)}
+    assert all(r.method == "baseline" for r in grid)
+    # hand-made results: lr 0.1 wins at budget 2, lr 0.01 at budget 4 (seed 2 is not in the grid)
+    acc = {(2, 0.1): [70, 72], (2, 0.01): [60, 61], (4, 0.1): [75, 75], (4, 0.01): [80, 70.1]}
+    results = {RunSpec(b, "baseline", lr, s): acc[(b, lr)][s] for b, lr in acc for s in (0, 1)}
+    best = best_lrs(cfg, results)
+    assert best == {2: 0.1, 4: 0.01}
+    final = final_runs(cfg, best)
+    tract = [r for r in final if r.method == "tract"]
+    assert {(r.budget, r.lr) for r in tract} == {(2, 0.1), (4, 0.01)}
+    assert len(tract) == 2 * 3 * 2  # budgets x seeds x lambdas
+    assert {r.run_id for r in final if r.method == "baseline" and r.seed == 2} == {
+        "b2/baseline/lr0.1/s2", "b4/baseline/lr0.01/s2"}
+    assert RunSpec(4, "tract", 0.01, 2, lam=1.0).run_id == "b4/tract-l1/lr0.01/s2"
+
+
+def test_single_lr_has_no_grid():
+    cfg = CompareConfig(budgets=(2, 4), lrs=(0.08,))
+    assert grid_runs(cfg) == []
+    assert best_lrs(cfg, {}) == {2: 0.08, 4: 0.08}
+
+
+# ---------------------------------------------------------------------------------------------- speed-up
+CURVE = [(1, 50.0), (2, 60.0), (4, 70.0)]
+
+
+def test_speedup_exact_interpolation():
+    s = match_budget(CURVE, 65.0, 1)
+    assert s["kind"] == "interpolated"
+    assert s["matched_baseline_epochs"] == 3.0 and s["ratio"] == 3.0 and s["display"] == "3.00x"
+    s = match_budget(CURVE, 60.0, 2)  # exactly a measured point
+    assert s["matched_baseline_epochs"] == 2.0 and s["ratio"] == 1.0
+    s = match_budget(CURVE, 50.0, 1)
+    assert s["matched_baseline_epochs"] == 1.0
+    assert match_budget(CURVE, 52.5, 1)["matched_baseline_epochs"] == pytest.approx(1.25, abs=1e-12)
+
+
+def test_speedup_beyond_longest_is_a_lower_bound():
+    s = match_budget(CURVE, 75.0, 2)
+    assert s["kind"] == "at_least" and s["ratio"] is None and s["matched_baseline_epochs"] is None
+    assert s["bound"] == 2.0 and s["display"] == "≥ 2.00x"
+    assert "4 epochs" in s["note"]
+
+
+def test_speedup_below_shortest_is_not_extrapolated():
+    s = match_budget(CURVE, 45.0, 2)
+    assert s["kind"] == "below" and s["ratio"] is None and s["matched_baseline_epochs"] is None
+    assert s["bound"] == 0.5 and s["display"] == "< 0.50x"
+    s = match_budget(CURVE, 49.0, 1)
+    assert s["display"] == "< 1.00x"
+
+
+def test_speedup_non_monotone_curve_uses_first_crossing():
+    curve = [(1, 50.0), (2, 70.0), (4, 65.0)]
+    assert match_budget(curve, 68.0, 1)["matched_baseline_epochs"] == pytest.approx(1.9)
+    assert match_budget(curve, 66.0, 4)["matched_baseline_epochs"] == pytest.approx(1.8)
+    assert match_budget(curve, 71.0, 1)["kind"] == "at_least"
+
+
+def _fake(budget, method, lr, seed, top1, lam=None):
+    spec = RunSpec(budget, method, lr, seed, lam=lam)
+    summary = {"run": spec.to_dict(), "final_top1": top1, "final_top5": top1 + 20, "best_top1": top1,
+               "seconds_per_epoch": 1.0, "train_images_per_second": 100.0, "completed": True}
+    return RunResult(spec, summary, [{"epoch": budget, "test_top1": top1}])
+
+
+def test_analyse_mean_std_and_speedup_from_hand_made_runs():
+    cfg = CompareConfig(budgets=(1, 2, 4), seeds=(0, 1), lrs=(0.1,), lams=(0.1,), warmup_epochs=0)
+    runs = [_fake(b, "baseline", 0.1, s, a + d) for b, a in ((1, 50), (2, 60), (4, 70)) for s, d in ((0, -1), (1, 1))]
+    runs += [_fake(b, "tract", 0.1, s, a + d, lam=0.1) for b, a in ((1, 65), (2, 75), (4, 66)) for s, d in ((0, -2), (1, 2))]
+    out = analyse(cfg, runs)
+    assert out["complete"] and out["missing"] == []
+    rows = {(r["label"], r["budget"]): r for r in out["results"]}
+    assert rows[("baseline", 2)]["top1"]["mean"] == 60.0
+    assert rows[("baseline", 2)]["top1"]["std"] == pytest.approx(math.sqrt(2))
+    assert rows[("tract-l0.1", 1)]["top1"]["std"] == pytest.approx(math.sqrt(8))
+    sp = {s["tract_budget"]: s for s in out["speedups"]}
+    assert sp[1]["ratio"] == 3.0
+    assert sp[2]["kind"] == "at_least" and sp[2]["bound"] == 2.0
+    assert sp[4]["matched_baseline_epochs"] == pytest.approx(3.2) and sp[4]["ratio"] == pytest.approx(0.8)
+    table = format_table(out)
+    assert "3.00x" in table and "≥ 2.00x" in table and "0.80x" in table
+    # a missing run is listed, not silently averaged away
+    partial = analyse(cfg, runs[1:])
+    assert not partial["complete"] and "b1/baseline/lr0.1/s0" in partial["missing"]
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_lr_schedules():
+    from trainact.harness.train import lr_factor
+
+    cfg = CompareConfig(budgets=(10,), warmup_epochs=0)
+    assert lr_factor(0, 5, 10, cfg) == 1.0
+    assert lr_factor(25, 5, 10, cfg) == pytest.approx(0.5)
+    assert 0 < lr_factor(49, 5, 10, cfg) < 0.001
+    warm = CompareConfig(budgets=(10,), warmup_epochs=1.0)
+    assert [lr_factor(i, 4, 10, warm) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 4, 10, warm) == 1.0
+    ms = CompareConfig(budgets=(200,), schedule="multistep", warmup_epochs=0)
+    f = [lr_factor(e * 3, 3, 200, ms) for e in (0, 59, 60, 119, 120, 160, 199)]
+    assert f == pytest.approx([1, 1, 0.2, 0.2, 0.04, 0.008, 0.008])
+
+
+def test_baseline_and_tract_start_from_identical_weights(tiny_data):
+    import trainact
+    from trainact.harness.train import build_run_model
+
+    cfg = CompareConfig(width=4, synthetic=TINY_DATA)
+    x = torch.randn(2, 3, 16, 16)
+    base, first = build_run_model(RunSpec(2, "baseline", 0.1, 3), cfg, tiny_data, torch.device("cpu"), x)
+    tract, first_t = build_run_model(RunSpec(2, "tract", 0.1, 3, lam=0.1), cfg, tiny_data, torch.device("cpu"), x)
+    other, _ = build_run_model(RunSpec(2, "baseline", 0.1, 4), cfg, tiny_data, torch.device("cpu"), x)
+    assert first == first_t == "conv1"
+    assert trainact.is_tract(tract.get_submodule(first)) and not trainact.is_tract(base.get_submodule(first))
+    sa, sb = base.state_dict(), tract.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert not torch.equal(sa["conv1.weight"], other.state_dict()["conv1.weight"])
+
+
+def _rows(path):
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in open(path)]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted_and_finished_runs_are_skipped(tmp_path, tiny_data):
+    from trainact.harness.train import run_one
+
+    cfg = tiny_cfg(tmp_path, budgets=(3,), lrs=(0.05,))
+    run = RunSpec(3, "tract", 0.05, 0, lam=0.1)
+    dev = torch.device("cpu")
+    whole = run_one(run, cfg, tiny_data, tmp_path / "a", dev, log=lambda m: None)
+    ref = _rows(tmp_path / "a" / run.run_id / "metrics.jsonl")
+    assert [r["epoch"] for r in ref] == [1, 2, 3]
+    assert whole["completed"] is True and whole["final_top1"] == ref[-1]["test_top1"]
+    assert not (tmp_path / "a" / run.run_id / "checkpoint.pt").exists()
+
+    def stop_after_1(epoch, row):
+        if epoch == 1:
+            raise Interrupt
+
+    run_dir = tmp_path / "b" / run.run_id
+    with pytest.raises(Interrupt):
+        run_one(run, cfg, tiny_data, tmp_path / "b", dev, on_epoch_end=stop_after_1, log=lambda m: None)
+    assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "summary.json").exists()
+    assert _rows(run_dir / "metrics.jsonl") == ref[:1]
+    # a crash between the metrics line and the next checkpoint leaves an extra epoch: it must not survive
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**ref[1], "seconds": 0.0, "eval_seconds": 0.0}) + "\n")
+    resumed = run_one(run, cfg, tiny_data, tmp_path / "b", dev, log=lambda m: None)
+    assert _rows(run_dir / "metrics.jsonl") == ref  # == on every float: bitwise equal
+    for k in ("final_top1", "final_top5", "best_top1", "best_top5", "best_epoch", "epochs"):
+        assert resumed[k] == whole[k], k
+    assert not (run_dir / "checkpoint.pt").exists()
+
+    # a finished run is skipped: no new epochs, the same summary
+    before = (run_dir / "metrics.jsonl").read_text()
+    again = run_one(run, cfg, tiny_data, tmp_path / "b", dev, log=lambda m: None)
+    assert again == resumed and (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_run_summary_is_written_only_at_the_end(tmp_path, tiny_data):
+    from trainact.harness.train import run_one
+
+    cfg = tiny_cfg(tmp_path, budgets=(2,))
+    run = RunSpec(2, "baseline", 0.05, 0)
+
+    def boom(epoch, row):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_one(run, cfg, tiny_data, tmp_path, torch.device("cpu"), on_epoch_end=boom, log=lambda m: None)
+    assert not (tmp_path / run.run_id / "summary.json").exists()
+    config = json.loads((tmp_path / run.run_id / "config.json").read_text())
+    assert config["run"]["run_id"] == run.run_id and config["environment"]["torch_version"] == torch.__version__
+    assert CompareConfig.from_dict(config["config"]) == cfg
+
+
+def test_first_layer_sgd_uses_two_optimizers(tiny_data):
+    from trainact.harness.train import build_run_model, make_optimizers
+
+    cfg = CompareConfig(width=4, optimizer="adam", first_layer_sgd=True, first_layer_lr=0.05)
+    model, first = build_run_model(RunSpec(1, "tract", 0.001, 0, lam=0.1), cfg, tiny_data, torch.device("cpu"),
+                                   torch.randn(2, 3, 16, 16))
+    main, sgd = make_optimizers(model, first, 0.001, cfg)
+    assert isinstance(main, torch.optim.Adam) and isinstance(sgd, torch.optim.SGD)
+    assert sgd.param_groups[0]["params"] == [model.get_submodule(first).weight]
+    assert sgd.param_groups[0]["lr"] == 0.05 and sgd.param_groups[0]["momentum"] == 0.9
+    n_main = sum(len(g["params"]) for g in main.param_groups)
+    assert n_main + 1 == len(list(model.parameters()))
+
+
+def test_grad_accum_reproduces_the_large_batch_run(tmp_path, tiny_data):
+    """--grad-accum 2 on a model without BatchNorm gives the same training as one batch (TrAct deferred)."""
+    from trainact.harness.train import run_one
+
+    rows = {}
+    for k in (1, 2):
+        cfg = tiny_cfg(tmp_path, model="vit", patch_size=8, dim=16, depth=1, heads=2, budgets=(2,), lrs=(0.003,),
+                       optimizer="adam", warmup_epochs=0, grad_accum=k, out=str(tmp_path / f"k{k}"))
+        run = RunSpec(2, "tract", 0.003, 0, lam=0.1)
+        run_one(run, cfg, tiny_data, tmp_path / f"k{k}", torch.device("cpu"), log=lambda m: None)
+        rows[k] = _rows(tmp_path / f"k{k}" / run.run_id / "metrics.jsonl")
+    for a, b in zip(rows[1], rows[2]):
+        assert a["test_top1"] == b["test_top1"]
+        # equal up to float summation order (~1e-8); preconditioning each micro-batch alone differs by ~1e-5
+        assert math.isclose(a["train_loss"], b["train_loss"], rel_tol=1e-6)
