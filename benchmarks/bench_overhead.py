@@ -1,0 +1,147 @@
+"""Time overhead of TrAct: plain layer vs the authors' `torch-tract` vs trainact, interleaved in one run.
+
+    python benchmarks/bench_overhead.py                      # all cases, writes benchmarks/results/overhead.json
+    python benchmarks/bench_overhead.py --cases stem --reps 9
+
+Cases (the core issue's targets):
+  stem        Conv2d(3, 64, 7, stride 2, padding 3), batch 32, 224 px: forward + backward of the layer
+  deit-s      Conv2d(3, 384, 16, stride 16) (DeiT-S patch embedding), batch 64, 224 px: forward + backward
+  resnet18    a whole CIFAR ResNet-18 training step (forward, backward, SGD step), batch 128, 32 px
+
+Every repetition runs each variant once, in a rotating order, so drifts in machine load hit all variants alike;
+the figure reported is the median over repetitions after warm-up, and the overhead is the ratio to the plain
+variant's median.  Needs the `test` extra (torch-tract) and, for resnet18, the harness models.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import machine_info, write_result  # noqa: E402
+
+import trainact  # noqa: E402
+
+
+def layer_case(conv: nn.Conv2d, batch: int, size: int, seed: int):
+    torch.manual_seed(seed)
+    x = torch.randn(batch, conv.in_channels, size, size)
+    with torch.no_grad():
+        grad_out = torch.randn_like(conv(x))
+
+    def make(variant: str):
+        layer = copy.deepcopy(conv)
+        if variant == "torch-tract":
+            import torch_tract
+
+            layer = torch_tract.TrAct(layer, 0.1)
+        elif variant == "trainact":
+            layer = trainact.TrAct(layer, 0.1)
+
+        def step():
+            layer.weight.grad = None
+            layer(x).backward(grad_out)
+
+        return step
+
+    return make
+
+
+def resnet_case(batch: int, seed: int):
+    from trainact.harness.models import build_model
+
+    torch.manual_seed(seed)
+    base = build_model("resnet18", num_classes=10)
+    x = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+
+    def make(variant: str):
+        model = copy.deepcopy(base)
+        if variant == "torch-tract":
+            import torch_tract
+
+            model.conv1 = torch_tract.TrAct(model.conv1, 0.1)
+        elif variant == "trainact":
+            trainact.apply(model, 0.1, layer="conv1")
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        return step
+
+    return make
+
+
+CASES = {
+    "stem": lambda seed: layer_case(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), 32, 224, seed),
+    "deit-s": lambda seed: layer_case(nn.Conv2d(3, 384, 16, stride=16), 64, 224, seed),
+    "resnet18": lambda seed: resnet_case(128, seed),
+}
+VARIANTS = ("plain", "torch-tract", "trainact")
+
+
+def run_case(name: str, reps: int, warmup: int, seed: int) -> dict:
+    make = CASES[name](seed)
+    steps = {v: make(v) for v in VARIANTS}
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for rep in range(warmup + reps):
+        order = VARIANTS[rep % 3 :] + VARIANTS[: rep % 3]
+        for variant in order:
+            start = time.perf_counter()
+            steps[variant]()
+            elapsed = time.perf_counter() - start
+            if rep >= warmup:
+                times[variant].append(elapsed)
+    med = {v: statistics.median(t) for v, t in times.items()}
+    extra = {v: med[v] / med["plain"] - 1 for v in VARIANTS}
+    result = {
+        "case": name,
+        "reps": reps,
+        "warmup": warmup,
+        "median_ms": {v: 1e3 * m for v, m in med.items()},
+        "times_ms": {v: [1e3 * t for t in ts] for v, ts in times.items()},
+        "extra_over_plain": extra,
+        "trainact_extra_over_reference_extra": extra["trainact"] / extra["torch-tract"] if extra["torch-tract"] > 0 else None,
+    }
+    print(
+        f"{name:9s} plain {med['plain'] * 1e3:8.1f} ms | torch-tract {extra['torch-tract']:+7.1%} | "
+        f"trainact {extra['trainact']:+7.1%} | trainact extra / reference extra = "
+        f"{result['trainact_extra_over_reference_extra'] if result['trainact_extra_over_reference_extra'] is None else round(result['trainact_extra_over_reference_extra'], 3)}",
+        flush=True,
+    )
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of %(default)s")
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "overhead.json"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    results = [run_case(c, args.reps, args.warmup, args.seed) for c in cases]
+    write_result(args.out, {"benchmark": "overhead", "command": " ".join(sys.argv), "seed": args.seed, **machine_info(), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
