@@ -7,10 +7,11 @@ Cases (the core issue's targets):
   stem        Conv2d(3, 64, 7, stride 2, padding 3), batch 32, 224 px: forward + backward of the layer
   deit-s      Conv2d(3, 384, 16, stride 16) (DeiT-S patch embedding), batch 64, 224 px: forward + backward
   resnet18    a whole CIFAR ResNet-18 training step (forward, backward, SGD step), batch 128, 32 px
+  cifar-stem  that step's first layer alone, Conv2d(3, 64, 3, padding 1), batch 128, 32 px: forward + backward
 
 Every repetition runs each variant once, in a rotating order, so drifts in machine load hit all variants alike;
-the figure reported is the median over repetitions after warm-up, and the overhead is the ratio to the plain
-variant's median.  Needs the `test` extra (torch-tract) and, for resnet18, the harness models.
+the overhead reported is the median over repetitions (after warm-up) of the paired ratio variant / plain within
+the same repetition, with its interquartile range.  Needs the `test` extra (torch-tract) and, for resnet18, the harness models.
 """
 from __future__ import annotations
 
@@ -87,8 +88,16 @@ CASES = {
     "stem": lambda seed: layer_case(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), 32, 224, seed),
     "deit-s": lambda seed: layer_case(nn.Conv2d(3, 384, 16, stride=16), 64, 224, seed),
     "resnet18": lambda seed: resnet_case(128, seed),
+    # the first layer of the ResNet-18 step alone: its extra time divided by the step's time is the step's
+    # overhead with far less noise than timing whole 3-second steps on a shared machine
+    "cifar-stem": lambda seed: layer_case(nn.Conv2d(3, 64, 3, padding=1, bias=False), 128, 32, seed),
 }
 VARIANTS = ("plain", "torch-tract", "trainact")
+
+
+def _iqr(values: list[float]) -> list[float]:
+    q = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
+    return [q[0], q[2]]
 
 
 def run_case(name: str, reps: int, warmup: int, seed: int) -> dict:
@@ -104,7 +113,10 @@ def run_case(name: str, reps: int, warmup: int, seed: int) -> dict:
             if rep >= warmup:
                 times[variant].append(elapsed)
     med = {v: statistics.median(t) for v, t in times.items()}
-    extra = {v: med[v] / med["plain"] - 1 for v in VARIANTS}
+    # paired: each repetition's time over the plain time of the same repetition, then the median;
+    # this cancels the slow drifts of a shared machine far better than a ratio of medians
+    extra = {v: statistics.median(a / b for a, b in zip(times[v], times["plain"])) - 1 for v in VARIANTS}
+    spread = {v: _iqr([a / b - 1 for a, b in zip(times[v], times["plain"])]) for v in VARIANTS}
     result = {
         "case": name,
         "reps": reps,
@@ -112,11 +124,12 @@ def run_case(name: str, reps: int, warmup: int, seed: int) -> dict:
         "median_ms": {v: 1e3 * m for v, m in med.items()},
         "times_ms": {v: [1e3 * t for t in ts] for v, ts in times.items()},
         "extra_over_plain": extra,
+        "extra_over_plain_iqr": spread,
         "trainact_extra_over_reference_extra": extra["trainact"] / extra["torch-tract"] if extra["torch-tract"] > 0 else None,
     }
     print(
-        f"{name:9s} plain {med['plain'] * 1e3:8.1f} ms | torch-tract {extra['torch-tract']:+7.1%} | "
-        f"trainact {extra['trainact']:+7.1%} | trainact extra / reference extra = "
+        f"{name:9s} plain {med['plain'] * 1e3:8.1f} ms | torch-tract {extra['torch-tract']:+7.2%} | "
+        f"trainact {extra['trainact']:+7.2%} (IQR {spread['trainact'][0]:+.2%}..{spread['trainact'][1]:+.2%}) | trainact extra / reference extra = "
         f"{result['trainact_extra_over_reference_extra'] if result['trainact_extra_over_reference_extra'] is None else round(result['trainact_extra_over_reference_extra'], 3)}",
         flush=True,
     )
@@ -126,7 +139,7 @@ def run_case(name: str, reps: int, warmup: int, seed: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of %(default)s")
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -138,7 +151,15 @@ def main(argv=None) -> int:
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
-    results = [run_case(c, args.reps, args.warmup, args.seed) for c in cases]
+    results = [run_case(c, args.reps * (5 if c == "cifar-stem" else 1), args.warmup, args.seed) for c in cases]
+    by_case = {r["case"]: r for r in results}
+    if "resnet18" in by_case and "cifar-stem" in by_case:
+        step, layer = by_case["resnet18"], by_case["cifar-stem"]
+        estimate = {v: (layer["median_ms"][v] - layer["median_ms"]["plain"]) / step["median_ms"]["plain"]
+                    for v in VARIANTS}
+        step["extra_estimated_from_first_layer"] = estimate
+        print(f"resnet18 step overhead estimated from its first layer: torch-tract {estimate['torch-tract']:+.2%}, "
+              f"trainact {estimate['trainact']:+.2%}")
     write_result(args.out, {"benchmark": "overhead", "command": " ".join(sys.argv), "seed": args.seed, **machine_info(), "results": results})
     return 0
 
