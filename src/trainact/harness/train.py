@@ -158,13 +158,14 @@ def make_optimizers(model: nn.Module, first_layer: str, lr: float, cfg: CompareC
 
 
 def environment(device: torch.device, dist: DistEnv = DistEnv()) -> dict:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"git_sha": git_sha(), "torch_version": torch.__version__, "python": platform.python_version(),
             "device": str(device), "device_name": name, "world_size": dist.world_size,
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (for result files)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
