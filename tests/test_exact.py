@@ -237,13 +237,18 @@ def test_lemma_zero_iff_zero():
     ],
     ids=["band-stem", "band-groups-reflect", "band-3d", "band-fallback", "patchify-triangle", "linear-triangle", "blocks-triangle"],
 )
-def test_gram_algorithms_match_explicit_patches(layer, shape, block_bytes):
+def test_gram_algorithms_match_explicit_patches(layer, shape, block_bytes, request):
     from trainact import patches
     from oracle import layer_patches
 
     torch.manual_seed(9)
     x = torch.randn(shape, dtype=torch.float64)
     geo = patches.geometry_of(layer)
+    case = request.node.callspec.id  # each case takes the path it is named after
+    budget = block_bytes or patches.DEFAULT_BLOCK_BYTES
+    uses_band = patches._band_applies(geo) and patches._gram_band(x, geo, torch.float64, budget) is not None
+    assert uses_band == (case.startswith("band") and case != "band-fallback")
+    assert (len(patches._edges(geo.n)) > 2) == case.endswith("triangle")
     kwargs = {} if block_bytes is None else {"block_bytes": block_bytes}
     total, rows = patches.gram(x, geo, dtype=torch.float64, **kwargs)
     a = layer_patches(layer.double(), x)  # (g, r, n) from the layer's own convolution
