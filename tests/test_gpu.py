@@ -1,0 +1,82 @@
+"""CUDA checks: autocast fp16/bf16, GradScaler, and CPU/GPU agreement. Skipped without a GPU.
+
+Run on a machine with CUDA: `python -m pytest -m gpu tests/test_gpu.py`.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+import trainact
+from oracle import ridge_oracle
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+def stem_model() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 16, 7, stride=2, padding=3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(16, 10))
+
+
+def test_cuda_float64_matches_oracle():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 7, stride=2, padding=3).double()
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    grad_out = torch.randn(4, 8, 16, 16, dtype=torch.float64)
+    layer = trainact.TrAct(copy.deepcopy(conv).cuda(), solve_dtype=torch.float64)
+    layer(x.cuda()).backward(grad_out.cuda())
+    assert_close(layer.weight.grad.cpu(), ridge_oracle(conv, x, grad_out, 0.1), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_and_gradscaler(dtype):
+    torch.manual_seed(1)
+    model = stem_model().cuda()
+    trainact.apply(model)
+    x, y = torch.randn(32, 3, 64, 64, device="cuda"), torch.randint(0, 10, (32,), device="cuda")
+    ref = copy.deepcopy(model)  # the same step in fp32
+    nn.functional.cross_entropy(ref(x), y).backward()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    with torch.autocast("cuda", dtype=dtype):
+        loss = nn.functional.cross_entropy(model(x), y)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    grad = model[0].weight.grad
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
+    expected = ref[0].weight.grad
+    assert_close(grad, expected, rtol=0.05, atol=0.05 * expected.abs().max().item())
+    scaler.step(opt)
+    scaler.update()
+
+
+def test_cuda_overflow_step_is_skipped():
+    model = stem_model().cuda()
+    trainact.apply(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**24)
+    before = model[0].weight.detach().clone()
+    with torch.autocast("cuda", dtype=torch.float16):
+        loss = nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32, device="cuda")),
+                                           torch.zeros(8, dtype=torch.long, device="cuda"))
+    scaler.scale(loss * 1e6).backward()
+    scaler.step(opt)
+    scaler.update()
+    assert torch.equal(model[0].weight, before) and scaler.get_scale() < 2.0**24
+
+
+def test_cpu_and_cuda_agree():
+    torch.manual_seed(2)
+    model = stem_model()
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    grads = []
+    for device in ("cpu", "cuda"):
+        m = copy.deepcopy(model).to(device)
+        trainact.apply(m)
+        nn.functional.cross_entropy(m(x.to(device)), y.to(device)).backward()
+        grads.append(m[0].weight.grad.cpu())
+    assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5 * grads[0].abs().max().item())
