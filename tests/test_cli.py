@@ -68,6 +68,11 @@ def test_compare_end_to_end_then_report_and_rerun(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     assert capsys.readouterr().out.startswith(table)
     _assert_pngs(out)
+    assert main(["report", "--no-plots", "--markdown", str(out)]) == 0
+    md = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    for r in summary["results"]:  # every row of the table, with the mean top-1 from the JSON
+        assert f"| {r['budget']} | {r['label']} |" in md and f"{r['top1']['mean']:.2f}" in md
 
     # rerunning skips finished runs (no new epochs)
     before = {p: p.read_text() for p in out.glob("b*/*/*/*/metrics.jsonl")}

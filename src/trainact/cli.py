@@ -192,13 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output directory; a fixed default so that rerunning resumes (it must hold the same "
                         "configuration, except more budgets/seeds/lrs/lambdas)")
 
-    r = sub.add_parser("report", formatter_class=fmt, usage="trainact report [--no-plots] DIR",
+    r = sub.add_parser("report", formatter_class=fmt, usage="trainact report [--no-plots] [--markdown] DIR",
                        help="print the table and rebuild the plots of a comparison from its JSON files",
                        description="Rebuild the table and the PNG plots of `trainact compare` from DIR's "
                                    "config.json and the runs'\nsummary.json/metrics.jsonl alone (also for "
                                    "unfinished comparisons: missing runs are listed).")
     r.add_argument("dir", metavar="DIR", help="output directory of trainact compare")
     r.add_argument("--no-plots", action="store_true", help="only print the table")
+    r.add_argument("--markdown", action="store_true", help="print the table as Markdown (for a README section)")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the full traceback on errors")
     return parser
 
@@ -272,7 +273,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         from trainact.harness.plots import make_plots
 
         make_plots(out_dir, summary, R.load_runs(out_dir))
-    print(R.format_table(summary))
+    print(R.format_markdown(summary) if args.markdown else R.format_table(summary))
     if not args.no_plots:
         print(f"plots: {out_dir}/*.png")
     return 0

@@ -225,6 +225,27 @@ def format_table(analysis: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(analysis: dict, *, title: str = "") -> str:
+    """The same results as :func:`format_table`, as a Markdown table (for README/BENCHMARKS sections)."""
+    def pm(s):
+        return f"{s['mean']:.2f} ± {s['std']:.2f}" if s["std"] is not None else f"{s['mean']:.2f}"
+
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| budget (epochs) | method | lr | seeds | test top-1 % | test top-5 % | s/epoch | speed-up |",
+              "|---:|---|---:|---:|---:|---:|---:|---|"]
+    for r in analysis["results"]:
+        lines.append(f"| {r['budget']} | {r['label']} | {fmt_num(r['lr'])} | {r['top1']['n']} | {pm(r['top1'])} | "
+                     f"{pm(r['top5'])} | {r['seconds_per_epoch']['mean']:.1f} | {r.get('speedup', '')} |")
+    notes = [s["note"] for s in analysis["speedups"] if s["note"]]
+    if analysis["speedups"]:
+        lines += ["", "Speed-up: baseline epochs that reach TrAct's final top-1 (linear interpolation between measured "
+                      "baseline budgets, never extrapolated) / TrAct's epochs."]
+    lines += [f"- {n}" for n in notes]
+    if analysis["missing"]:
+        lines += ["", f"Missing runs: {len(analysis['missing'])} (comparison unfinished)."]
+    return "\n".join(lines)
+
+
 def summarize(out_dir, cfg: Optional[CompareConfig] = None) -> dict:
     """Load everything from `out_dir` and return the top-level summary (without writing it)."""
     out_dir = Path(out_dir)
