@@ -225,7 +225,7 @@ def _check_model_name(name: str) -> None:
 
     names = available_models()
     if name not in names:
-        raise UsageError(f"unknown model {name!r}; available: {', '.join(names)}, tv:<name>, timm:<name>")
+        raise UsageError(f"unknown model {name!r}; available: {', '.join(names)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
