@@ -76,6 +76,18 @@ def test_linear_matches_input_substitution_form(rows):
     assert_close(w, substitution_grad(layer, x, grad_out, 0.3), **F64)
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_woodbury_equals_direct_form_for_conv_groups(relative):
+    torch.manual_seed(11)
+    conv = nn.Conv2d(4, 6, 3, stride=2, groups=2).double()
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64) * 3  # r = 4 < n = 18
+    grad_out = torch.randn(1, 6, 2, 2, dtype=torch.float64)
+    opts = dict(solve_dtype=torch.float64, relative=relative)
+    w_wood, _, _ = grads(trainact.TrAct(conv, **opts), x, grad_out)
+    w_direct, _, _ = grads(trainact.TrAct(conv, woodbury=False, **opts), x, grad_out)
+    assert_close(w_wood, w_direct, **F64)
+
+
 def test_woodbury_equals_direct_form():
     torch.manual_seed(3)
     layer = nn.Linear(50, 8).double()
