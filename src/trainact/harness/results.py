@@ -196,6 +196,18 @@ def analyse(cfg: CompareConfig, runs: Sequence[RunResult]) -> dict:
             "results": rows, "speedups": speedups, "missing": missing, "complete": not missing}
 
 
+def _footer(analysis: dict, note_prefix: str, missing_line: str) -> list[str]:
+    """The lines under a results table: what the speed-up means, its notes, missing runs."""
+    lines = []
+    if analysis["speedups"]:
+        lines += ["", "speed-up = baseline epochs reaching TrAct's final top-1 (linear interpolation between "
+                      "measured baseline budgets, never extrapolated) / TrAct epochs"]
+    lines += [note_prefix + s["note"] for s in analysis["speedups"] if s["note"]]
+    if analysis["missing"]:
+        lines += ["", missing_line]
+    return lines
+
+
 def format_table(analysis: dict) -> str:
     """The final terminal table: mean ± std over seeds of the final test accuracy, and the speed-up."""
     def pm(s):
@@ -214,15 +226,9 @@ def format_table(analysis: dict) -> str:
         lines.append(f"{r['budget']:>6}  {r['label']:<14} {fmt_num(r['lr']):>8} {r['top1']['n']:>2}  "
                      f"{pm(r['top1'])}  {pm(r['top5'])}  {r['seconds_per_epoch']['mean']:8.2f}  "
                      f"{r.get('speedup', '')}")
-    notes = [s["note"] for s in analysis["speedups"] if s["note"]]
-    if analysis["speedups"]:
-        lines += ["", "speed-up = baseline epochs reaching TrAct's final top-1 (linear interpolation between "
-                      "measured baseline budgets) / TrAct epochs"]
-    lines += [f"  note: {n}" for n in notes]
-    if analysis["missing"]:
-        lines += ["", f"missing runs ({len(analysis['missing'])}): " + ", ".join(analysis["missing"][:8])
-                  + (" ..." if len(analysis["missing"]) > 8 else "")]
-    return "\n".join(lines)
+    missing = analysis["missing"]
+    missing_line = f"missing runs ({len(missing)}): " + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+    return "\n".join(lines + _footer(analysis, "  note: ", missing_line))
 
 
 def format_markdown(analysis: dict, *, title: str = "") -> str:
@@ -236,14 +242,8 @@ def format_markdown(analysis: dict, *, title: str = "") -> str:
     for r in analysis["results"]:
         lines.append(f"| {r['budget']} | {r['label']} | {fmt_num(r['lr'])} | {r['top1']['n']} | {pm(r['top1'])} | "
                      f"{pm(r['top5'])} | {r['seconds_per_epoch']['mean']:.1f} | {r.get('speedup', '')} |")
-    notes = [s["note"] for s in analysis["speedups"] if s["note"]]
-    if analysis["speedups"]:
-        lines += ["", "Speed-up: baseline epochs that reach TrAct's final top-1 (linear interpolation between measured "
-                      "baseline budgets, never extrapolated) / TrAct's epochs."]
-    lines += [f"- {n}" for n in notes]
-    if analysis["missing"]:
-        lines += ["", f"Missing runs: {len(analysis['missing'])} (comparison unfinished)."]
-    return "\n".join(lines)
+    missing_line = f"Missing runs: {len(analysis['missing'])} (comparison unfinished)."
+    return "\n".join(lines + _footer(analysis, "- ", missing_line))
 
 
 def summarize(out_dir, cfg: Optional[CompareConfig] = None) -> dict:
