@@ -482,3 +482,27 @@ def test_apply_leaves_the_global_rng_alone():
     torch.manual_seed(14)
     trainact.apply(model)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_float32_factorisation_failure_retries_in_float64(monkeypatch):
+    """When the fp32 Cholesky reports failure, the solve is redone in fp64 (and the result is still right)."""
+    torch.manual_seed(15)
+    a = torch.randn(64, 6, dtype=torch.float64)
+    gram = (a.T @ a)[None]  # (1, 6, 6)
+    grad = torch.randn(1, 3, 6)
+    dtypes = []
+    real = torch.linalg.cholesky_ex
+
+    def fp32_fails(mat, *args, **kwargs):
+        dtypes.append(mat.dtype)
+        chol, info = real(mat, *args, **kwargs)
+        return chol, info + 1 if mat.dtype == torch.float32 else info  # as LAPACK reports a failed pivot
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", fp32_fails)
+    out = trainact.precondition(grad, gram.float(), 64, 0.1)
+    assert dtypes == [torch.float32, torch.float64] and out.dtype == torch.float32
+    expected = grad.double() @ torch.linalg.inv(gram.float().double()[0] / 64 + 0.1 * torch.eye(6, dtype=torch.float64))
+    assert_close(out.double(), expected, rtol=1e-6, atol=1e-7)
+    with pytest.raises(trainact.TrActNumericalError, match="failed in float64"):
+        monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda m, *a, **k: (real(m)[0], torch.ones((), dtype=torch.int32)))
+        trainact.precondition(grad, gram.float(), 64, 0.1)
