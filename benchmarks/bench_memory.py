@@ -81,7 +81,6 @@ def main(argv=None) -> int:
     mib = 2**20
     for v in VARIANTS:
         print(f"{v:12s} peak growth {best[v] / mib:8.1f} MiB   extra over plain {extra[v] / mib:8.1f} MiB")
-    import torch
 
     write_result(args.out, {
         "benchmark": "memory", "command": " ".join(sys.argv), "case": f"Conv2d(3,64,7,s2,p3) batch {args.batch} {args.size}px",

@@ -30,7 +30,7 @@ raises, unless the optimizer was attached: a silently different update is never 
 from __future__ import annotations
 
 import weakref
-from typing import Iterable, Optional, Union
+from typing import Iterable, Union
 
 import torch
 import torch.distributed as dist
