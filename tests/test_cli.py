@@ -99,6 +99,12 @@ def test_compare_lr_grid_tract_uses_the_baselines_best_lr(tmp_path, capsys):
     top = json.loads((out / "summary.json").read_text())
     assert top["best_lr"] == [{"budget": 1, "lr": best}]
     assert "lr grid" in capsys.readouterr().out
+    assert main(["report", "--no-plots", "--markdown", str(out)]) == 0
+    grid_line = capsys.readouterr().out.splitlines()[0]
+    assert grid_line.startswith("Baseline lr grid")
+    for lr, acc in base.items():  # every grid point, the selected one in bold
+        text = f"{lr:g} → {acc:.2f}"
+        assert (f"**{text}**" if lr == best else text) in grid_line
 
 
 @pytest.mark.parametrize("extra", [

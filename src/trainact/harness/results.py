@@ -237,6 +237,14 @@ def format_markdown(analysis: dict, *, title: str = "") -> str:
         return f"{s['mean']:.2f} ± {s['std']:.2f}" if s["std"] is not None else f"{s['mean']:.2f}"
 
     lines = [f"**{title}**", ""] if title else []
+    grid = analysis["lr_grid"]
+    if any(not g["selected"] for g in grid):
+        per_budget = {}
+        for g in grid:
+            text = f"{fmt_num(g['lr'])} → {g['top1']['mean']:.2f}"
+            per_budget.setdefault(g["budget"], []).append(f"**{text}**" if g["selected"] else text)
+        lines += ["Baseline lr grid (final test top-1 %, grid seeds; bold = selected, TrAct uses it): "
+                  + "; ".join(f"{b} epochs: " + ", ".join(v) for b, v in per_budget.items()), ""]
     lines += ["| budget (epochs) | method | lr | seeds | test top-1 % | test top-5 % | s/epoch | speed-up |",
               "|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in analysis["results"]:

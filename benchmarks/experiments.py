@@ -1,0 +1,231 @@
+"""The evidence experiments (issue 5): one registry, the exact `trainact compare` command of each, a runner that
+resumes, and a collector that copies the small JSON results into the repository.
+
+    python benchmarks/experiments.py list                      # every experiment and its command
+    python benchmarks/experiments.py run fig3-sgd lam-sweep    # run them one after the other (resumes)
+    python benchmarks/experiments.py collect                   # copy finished JSON into benchmarks/results/
+    python benchmarks/report.py                                # BENCHMARKS.md + the README's results section
+
+Runs are written to --runs DIR (default: $TRAINACT_RUNS or ./runs, git-ignored); checkpoints and logs stay
+there. `collect` copies config.json, every run's summary.json and metrics.jsonl, recomputes summary.json and
+redraws the plots into benchmarks/results/experiments/NAME/, replacing machine paths by the command's own.
+
+Reuse: an experiment may name others whose finished runs it shares (the same settings, compared with
+`CompareConfig.differences`); those run folders are copied before it starts instead of being trained twice.
+An experiment may take its lr from another's lr grid (`lr_from`), the paper's rule of never re-tuning for TrAct.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+from trainact.harness.config import CompareConfig
+from trainact.harness.results import load_config, summarize, write_json_atomic
+
+HERE = Path(__file__).resolve().parent
+COLLECTED = HERE / "results" / "experiments"
+DATA = "../shared/data/cifar10-jpeg.tar.gz"  # as given on the command line, relative to the repository root
+
+# The CPU-scale CIFAR ResNet: the paper's CIFAR ResNet-18 at a quarter of its width, on a class-balanced
+# 20 000-image subset of CIFAR-10's training set (the full 10 000-image test set): about 50 s per epoch here.
+RESNET = ["--data", DATA, "--train-subset", "20000", "--width", "16"]
+# The CPU-scale ViT-CIFAR: the paper's design (Linear patch embedding of 8x8 patches, 7 layers) with hidden
+# size 128 and 8 heads instead of 384 and 12, same subset: about a minute per epoch here.
+VIT_SIZE = ["--dim", "128", "--depth", "7", "--heads", "8"]
+VIT = ["--data", DATA, "--train-subset", "20000", "--model", "vit"] + VIT_SIZE
+SEEDS = ["--seeds", "0,1,2"]
+BUDGETS = ["--budgets", "1,2,4,8"]
+ABLATION_BUDGET = 2  # the λ sweep, the §4.5 ablations and the open question: one budget
+
+EXPERIMENTS: dict[str, dict] = {}
+
+
+def experiment(name: str, title: str, args: list, *, reuse=(), lr_from: Optional[tuple] = None) -> None:
+    EXPERIMENTS[name] = {"title": title, "args": list(args), "reuse": tuple(reuse), "lr_from": lr_from}
+
+
+experiment("fig3-sgd", "Fig. 3 analogue: CIFAR ResNet, SGD (momentum 0.9, cosine)",
+           RESNET + BUDGETS + SEEDS + ["--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1", "--lam", "0.1",
+                                       "--optimizer", "sgd", "--warmup-epochs", "0"])
+experiment("fig3-adam", "Fig. 3 analogue: CIFAR ResNet, Adam (cosine)",
+           RESNET + BUDGETS + SEEDS + ["--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1",
+                                       "--optimizer", "adam", "--warmup-epochs", "0"])
+experiment("fig4-vit", "Fig. 4 analogue: ViT-CIFAR, Adam (cosine), label smoothing 0.1",
+           VIT + BUDGETS + SEEDS + ["--lr", "0.003,0.001,0.0003", "--lr-grid-seeds", "1", "--lam", "0.1",
+                                    "--optimizer", "adam", "--label-smoothing", "0.1", "--warmup-epochs", "0"])
+experiment("lam-sweep", f"Fig. 6 analogue: lambda from 0.01 to 10 (CIFAR ResNet, SGD, {ABLATION_BUDGET} epochs)",
+           RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.01,0.03,0.1,0.3,1,3,10",
+                             "--optimizer", "sgd", "--warmup-epochs", "0"],
+           reuse=("fig3-sgd",), lr_from=("fig3-sgd", ABLATION_BUDGET))
+_VIT_ABLATION = ["--data", DATA, "--train-subset", "20000"] + VIT_SIZE + SEEDS + [
+    "--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam", "--label-smoothing", "0.1",
+    "--warmup-epochs", "0"]
+_VIT_LR = ("fig4-vit", ABLATION_BUDGET)
+for _model in ("vit-patchnorm", "vit-dualpatchnorm"):
+    experiment(f"ablation-{_model}", f"§4.5 ablation: {_model}", _VIT_ABLATION + ["--model", _model],
+               lr_from=_VIT_LR)
+for _range in ("unit", "byte"):
+    experiment(f"ablation-vit-{_range}", f"§4.5 ablation: ViT on {_range} inputs",
+               _VIT_ABLATION + ["--model", "vit", "--input-range", _range], lr_from=_VIT_LR)
+    experiment(f"ablation-vit-{_range}-relative", f"§4.5 ablation: ViT on {_range} inputs, scale-invariant lambda",
+               _VIT_ABLATION + ["--model", "vit", "--input-range", _range, "--relative-lambda",
+                                "--methods", "tract"], lr_from=_VIT_LR)
+experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the rest Adam (CIFAR ResNet, {ABLATION_BUDGET} epochs)",
+           RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam",
+                             "--first-layer-sgd", "--first-layer-lr", "0.08", "--warmup-epochs", "0"],
+           lr_from=("fig3-adam", ABLATION_BUDGET))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def runs_root(arg: Optional[str]) -> Path:
+    return Path(arg or os.environ.get("TRAINACT_RUNS") or "runs").resolve()
+
+
+def _lr_from(name: str, root: Path) -> list:
+    """`--lr X`: the best lr that experiment `lr_from` selected at its budget (finished grid required)."""
+    spec = EXPERIMENTS[name]["lr_from"]
+    if spec is None:
+        return []
+    source, budget = spec
+    for folder in (root / source, COLLECTED / source):
+        if (folder / "config.json").is_file():
+            best = {b["budget"]: b["lr"] for b in summarize(folder)["best_lr"]}
+            if budget in best:
+                return ["--lr", format(best[budget], "g")]
+    raise SystemExit(f"{name}: takes its lr from {source}'s lr grid at {budget} epochs, which has not finished "
+                     f"(run `python benchmarks/experiments.py run {source}` first)")
+
+
+def command(name: str, root: Optional[Path] = None, *, out: Optional[str] = None) -> list:
+    """The `trainact compare` arguments of experiment `name` (its lr resolved when `root` is given)."""
+    if name not in EXPERIMENTS:
+        raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    e = EXPERIMENTS[name]
+    lr = _lr_from(name, root) if root is not None else (["--lr", f"<best of {e['lr_from'][0]} at "
+                                                          f"{e['lr_from'][1]} epochs>"] if e["lr_from"] else [])
+    return e["args"] + lr + ["--out", out or f"runs/{name}"]
+
+
+def _parse(args: list) -> CompareConfig:
+    from trainact.cli import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["compare", *args]))
+
+
+def reuse_runs(name: str, root: Path) -> int:
+    """Copy the finished runs this experiment shares with those it names in `reuse`; returns how many."""
+    target = _parse(command(name, root, out=str(root / name)))
+    copied = 0
+    for source in EXPERIMENTS[name]["reuse"]:
+        src = root / source
+        if not (src / "config.json").is_file():
+            continue
+        if target.differences(load_config(src)):
+            raise SystemExit(f"{name} cannot reuse {source}: settings differ "
+                             f"{target.differences(load_config(src))}")
+        for summary in src.glob("b*/*/lr*/s*/summary.json"):
+            with open(summary) as f:
+                s = json.load(f)
+            run = s["run"]
+            wanted = (s.get("completed") and run["budget"] in target.budgets and run["lr"] in target.lrs
+                      and run["seed"] in target.seeds and run["method"] in target.methods
+                      and (run["lam"] is None or run["lam"] in target.lams))
+            dest = root / name / summary.parent.relative_to(src)
+            if wanted and not (dest / "summary.json").exists():
+                shutil.copytree(summary.parent, dest, ignore=shutil.ignore_patterns("checkpoint.pt"))
+                copied += 1
+    return copied
+
+
+def run(names: list, root: Path) -> int:
+    for name in names:
+        command(name)  # unknown names fail before anything runs
+    for name in names:
+        copied = reuse_runs(name, root)
+        args = command(name, root, out=str(root / name))
+        print(f"== {name}: trainact compare {shlex.join(args)}" + (f" ({copied} runs reused)" if copied else ""),
+              flush=True)
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / f"{name}.log", "a") as log:
+            rc = subprocess.call([sys.executable, "-m", "trainact", "compare", *args], stdout=log, stderr=log)
+        if rc:
+            print(f"{name} failed (exit {rc}); see {root / (name + '.log')}", file=sys.stderr)
+            return rc
+        collect([name], root)
+    return 0
+
+
+def collect(names: list, root: Path) -> None:
+    """Copy the JSON of each experiment's finished runs into the repository; recompute summary and plots."""
+    from trainact.harness.plots import make_plots
+    from trainact.harness.results import load_runs
+
+    for name in names:
+        src = root / name
+        if not (src / "config.json").is_file():
+            print(f"{name}: nothing to collect in {src}")
+            continue
+        dest = COLLECTED / name
+        if dest.exists():
+            shutil.rmtree(dest)
+        with open(src / "config.json") as f:
+            top = json.load(f)
+        args = command(name, root)
+        top["config"]["out"] = f"runs/{name}"
+        dataset = top.get("environment", {}).get("dataset", {})
+        if "source" in dataset:
+            dataset["source"] = top["config"]["data"]
+        top["command"] = "trainact compare " + shlex.join(args)
+        write_json_atomic(dest / "config.json", top)
+        n = 0
+        for summary in sorted(src.glob("b*/*/lr*/s*/summary.json")):
+            with open(summary) as f:
+                if not json.load(f).get("completed"):
+                    continue
+            run_dir = dest / summary.parent.relative_to(src)
+            run_dir.mkdir(parents=True)
+            for file in ("summary.json", "metrics.jsonl"):
+                if (summary.parent / file).is_file():
+                    shutil.copy2(summary.parent / file, run_dir / file)
+            n += 1
+        result = summarize(dest)
+        write_json_atomic(dest / "summary.json", result)
+        make_plots(dest, result, load_runs(dest))
+        for file in dest.rglob("*.json*"):  # nothing of this machine goes into the repository
+            text = file.read_text()
+            for local in {str(root), str(HERE.parent), str(Path(DATA).resolve())}:
+                if local in text:
+                    raise SystemExit(f"{file} contains the local path {local}; not collecting it")
+        print(f"{name}: {n} finished runs collected into {dest.relative_to(HERE.parent)}"
+              + ("" if result["complete"] else f" ({len(result['missing'])} missing)"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=("list", "run", "collect"))
+    p.add_argument("names", nargs="*", help="experiments (default for list/collect: all)")
+    p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
+    a = p.parse_args(argv)
+    root = runs_root(a.runs)
+    names = a.names or (list(EXPERIMENTS) if a.action != "run" else [])
+    if a.action == "list":
+        for name in names:
+            print(f"{name}: {EXPERIMENTS[name]['title']}\n  trainact compare {shlex.join(command(name))}\n")
+        return 0
+    if a.action == "collect":
+        collect(names, root)
+        return 0
+    if not names:
+        p.error("run: name at least one experiment")
+    return run(names, root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
