@@ -203,7 +203,7 @@ def collect(names: list, root: Path) -> None:
             for local in {str(root), str(HERE.parent), str(Path(DATA).resolve())}:
                 if local in text:
                     raise SystemExit(f"{file} contains the local path {local}; not collecting it")
-        print(f"{name}: {n} finished runs collected into {dest.relative_to(HERE.parent)}"
+        print(f"{name}: {n} finished runs collected into {os.path.relpath(dest)}"
               + ("" if result["complete"] else f" ({len(result['missing'])} missing)"))
 
 

@@ -69,7 +69,15 @@ def overhead_section(r: dict) -> list[str]:
                 f"{est['trainact'] / est['torch-tract'] if est['torch-tract'] > 0 else float('nan'):.2f} | "
                 f"{TARGETS['resnet18']} |"
             )
-    return lines + [""]
+    return lines + ["", overhead_plot(r), ""]
+
+
+def overhead_plot(r: dict) -> str:
+    cases = [c["case"] for c in r["results"]]
+    values = {(c["case"], v): c["extra_over_plain"][v] for c in r["results"] for v in ("torch-tract", "trainact")}
+    bar_plot(os.path.join(RESULTS, "overhead.png"), cases, ["torch-tract", "trainact"], values, percent=True,
+             ylabel="extra time over the plain layer", title="forward + backward, median of paired repetitions")
+    return "![overhead](benchmarks/results/overhead.png)"
 
 
 def memory_section(r: dict) -> list[str]:
@@ -87,7 +95,12 @@ def memory_section(r: dict) -> list[str]:
     for v, mib in extra.items():
         if v != "plain":
             lines.append(f"| {v} | {mib:.1f} |")
-    return lines + ["", "Target: trainact <= 64 MiB beyond the plain layer.", ""]
+    variants = [v for v in extra if v != "plain"]
+    bar_plot(os.path.join(RESULTS, "memory.png"), ["extra peak memory"], variants,
+             {("extra peak memory", v): extra[v] for v in variants}, ylabel="MiB over the plain layer",
+             title=r["case"])
+    return lines + ["", "Target: trainact <= 64 MiB beyond the plain layer.", "",
+                    "![memory](benchmarks/results/memory.png)", ""]
 
 
 def allreduce_section(r: dict) -> list[str]:
@@ -162,12 +175,47 @@ def curve_section(name: str, loaded) -> list[str]:
             f"Speed-up of TrAct per budget: {speedup_line(summary)}.", "", plots(name), ""]
 
 
-def lam_sweep_plot(summary: dict, path: str) -> None:
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def bar_plot(path: str, groups: list, series: list, values: dict, *, ylabel: str, title: str = "",
+             errors: dict = None, percent: bool = False) -> None:
+    """Grouped bars: values[(group, series)] (missing pairs are left out), optional ± errors."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(groups) * max(1, len(series)) / 2 + 2), 3.8))
+    width = 0.8 / max(1, len(series))
+    for i, name in enumerate(series):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ys = [values.get((group, name)) for group in groups]
+        keep = [(x, y, (errors or {}).get((group, name), 0)) for x, y, group in zip(xs, ys, groups) if y is not None]
+        if not keep:
+            continue
+        ax.bar([k[0] for k in keep], [k[1] for k in keep], width, label=name,
+               **({"yerr": [k[2] for k in keep], "capsize": 3} if errors else {}))
+        for x, y, _ in keep:
+            ax.annotate(f"{y:+.0%}" if percent else f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 3),
+                        ha="center", fontsize=7)
+    ax.set_xticks(range(len(groups)), groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    if percent:
+        ax.yaxis.set_major_formatter(lambda v, _: f"{v:+.0%}")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def lam_sweep_plot(summary: dict, path: str) -> None:
+    plt = pyplot()
     rows = sorted((r for r in summary["results"] if r["method"] == "tract"), key=lambda r: r["lam"])
     base = next(r for r in summary["results"] if r["method"] == "baseline")
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -202,35 +250,45 @@ def lam_sweep_section(loaded) -> list[str]:
     return lines + ["", plots("lam-sweep", ("lam_sweep.png",)), ""]
 
 
-ABLATION_ROWS = (  # (row label, experiment, TrAct-relative experiment)
-    ("ViT, standardised inputs", "fig4-vit", None),
-    ("ViT + patch-wise normalisation", "ablation-vit-patchnorm", None),
-    ("ViT + DualPatchNorm", "ablation-vit-dualpatchnorm", None),
-    ("ViT, [0,1] inputs", "ablation-vit-unit", "ablation-vit-unit-relative"),
-    ("ViT, [0,255] inputs", "ablation-vit-byte", "ablation-vit-byte-relative"),
+ABLATION_ROWS = (  # (row label, short label for the plot, experiment, its scale-invariant-λ twin)
+    ("ViT, standardised inputs", "standardised", "fig4-vit", None),
+    ("ViT + patch-wise normalisation", "patch norm", "ablation-vit-patchnorm", None),
+    ("ViT + DualPatchNorm", "DualPatchNorm", "ablation-vit-dualpatchnorm", None),
+    ("ViT, [0,1] inputs", "[0,1] inputs", "ablation-vit-unit", "ablation-vit-unit-relative"),
+    ("ViT, [0,255] inputs", "[0,255] inputs", "ablation-vit-byte", "ablation-vit-byte-relative"),
 )
+ABLATION_SERIES = ("baseline", "TrAct λ=0.1", "TrAct, scale-invariant λ")
 
 
 def ablation_section(budget: int) -> list[str]:
     lines = [f"### §4.5 ablations (ViT-CIFAR, Adam, {budget} epochs, λ = 0.1)", "",
              "Each row is its own comparison at the lr the ViT's baseline grid selected for this budget "
              "(`fig4-vit`). The scale-invariant λ (`--relative-lambda`: λ · tr(AᵀA/r)/n) is not in the paper.", "",
-             "| variant | baseline top-1 % | TrAct top-1 % | TrAct − baseline | TrAct, scale-invariant λ | command |",
-             "|---|---:|---:|---:|---:|---|"]
-    found = False
-    for label, name, rel in ABLATION_ROWS:
+             "| variant | seeds | baseline top-1 % | TrAct top-1 % | TrAct − baseline | TrAct, scale-invariant λ | "
+             "command |", "|---|---:|---:|---:|---:|---:|---|"]
+    values, errors = {}, {}
+    for label, short, name, rel in ABLATION_ROWS:
         loaded = load_experiment(name)
         if loaded is None:
             continue
-        found = True
         rows = by_label(loaded[1], budget)
-        b, t = rows.get("baseline"), rows.get("tract-l0.1")
-        r_loaded = load_experiment(rel) if rel else None
-        r = by_label(r_loaded[1], budget).get("tract-l0.1") if r_loaded else None
-        lines.append(f"| {label} | {pm(b['top1']) if b else '—'} | {pm(t['top1']) if t else '—'} | "
-                     f"{t['top1']['mean'] - b['top1']['mean']:+.2f} |" if b and t else f"| {label} | — | — | — |")
-        lines[-1] += f" {pm(r['top1']) if r else '—'} | `{loaded[0]['command']}` |"
-    return lines + [""] if found else []
+        rel_loaded = load_experiment(rel) if rel else None
+        cells = (rows.get("baseline"), rows.get("tract-l0.1"),
+                 by_label(rel_loaded[1], budget).get("tract-l0.1") if rel_loaded else None)
+        b, t, r = (c["top1"] if c else None for c in cells)
+        n = sorted({x["n"] for x in (b, t, r) if x})
+        gain = f"{t['mean'] - b['mean']:+.2f}" if b and t else "—"
+        lines.append(f"| {label} | {'/'.join(map(str, n))} | {pm(b) if b else '—'} | {pm(t) if t else '—'} | {gain} | "
+                     f"{pm(r) if r else '—'} | `{loaded[0]['command']}` |")
+        for series, st in zip(ABLATION_SERIES, (b, t, r)):
+            if st:
+                values[(short, series)], errors[(short, series)] = st["mean"], st["std"] or 0
+    if not values:
+        return []
+    groups = list(dict.fromkeys(g for g, _ in values))
+    bar_plot(os.path.join(COLLECTED, "ablations.png"), groups, list(ABLATION_SERIES), values, errors=errors,
+             ylabel="final test top-1 (%), mean ± std", title=f"ViT-CIFAR, {budget} epochs")
+    return lines + ["", "![ablations](benchmarks/results/experiments/ablations.png)", ""]
 
 
 def first_layer_sgd_section(budget: int) -> list[str]:
@@ -238,19 +296,48 @@ def first_layer_sgd_section(budget: int) -> list[str]:
     if mixed is None:
         return []
     top = mixed[0]
+    entries = []  # (first layer's optimizer, top-1 stats)
+    for loaded, names in ((adam, ("Adam", "Adam + TrAct")), (mixed, ("SGD", "SGD + TrAct"))):
+        rows = by_label(loaded[1], budget) if loaded else {}
+        entries += [(text, rows[label]["top1"]) for label, text in zip(("baseline", "tract-l0.1"), names)
+                    if label in rows]
     lines = [f"### {EXPERIMENT_TITLES['first-layer-sgd']}", "",
-             f"Command: `{top['command']}`; {run_machine(top)}.", "",
-             "| first layer | rest | seeds | test top-1 % |", "|---|---|---:|---:|"]
-    if adam is not None:
-        rows = by_label(adam[1], budget)
-        for label, text in (("baseline", "Adam"), ("tract-l0.1", "Adam + TrAct")):
-            if label in rows:
-                lines.append(f"| {text} | Adam | {rows[label]['top1']['n']} | {pm(rows[label]['top1'])} |")
-    rows = by_label(mixed[1], budget)
-    for label, text in (("baseline", "SGD"), ("tract-l0.1", "SGD + TrAct")):
-        if label in rows:
-            lines.append(f"| {text} | Adam | {rows[label]['top1']['n']} | {pm(rows[label]['top1'])} |")
-    return lines + [""]
+             f"Command: `{top['command']}`; {run_machine(top)}. The Adam rows are `fig3-adam` at the same budget.",
+             "", "| first layer | rest | seeds | test top-1 % |", "|---|---|---:|---:|"]
+    lines += [f"| {text} | Adam | {st['n']} | {pm(st)} |" for text, st in entries]
+    bar_plot(os.path.join(COLLECTED, "first-layer-sgd", "first_layer_sgd.png"), [t for t, _ in entries],
+             ["first layer"], {(t, "first layer"): st["mean"] for t, st in entries},
+             errors={(t, "first layer"): st["std"] or 0 for t, st in entries},
+             ylabel="final test top-1 (%), mean ± std", title=f"CIFAR ResNet, the rest Adam, {budget} epochs")
+    return lines + ["", plots("first-layer-sgd", ("first_layer_sgd.png",)), ""]
+
+
+def wall_time_section() -> list[str]:
+    """Training wall time per epoch of every collected run, TrAct against the baseline, per experiment."""
+    lines = ["### Wall time per epoch of the runs above", "",
+             "Mean over every finished run of an experiment (all budgets, lrs and seeds) of its training time / "
+             "epochs, evaluation excluded. The runs shared two cores with whatever else ran on the machine, so "
+             "differences of a few percent are noise; the controlled overhead measurement is the one above.", "",
+             "| experiment | baseline runs | baseline s/epoch | TrAct runs | TrAct s/epoch | TrAct / baseline |",
+             "|---|---:|---:|---:|---:|---:|"]
+    found = False
+    for name in EXPERIMENTS:
+        folder = os.path.join(COLLECTED, name)
+        times = {"baseline": [], "tract": []}
+        for root, _, files in os.walk(folder):
+            if "summary.json" in files and root != folder:
+                with open(os.path.join(root, "summary.json")) as f:
+                    s = json.load(f)
+                times[s["run"]["method"]].append(s["seconds_per_epoch"])
+        if not times["baseline"] and not times["tract"]:
+            continue
+        found = True
+        mean = {k: sum(v) / len(v) if v else None for k, v in times.items()}
+        ratio = f"{mean['tract'] / mean['baseline']:.3f}" if mean["baseline"] and mean["tract"] else "—"
+        lines.append(f"| {name} | {len(times['baseline'])} | "
+                     f"{'—' if mean['baseline'] is None else format(mean['baseline'], '.1f')} | {len(times['tract'])} | "
+                     f"{'—' if mean['tract'] is None else format(mean['tract'], '.1f')} | {ratio} |")
+    return lines + [""] if found else []
 
 
 def experiments_sections() -> list[str]:
@@ -268,6 +355,7 @@ def experiments_sections() -> list[str]:
         out += lam_sweep_section(loaded)
     out += ablation_section(ABLATION_BUDGET)
     out += first_layer_sgd_section(ABLATION_BUDGET)
+    out += wall_time_section()
     return out
 
 

@@ -1,0 +1,70 @@
+"""benchmarks/experiments.py: every registered command is a valid `trainact compare` configuration, and the
+runner reuses shared runs, takes an lr from another experiment's grid and collects JSON without local paths."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from trainact.harness.config import CompareConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("experiments", ROOT / "benchmarks" / "experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+E = _load()
+
+
+@pytest.mark.parametrize("name", list(E.EXPERIMENTS))
+def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_path):
+    e = E.EXPERIMENTS[name]
+    if e["lr_from"]:
+        source, budget = e["lr_from"]
+        assert budget in E._parse(E.command(source)).budgets, f"{source} has no {budget}-epoch budget"
+        monkeypatch.setattr(E, "_lr_from", lambda n, root: ["--lr", "0.001"])
+    cfg = E._parse(E.command(name, tmp_path))
+    assert isinstance(cfg, CompareConfig) and cfg.data == E.DATA and cfg.out == f"runs/{name}"
+    assert len(cfg.seeds) >= 3  # the issue: at least 3 seeds everywhere
+    for source in e["reuse"]:
+        assert not cfg.differences(E._parse(E.command(source))), f"{name} cannot share runs with {source}"
+
+
+def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, monkeypatch):
+    tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
+            "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1"]
+    registry = {}
+    monkeypatch.setattr(E, "EXPERIMENTS", registry)
+    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
+    E.experiment("grid", "grid", tiny + ["--lr", "0.001,0.2"])
+    E.experiment("lams", "lams", tiny + ["--lam", "0.1,1"], reuse=("grid",), lr_from=("grid", 1))
+    root = tmp_path / "runs"
+
+    with pytest.raises(SystemExit, match="grid's lr grid"):  # the lr source has not run yet
+        E.command("lams", root)
+    assert E.run(["grid", "lams"], root) == 0
+
+    best = json.loads((root / "grid" / "summary.json").read_text())["best_lr"][0]["lr"]
+    lams = json.loads((root / "lams" / "summary.json").read_text())
+    assert lams["config"]["lrs"] == [best] and lams["complete"]
+    for run_id in (f"b1/baseline/lr{best:g}/s0", f"b1/tract-l0.1/lr{best:g}/s0"):  # copied, not trained again
+        assert (root / "lams" / run_id / "metrics.jsonl").read_bytes() == \
+            (root / "grid" / run_id / "metrics.jsonl").read_bytes()
+    assert "complete, skipped" in (root / "lams.log").read_text()
+
+    for name in ("grid", "lams"):
+        folder = tmp_path / "collected" / name
+        top = json.loads((folder / "config.json").read_text())
+        assert top["command"].startswith("trainact compare ") and top["config"]["out"] == f"runs/{name}"
+        assert (folder / "accuracy_vs_budget.png").is_file()
+        assert not list(folder.rglob("checkpoint.pt"))
+        for file in folder.rglob("*.json*"):
+            assert str(tmp_path) not in file.read_text(), file
+    assert json.loads((tmp_path / "collected" / "lams" / "summary.json").read_text())["complete"]
