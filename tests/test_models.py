@@ -113,6 +113,18 @@ def test_unknown_names_and_options():
     assert "tv:<name>" in names and "timm:<name>" in names
 
 
+def test_vit_mlp_is_four_times_the_hidden_size_unless_given():
+    """The ViT-CIFAR ratio (384 -> 1536) is kept when the hidden size is scaled down for CPU runs."""
+    def mlp(net):
+        return net.blocks[0].mlp[0].out_features
+
+    assert mlp(build_model("vit", num_classes=10)) == 1536
+    assert mlp(build_model("vit-dualpatchnorm", num_classes=10, dim=64, heads=4, depth=1)) == 256
+    assert mlp(build_model("vit", num_classes=10, dim=64, heads=4, depth=1, mlp_dim=100)) == 100
+    with pytest.raises(ValueError, match="option dim .* got -8"):
+        build_model("vit", num_classes=10, dim=-8)
+
+
 def test_vit_trains_on_a_batch():
     """A few steps on one batch reduce the loss to near zero: the graph is wired end to end."""
     torch.manual_seed(0)

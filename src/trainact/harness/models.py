@@ -265,7 +265,7 @@ def build_model(name: str, *, num_classes: int, image_size: int = 32, in_channel
     """A freshly initialised model (never pretrained weights). See `available_models()` for the names.
 
     resnet18/34/50 take `width` (base channels, default 64); vit, vit-patchnorm and vit-dualpatchnorm take
-    patch_size=8, dim=384, depth=7, heads=12, mlp_dim=1536, dropout=0.0; `tv:<name>` passes options to
+    patch_size=8, dim=384, depth=7, heads=12, mlp_dim=4*dim (1536), dropout=0.0; `tv:<name>` passes options to
     torchvision.models.get_model, `timm:<name>` to timm.create_model.
     """
     if not isinstance(num_classes, int) or num_classes < 1:
@@ -279,7 +279,7 @@ def build_model(name: str, *, num_classes: int, image_size: int = 32, in_channel
         opts = _check_options(name, options, _RESNET_OPTIONS)
         return CifarResNet(block, layers, num_classes=num_classes, in_channels=in_channels, **opts)
     if name in _VITS:
-        opts = _check_options(name, options, _VIT_OPTIONS)
+        opts = _check_options(name, {"mlp_dim": 4 * options.get("dim", _VIT_OPTIONS["dim"]), **options}, _VIT_OPTIONS)
         return ViT(num_classes=num_classes, image_size=image_size, in_channels=in_channels, patch_norm=_VITS[name], **opts)
     if name.startswith("tv:"):
         return _torchvision_model(name[3:], num_classes, image_size, in_channels, options)
