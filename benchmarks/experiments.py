@@ -38,7 +38,7 @@ DATA = "../shared/data/cifar10-jpeg.tar.gz"  # as given on the command line, rel
 RESNET = ["--data", DATA, "--train-subset", "20000", "--width", "16"]
 # The CPU-scale ViT-CIFAR: the paper's design (Linear patch embedding of 8x8 patches, 7 layers, 12 heads, MLP 4x
 # the hidden size) with hidden size 192 instead of 384, same subset: about a minute per epoch here.
-VIT_SIZE = ["--dim", "192", "--depth", "7", "--heads", "12"]
+VIT_SIZE = ["--dim", "192", "--depth", "7", "--heads", "12", "--weight-decay", "5e-5"]  # ViT-CIFAR's weight decay
 VIT = ["--data", DATA, "--train-subset", "20000", "--model", "vit"] + VIT_SIZE
 SEEDS = ["--seeds", "0,1,2"]
 BUDGETS = ["--budgets", "1,2,4,8"]
