@@ -12,6 +12,8 @@ redraws the plots into benchmarks/results/experiments/NAME/, replacing machine p
 
 Reuse: an experiment may name others whose finished runs it shares (the same settings, compared with
 `CompareConfig.differences`); those run folders are copied before it starts instead of being trained twice.
+The runs already collected into the repository are reused the same way, so a long experiment spans sessions
+and machines: `run NAME --budgets 1,2` trains part of it, `collect` keeps it, a later `run NAME` does the rest.
 An experiment may take its lr from another's lr grid (`lr_from`), the paper's rule of never re-tuning for TrAct.
 """
 from __future__ import annotations
@@ -120,15 +122,19 @@ def _parse(args: list) -> CompareConfig:
 
 
 def reuse_runs(name: str, root: Path) -> int:
-    """Copy the finished runs this experiment shares with those it names in `reuse`; returns how many."""
+    """Copy into `root / name` the finished runs it shares with the experiments named in `reuse`, and those
+    already collected into the repository (an earlier session's or another machine's); returns how many.
+
+    A source counts only if its settings match (`CompareConfig.differences`); a run already there is kept.
+    """
     target = _parse(command(name, root, out=str(root / name)))
+    sources = [root / source for source in EXPERIMENTS[name]["reuse"]] + [COLLECTED / name]
     copied = 0
-    for source in EXPERIMENTS[name]["reuse"]:
-        src = root / source
-        if not (src / "config.json").is_file():
+    for src in sources:
+        if not (src / "config.json").is_file() or src.resolve() == (root / name).resolve():
             continue
         if target.differences(load_config(src)):
-            raise SystemExit(f"{name} cannot reuse {source}: settings differ "
+            raise SystemExit(f"{name} cannot reuse {src}: settings differ "
                              f"{target.differences(load_config(src))}")
         for summary in src.glob("b*/*/lr*/s*/summary.json"):
             with open(summary) as f:
@@ -144,12 +150,27 @@ def reuse_runs(name: str, root: Path) -> int:
     return copied
 
 
-def run(names: list, root: Path) -> int:
+def with_budgets(name: str, args: list, budgets: Optional[str]) -> list:
+    """`args` with `--budgets` narrowed to `budgets` ("1,2"), which must be some of the experiment's own."""
+    if budgets is None:
+        return args
+    i = args.index("--budgets")
+    own = [int(b) for b in args[i + 1].split(",")]
+    try:
+        chosen = [int(b) for b in budgets.split(",")]
+    except ValueError:
+        raise SystemExit(f"--budgets must be comma-separated epoch counts, got {budgets!r}") from None
+    if not chosen or not set(chosen) <= set(own):
+        raise SystemExit(f"--budgets {budgets!r}: {name}'s budgets are {args[i + 1]}; choose among them")
+    return args[:i + 1] + [",".join(map(str, chosen))] + args[i + 2:]
+
+
+def run(names: list, root: Path, budgets: Optional[str] = None) -> int:
     for name in names:
-        command(name)  # unknown names fail before anything runs
+        with_budgets(name, command(name), budgets)  # unknown names and budgets fail before anything runs
     for name in names:
         copied = reuse_runs(name, root)
-        args = command(name, root, out=str(root / name))
+        args = with_budgets(name, command(name, root, out=str(root / name)), budgets)
         print(f"== {name}: trainact compare {shlex.join(args)}" + (f" ({copied} runs reused)" if copied else ""),
               flush=True)
         root.mkdir(parents=True, exist_ok=True)
@@ -172,13 +193,15 @@ def collect(names: list, root: Path) -> None:
         if not (src / "config.json").is_file():
             print(f"{name}: nothing to collect in {src}")
             continue
+        reuse_runs(name, root)  # what was collected before stays collected
         dest = COLLECTED / name
         if dest.exists():
             shutil.rmtree(dest)
         with open(src / "config.json") as f:
             top = json.load(f)
         args = command(name, root)
-        top["config"]["out"] = f"runs/{name}"
+        # the experiment's whole configuration, even where `run --budgets` trained some of it so far
+        top["config"] = _parse(args).to_dict()
         dataset = top.get("environment", {}).get("dataset", {})
         if "source" in dataset:
             dataset["source"] = top["config"]["data"]
@@ -212,6 +235,8 @@ def main(argv=None) -> int:
     p.add_argument("action", choices=("list", "run", "collect"))
     p.add_argument("names", nargs="*", help="experiments (default for list/collect: all)")
     p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
+    p.add_argument("--budgets", help="run: only these of the experiments' budgets for now, e.g. 1,2 "
+                                     "(the rest later; collect reports them as missing)")
     a = p.parse_args(argv)
     root = runs_root(a.runs)
     names = a.names or (list(EXPERIMENTS) if a.action != "run" else [])
@@ -224,7 +249,7 @@ def main(argv=None) -> int:
         return 0
     if not names:
         p.error("run: name at least one experiment")
-    return run(names, root)
+    return run(names, root, a.budgets)
 
 
 if __name__ == "__main__":

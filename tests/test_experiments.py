@@ -68,3 +68,30 @@ def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, monk
         for file in folder.rglob("*.json*"):
             assert str(tmp_path) not in file.read_text(), file
     assert json.loads((tmp_path / "collected" / "lams" / "summary.json").read_text())["complete"]
+
+
+def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monkeypatch):
+    tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
+            "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1,2", "--lr", "0.05"]
+    monkeypatch.setattr(E, "EXPERIMENTS", {})
+    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
+    E.experiment("long", "long", tiny)
+    with pytest.raises(SystemExit, match="budgets are 1,2"):
+        E.run(["long"], tmp_path / "runs", budgets="4")
+
+    # session 1 trains the 1-epoch budget only; collect keeps it and reports the rest as missing
+    assert E.run(["long"], tmp_path / "runs", budgets="1") == 0
+    part = json.loads((tmp_path / "collected" / "long" / "summary.json").read_text())
+    assert not part["complete"] and {r["budget"] for r in part["results"]} == {1}
+    assert json.loads((tmp_path / "collected" / "long" / "config.json").read_text())["config"]["budgets"] == [1, 2]
+    first = (tmp_path / "collected" / "long" / "b1" / "tract-l0.1" / "lr0.05" / "s0" / "metrics.jsonl").read_bytes()
+
+    # session 2 starts from a fresh runs folder: what was collected is not trained again, nor lost
+    E.collect(["long"], tmp_path / "fresh")  # nothing there yet: the collected runs stay
+    assert (tmp_path / "collected" / "long" / "b1").is_dir()
+    assert E.run(["long"], tmp_path / "fresh") == 0
+    assert "complete, skipped" in (tmp_path / "fresh" / "long.log").read_text()
+    whole = json.loads((tmp_path / "collected" / "long" / "summary.json").read_text())
+    assert whole["complete"] and {r["budget"] for r in whole["results"]} == {1, 2}
+    assert (tmp_path / "collected" / "long" / "b1" / "tract-l0.1" / "lr0.05" / "s0" / "metrics.jsonl").read_bytes() \
+        == first
