@@ -9,7 +9,7 @@ import torch
 
 from trainact.harness.config import CompareConfig
 from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs, select_best_lr
-from trainact.harness.results import RunResult, analyse, format_table, match_budget
+from trainact.harness.results import RunResult, analyse, format_markdown, format_table, grid_edge_notes, match_budget
 
 TINY_DATA = {"train_size": 160, "test_size": 64, "image_size": 16}
 TIMING = ("seconds", "eval_seconds")
@@ -165,6 +165,18 @@ def test_analyse_mean_std_and_speedup_from_hand_made_runs():
     # a missing run is listed, not silently averaged away
     partial = analyse(cfg, runs[1:])
     assert not partial["complete"] and "b1/baseline/lr0.1/s0" in partial["missing"]
+
+
+def test_a_selected_lr_at_the_grids_edge_is_flagged():
+    cfg = CompareConfig(budgets=(1, 2), seeds=(0,), lrs=(0.01, 0.1, 1.0), lams=(0.1,), warmup_epochs=0)
+    accs = {(1, 0.01): 40, (1, 0.1): 50, (1, 1.0): 45, (2, 0.01): 30, (2, 0.1): 50, (2, 1.0): 60}
+    runs = [_fake(b, "baseline", lr, 0, a) for (b, lr), a in accs.items()]
+    out = analyse(cfg, runs)
+    assert [(r["budget"], r["lr"]) for r in out["best_lr"]] == [(1, 0.1), (2, 1.0)]
+    notes = grid_edge_notes(out)
+    assert notes == ["2 epochs: the selected lr 1 is the largest of the grid; the baseline's best lr may lie "
+                     "outside it"]
+    assert notes[0] in format_table(out) and notes[0] in format_markdown(out)
 
 
 # ---------------------------------------------------------------------------------------------- training

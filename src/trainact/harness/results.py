@@ -196,6 +196,23 @@ def analyse(cfg: CompareConfig, runs: Sequence[RunResult]) -> dict:
             "results": rows, "speedups": speedups, "missing": missing, "complete": not missing}
 
 
+def grid_edge_notes(analysis: dict) -> list[str]:
+    """A note for every budget whose selected lr is the grid's smallest or largest: the baseline might do better
+    outside the grid, so the comparison may flatter TrAct (or not); a wider grid settles it."""
+    per_budget: dict = {}
+    for g in analysis["lr_grid"]:
+        per_budget.setdefault(g["budget"], []).append(g)
+    notes = []
+    for b, grid in per_budget.items():
+        lrs = sorted(g["lr"] for g in grid)
+        chosen = [g["lr"] for g in grid if g["selected"]]
+        if len(lrs) >= 2 and chosen and chosen[0] in (lrs[0], lrs[-1]):
+            side = "smallest" if chosen[0] == lrs[0] else "largest"
+            notes.append(f"{_fmt_b(b)} epochs: the selected lr {fmt_num(chosen[0])} is the {side} of the grid; "
+                         "the baseline's best lr may lie outside it")
+    return notes
+
+
 def _footer(analysis: dict, note_prefix: str, missing_line: str) -> list[str]:
     """The lines under a results table: what the speed-up means, its notes, missing runs."""
     lines = []
@@ -203,6 +220,7 @@ def _footer(analysis: dict, note_prefix: str, missing_line: str) -> list[str]:
         lines += ["", "speed-up = baseline epochs reaching TrAct's final top-1 (linear interpolation between "
                       "measured baseline budgets, never extrapolated) / TrAct epochs"]
     lines += [note_prefix + s["note"] for s in analysis["speedups"] if s["note"]]
+    lines += [note_prefix + n for n in grid_edge_notes(analysis)]
     if analysis["missing"]:
         lines += ["", missing_line]
     return lines
@@ -250,7 +268,9 @@ def format_markdown(analysis: dict, *, title: str = "") -> str:
     for r in analysis["results"]:
         lines.append(f"| {r['budget']} | {r['label']} | {fmt_num(r['lr'])} | {r['top1']['n']} | {pm(r['top1'])} | "
                      f"{pm(r['top5'])} | {r['seconds_per_epoch']['mean']:.1f} | {r.get('speedup', '')} |")
-    missing_line = f"Missing runs: {len(analysis['missing'])} (comparison unfinished)."
+    missing = analysis["missing"]
+    missing_line = (f"Missing runs ({len(missing)}, comparison unfinished): " + ", ".join(missing[:8])
+                    + (" ..." if len(missing) > 8 else ""))
     return "\n".join(lines + _footer(analysis, "- ", missing_line))
 
 
