@@ -185,8 +185,11 @@ def pyplot():
 
 
 def bar_plot(path: str, groups: list, series: list, values: dict, *, ylabel: str, title: str = "",
-             errors: dict = None, percent: bool = False) -> None:
-    """Grouped bars: values[(group, series)] (missing pairs are left out), optional ± errors."""
+             errors: dict = None, percent: bool = False, zoom: bool = False) -> None:
+    """Grouped bars: values[(group, series)] (missing pairs are left out), optional ± errors.
+
+    `zoom`: the y axis spans the data (± errors) instead of starting at 0, so differences of a point or two show;
+    the axis label says so."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(groups) * max(1, len(series)) / 2 + 2), 3.8))
     width = 0.8 / max(1, len(series))
@@ -198,10 +201,17 @@ def bar_plot(path: str, groups: list, series: list, values: dict, *, ylabel: str
             continue
         ax.bar([k[0] for k in keep], [k[1] for k in keep], width, label=name,
                **({"yerr": [k[2] for k in keep], "capsize": 3} if errors else {}))
-        for x, y, _ in keep:
-            ax.annotate(f"{y:+.0%}" if percent else f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 3),
+        for x, y, e in keep:  # above the error bar
+            ax.annotate(f"{y:+.0%}" if percent else f"{y:.1f}", (x, y + (e if y >= 0 else 0)),
+                        textcoords="offset points", xytext=(0, 3),
                         ha="center", fontsize=7)
     ax.set_xticks(range(len(groups)), groups, fontsize=8)
+    if zoom and values:
+        lo = min(v - (errors or {}).get(k, 0) for k, v in values.items())
+        hi = max(v + (errors or {}).get(k, 0) for k, v in values.items())
+        pad = max(1.0, 0.4 * (hi - lo))
+        ax.set_ylim(lo - pad, hi + pad)
+        ylabel += " (axis cut)"
     ax.set_ylabel(ylabel)
     if percent:
         ax.yaxis.set_major_formatter(lambda v, _: f"{v:+.0%}")
@@ -287,7 +297,7 @@ def ablation_section(budget: int) -> list[str]:
         return []
     groups = list(dict.fromkeys(g for g, _ in values))
     bar_plot(os.path.join(COLLECTED, "ablations.png"), groups, list(ABLATION_SERIES), values, errors=errors,
-             ylabel="final test top-1 (%), mean ± std", title=f"ViT-CIFAR, {budget} epochs")
+             zoom=True, ylabel="final test top-1 (%), mean ± std", title=f"ViT-CIFAR, {budget} epochs")
     return lines + ["", "![ablations](benchmarks/results/experiments/ablations.png)", ""]
 
 
@@ -307,7 +317,7 @@ def first_layer_sgd_section(budget: int) -> list[str]:
     lines += [f"| {text} | Adam | {st['n']} | {pm(st)} |" for text, st in entries]
     bar_plot(os.path.join(COLLECTED, "first-layer-sgd", "first_layer_sgd.png"), [t for t, _ in entries],
              ["first layer"], {(t, "first layer"): st["mean"] for t, st in entries},
-             errors={(t, "first layer"): st["std"] or 0 for t, st in entries},
+             errors={(t, "first layer"): st["std"] or 0 for t, st in entries}, zoom=True,
              ylabel="final test top-1 (%), mean ± std", title=f"CIFAR ResNet, the rest Adam, {budget} epochs")
     return lines + ["", plots("first-layer-sgd", ("first_layer_sgd.png",)), ""]
 
@@ -398,6 +408,18 @@ def claims() -> list:
             rows.append([f"{what} inputs (ViT, {b} ep)", "TrAct degrades far less than the baseline without "
                          "standardisation", f"drop from standardised inputs: baseline {drop_b:+.2f}, TrAct "
                          f"{drop_t:+.2f} points", _verdict([(drop_b - drop_t, se)])])
+    adam, mixed = load_experiment("fig3-adam"), load_experiment("first-layer-sgd")
+    if adam and mixed:
+        a = by_label(adam[1], b).get("baseline", {}).get("top1")
+        m = by_label(mixed[1], b).get("tract-l0.1", {}).get("top1")
+        plain = by_label(mixed[1], b).get("baseline", {}).get("top1")
+        if a and m and plain:
+            d, se = _diff(m, a)
+            d2, se2 = _diff(m, plain)
+            rows.append([f"open question: first layer SGD + TrAct, the rest Adam (ResNet, {b} ep)",
+                         "asked, not answered", f"vs all-Adam: {d:+.2f} ± {se:.2f} points; vs first layer SGD "
+                         f"without TrAct: {d2:+.2f} ± {se2:.2f}", "better than all-Adam: " + {"reproduced": "yes, beyond 2 SE", "not reproduced": "no"}.get(
+                             _verdict([(d, se)]), _verdict([(d, se)]))])
     return [r for r in rows if r]
 
 
