@@ -146,6 +146,21 @@ def run_machine(top: dict) -> str:
             + f", {d.get('test_size')} test images")
 
 
+def scale_note() -> str:
+    """How far the CPU-scale runs are from the paper's (read from the collected configurations)."""
+    resnet, vit = load_experiment("fig3-sgd"), load_experiment("fig4-vit")
+    if resnet is None:
+        return ""
+    c = resnet[0]["config"]
+    text = (f"Scale: the paper trains for 100–800 epochs on all 50 000 CIFAR training images (ResNet-18 at width "
+            f"64, ViT-CIFAR at hidden size 384); here the budgets are {', '.join(map(str, c['budgets']))} epochs on "
+            f"{c['train_subset'] or 'all'} images, the ResNet at width {c['width']}")
+    if vit is not None:
+        text += f", the ViT at hidden size {vit[0]['config']['dim']}"
+    return text + (". These runs test the direction and rough size of TrAct's effect in short training, not the "
+                   "paper's numbers.")
+
+
 def plots(name: str, files=("accuracy_vs_budget.png", "speedup.png", "accuracy_vs_epoch.png")) -> str:
     """Markdown images of an experiment's plots (paths relative to the repository root: README, BENCHMARKS)."""
     return " ".join(f"![{name} {f[:-4]}](benchmarks/results/experiments/{name}/{f})" for f in files
@@ -467,7 +482,7 @@ def experiments_sections() -> list[str]:
            "Every table is computed from the JSON in `benchmarks/results/experiments/` (copied from the run folders "
            "by `python benchmarks/experiments.py collect`); `python benchmarks/experiments.py list` prints every "
            "command. Accuracies are the final test top-1 after the last epoch, mean ± std over seeds; `s/epoch` is "
-           "the training wall time per epoch (evaluation excluded).", "",
+           "the training wall time per epoch (evaluation excluded).", "", scale_note(), "",
            "### The paper's claims, checked", ""] + claims_table()
     for name in CURVES:
         loaded = load_experiment(name)
@@ -486,7 +501,7 @@ def readme_block() -> list[str]:
     """The README's short results section: speed-ups per experiment, with plots."""
     lines = [README_START, "", "## Results at CPU scale", "",
              "Measured by this project (commands, seeds, hardware and every table in [BENCHMARKS.md](BENCHMARKS.md)); "
-             "speed-up = baseline epochs needed for TrAct's accuracy / TrAct's epochs.", "",
+             "speed-up = baseline epochs needed for TrAct's accuracy / TrAct's epochs. " + scale_note(), "",
              "| experiment | seeds | TrAct vs baseline, final test top-1 % per budget | speed-up per TrAct budget |",
              "|---|---:|---|---|"]
     shown = []
