@@ -4,6 +4,7 @@ resumes, and a collector that copies the small JSON results into the repository.
     python benchmarks/experiments.py list                      # every experiment and its command
     python benchmarks/experiments.py run fig3-sgd lam-sweep    # run them one after the other (resumes)
     python benchmarks/experiments.py collect                   # copy finished JSON into benchmarks/results/
+    python benchmarks/experiments.py status                    # what is finished, what is left to train
     python benchmarks/report.py                                # BENCHMARKS.md + the README's results section
 
 Runs are written to --runs DIR (default: $TRAINACT_RUNS or ./runs, git-ignored); checkpoints and logs stay
@@ -230,9 +231,25 @@ def collect(names: list, root: Path) -> None:
               + ("" if result["complete"] else f" ({len(result['missing'])} missing)"))
 
 
+def status(names: list, root: Path) -> None:
+    """What each experiment has finished (trained under `root` or collected) and what is still to train."""
+    for name in names:
+        found = [f for f in (root / name, COLLECTED / name) if (f / "config.json").is_file()]
+        if not found:
+            print(f"{name}: not started")
+            continue
+        whole = _parse(command(name, root))  # the experiment's whole configuration, not a `run --budgets` part
+        best = max((summarize(f, whole) for f in found), key=lambda r: sum(x["top1"]["n"] for x in r["results"]))
+        done = sum(r["top1"]["n"] for r in best["results"])
+        missing = best["missing"]
+        print(f"{name}: " + ("complete" if best["complete"] else
+                             f"{done} runs at the selected lrs, missing {len(missing)}: " + ", ".join(missing[:6])
+                             + (" ..." if len(missing) > 6 else "")))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("list", "run", "collect"))
+    p.add_argument("action", choices=("list", "run", "collect", "status"))
     p.add_argument("names", nargs="*", help="experiments (default for list/collect: all)")
     p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
     p.add_argument("--budgets", help="run: only these of the experiments' budgets for now, e.g. 1,2 "
@@ -246,6 +263,9 @@ def main(argv=None) -> int:
         return 0
     if a.action == "collect":
         collect(names, root)
+        return 0
+    if a.action == "status":
+        status(names, root)
         return 0
     if not names:
         p.error("run: name at least one experiment")

@@ -399,6 +399,12 @@ def claims() -> list:
                      f"[{tr[0]['lam']:g}, {tr[-1]['lam']:g}] ({sum(d > 2 * se for d, se in diffs)} beyond 2 SE); "
                      f"differences {min(d for d, _ in diffs):+.2f} to {max(d for d, _ in diffs):+.2f} points",
                      _verdict(diffs)])
+        lam = {r["lam"]: r["top1"] for r in tr}
+        if 0.1 in lam and 1.0 in lam:
+            d, se = _diff(lam[0.1], lam[1.0])
+            rows.append([f"smaller λ for short training ({loaded[1]['results'][0]['budget']} ep)",
+                         "λ = 0.1 for short training; λ = 1 recommended for long training",
+                         f"λ = 0.1 − λ = 1: {d:+.2f} ± {se:.2f} points", _verdict([(d, se)])])
     vit = {name: load_experiment(name) for _, _, name, _ in ABLATION_ROWS}
     b = ABLATION_BUDGET
 

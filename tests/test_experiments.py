@@ -70,12 +70,13 @@ def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, monk
     assert json.loads((tmp_path / "collected" / "lams" / "summary.json").read_text())["complete"]
 
 
-def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monkeypatch):
+def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monkeypatch, capsys):
     tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
             "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1,2", "--lr", "0.05"]
     monkeypatch.setattr(E, "EXPERIMENTS", {})
     monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
     E.experiment("long", "long", tiny)
+    E.experiment("unstarted", "unstarted", tiny)
     with pytest.raises(SystemExit, match="budgets are 1,2"):
         E.run(["long"], tmp_path / "runs", budgets="4")
 
@@ -85,6 +86,8 @@ def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monke
     assert not part["complete"] and {r["budget"] for r in part["results"]} == {1}
     assert json.loads((tmp_path / "collected" / "long" / "config.json").read_text())["config"]["budgets"] == [1, 2]
     first = (tmp_path / "collected" / "long" / "b1" / "tract-l0.1" / "lr0.05" / "s0" / "metrics.jsonl").read_bytes()
+    E.status(["long"], tmp_path / "fresh")
+    assert "long: 2 runs at the selected lrs, missing 2: b2/baseline/lr0.05/s0" in capsys.readouterr().out
 
     # session 2 starts from a fresh runs folder: what was collected is not trained again, nor lost
     E.collect(["long"], tmp_path / "fresh")  # nothing there yet: the collected runs stay
@@ -95,3 +98,6 @@ def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monke
     assert whole["complete"] and {r["budget"] for r in whole["results"]} == {1, 2}
     assert (tmp_path / "collected" / "long" / "b1" / "tract-l0.1" / "lr0.05" / "s0" / "metrics.jsonl").read_bytes() \
         == first
+    capsys.readouterr()
+    E.status(["long", "unstarted"], tmp_path / "fresh")
+    assert capsys.readouterr().out.splitlines() == ["long: complete", "unstarted: not started"]
