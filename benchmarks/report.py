@@ -289,9 +289,9 @@ def ablation_section(budget: int) -> list[str]:
     lines = [f"### §4.5 ablations (ViT-CIFAR, Adam, {budget} epochs, λ = 0.1)", "",
              "Each row is its own comparison at the lr the ViT's baseline grid selected for this budget "
              "(`fig4-vit`). The scale-invariant λ (`--relative-lambda`: λ · tr(AᵀA/r)/n) is not in the paper. "
-             "It makes TrAct's *gradient* invariant to the input scale; Adam then sets each weight's step size "
-             "itself, so with [0,255] inputs the first layer's pre-activations still move up to 255x more per step "
-             "than with [0,1] inputs, with or without TrAct.", "",
+             "With it, an SGD step changes the first layer's pre-activations by the same amount whatever the input "
+             "scale; Adam, though, sets each weight's step size itself, so with [0,255] inputs the pre-activations "
+             "still move up to 255x more per step than with [0,1] inputs, with or without TrAct.", "",
              "| variant | seeds | baseline top-1 % | TrAct top-1 % | TrAct − baseline | TrAct, scale-invariant λ | "
              "command |", "|---|---:|---:|---:|---:|---:|---|"]
     values, errors = {}, {}
