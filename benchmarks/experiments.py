@@ -250,11 +250,13 @@ def status(names: list, root: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("list", "run", "collect", "status"))
-    p.add_argument("names", nargs="*", help="experiments (default for list/collect: all)")
+    p.add_argument("names", nargs="*", help="experiments (default for list/collect/status: all)")
     p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
     p.add_argument("--budgets", help="run: only these of the experiments' budgets for now, e.g. 1,2 "
                                      "(the rest later; collect reports them as missing)")
     a = p.parse_args(argv)
+    if a.budgets is not None and a.action != "run":
+        p.error(f"--budgets {a.budgets!r} applies to run only, not to {a.action}")
     root = runs_root(a.runs)
     names = a.names or (list(EXPERIMENTS) if a.action != "run" else [])
     if a.action == "list":
