@@ -16,6 +16,7 @@ def _entry(rank: int, world: int, init_file: str, out_dir: str, fn, args) -> Non
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         result = fn(rank, world, *args)
+        dist.barrier()  # no rank tears gloo down while another is still in a collective
         torch.save({"ok": True, "result": result}, os.path.join(out_dir, f"{rank}.pt"))
     except BaseException as err:  # report to the parent instead of a bare non-zero exit
         torch.save({"ok": False, "error": f"{type(err).__name__}: {err}", "trace": traceback.format_exc()},
@@ -30,11 +31,18 @@ def run(fn, *args, world: int = 2, timeout: float = 120.0) -> list:
         init_file = os.path.join(tmp, "init")
         ctx = mp.spawn(_entry, args=(world, init_file, tmp, fn, args), nprocs=world, join=False)
         deadline = time.monotonic() + timeout
-        while not ctx.join(max(0.1, deadline - time.monotonic())):
-            if time.monotonic() > deadline:
-                for proc in ctx.processes:
-                    proc.kill()
-                raise TimeoutError(f"{fn.__name__} did not finish within {timeout} s in {world} processes")
+        try:
+            while not ctx.join(max(0.1, deadline - time.monotonic())):
+                if time.monotonic() > deadline:
+                    for proc in ctx.processes:
+                        proc.kill()
+                    raise TimeoutError(f"{fn.__name__} did not finish within {timeout} s in {world} processes")
+        except mp.ProcessExitedException:
+            # A crash in gloo's teardown (`terminate called without an active exception`, seen rarely on
+            # 2 cores) after every rank saved its result and passed the final barrier is not the test's subject;
+            # a crash before that leaves a rank without a result and still fails.
+            if not all(os.path.exists(os.path.join(tmp, f"{rank}.pt")) for rank in range(world)):
+                raise
         results = []
         for rank in range(world):
             payload = torch.load(os.path.join(tmp, f"{rank}.pt"), weights_only=False)
