@@ -213,6 +213,10 @@ def grid_edge_notes(analysis: dict) -> list[str]:
     return notes
 
 
+def _first_few(items: Sequence[str], n: int = 8) -> str:
+    return ", ".join(items[:n]) + (" ..." if len(items) > n else "")
+
+
 def _footer(analysis: dict, note_prefix: str, missing_line: str) -> list[str]:
     """The lines under a results table: what the speed-up means, its notes, missing runs."""
     lines = []
@@ -244,8 +248,7 @@ def format_table(analysis: dict) -> str:
         lines.append(f"{r['budget']:>6}  {r['label']:<14} {fmt_num(r['lr']):>8} {r['top1']['n']:>2}  "
                      f"{pm(r['top1'])}  {pm(r['top5'])}  {r['seconds_per_epoch']['mean']:8.2f}  "
                      f"{r.get('speedup', '')}")
-    missing = analysis["missing"]
-    missing_line = f"missing runs ({len(missing)}): " + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+    missing_line = f"missing runs ({len(analysis['missing'])}): " + _first_few(analysis["missing"])
     return "\n".join(lines + _footer(analysis, "  note: ", missing_line))
 
 
@@ -268,9 +271,8 @@ def format_markdown(analysis: dict, *, title: str = "") -> str:
     for r in analysis["results"]:
         lines.append(f"| {r['budget']} | {r['label']} | {fmt_num(r['lr'])} | {r['top1']['n']} | {pm(r['top1'])} | "
                      f"{pm(r['top5'])} | {r['seconds_per_epoch']['mean']:.1f} | {r.get('speedup', '')} |")
-    missing = analysis["missing"]
-    missing_line = (f"Missing runs ({len(missing)}, comparison unfinished): " + ", ".join(missing[:8])
-                    + (" ..." if len(missing) > 8 else ""))
+    missing_line = (f"Missing runs ({len(analysis['missing'])}, comparison unfinished): "
+                    + _first_few(analysis["missing"]))
     return "\n".join(lines + _footer(analysis, "- ", missing_line))
 
 
