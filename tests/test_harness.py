@@ -177,6 +177,12 @@ def test_a_selected_lr_at_the_grids_edge_is_flagged():
     assert notes == ["2 epochs: the selected lr 1 is the largest of the grid; the baseline's best lr may lie "
                      "outside it"]
     assert notes[0] in format_table(out) and notes[0] in format_markdown(out)
+    # one epoch is singular
+    accs = {(1, 0.01): 60, (1, 0.1): 50, (1, 1.0): 45}
+    out = analyse(CompareConfig(budgets=(1,), seeds=(0,), lrs=(0.01, 0.1, 1.0), lams=(0.1,), warmup_epochs=0),
+                  [_fake(b, "baseline", lr, 0, a) for (b, lr), a in accs.items()])
+    assert grid_edge_notes(out) == ["1 epoch: the selected lr 0.01 is the smallest of the grid; the baseline's "
+                                    "best lr may lie outside it"]
 
 
 # ---------------------------------------------------------------------------------------------- training

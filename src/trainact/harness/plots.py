@@ -66,8 +66,9 @@ def make_plots(out_dir, analysis: dict, runs: Sequence[RunResult]) -> list[Path]
             if len(curves) > 1:
                 ax.fill_between(ep, [min(series[e]) for e in ep], [max(series[e]) for e in ep],
                                 color=colors[label], alpha=0.2, lw=0)
-        ax.set_title(f"budget {b} epochs")
+        ax.set_title(f"budget {b:g} epoch{'' if b == 1 else 's'}")
         ax.set_xlabel("epoch")
+        ax.set_xlim(0, b * 1.04 + 0.25)  # the whole budget, also where it is a single evaluated epoch
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test top-1 (%)")
