@@ -127,6 +127,8 @@ def reuse_runs(name: str, root: Path) -> int:
     already collected into the repository (an earlier session's or another machine's); returns how many.
 
     A source counts only if its settings match (`CompareConfig.differences`); a run already there is kept.
+    From another experiment only the runs this one needs are taken; from the collected folder every run is, so
+    what was collected stays collected when the experiment changes (a shifted lr grid keeps its old runs as data).
     """
     target = _parse(command(name, root, out=str(root / name)))
     sources = [root / source for source in EXPERIMENTS[name]["reuse"]] + [COLLECTED / name]
@@ -141,9 +143,9 @@ def reuse_runs(name: str, root: Path) -> int:
             with open(summary) as f:
                 s = json.load(f)
             run = s["run"]
-            wanted = (s.get("completed") and run["budget"] in target.budgets and run["lr"] in target.lrs
-                      and run["seed"] in target.seeds and run["method"] in target.methods
-                      and (run["lam"] is None or run["lam"] in target.lams))
+            needed = (run["budget"] in target.budgets and run["lr"] in target.lrs and run["seed"] in target.seeds
+                      and run["method"] in target.methods and (run["lam"] is None or run["lam"] in target.lams))
+            wanted = s.get("completed") and (needed or src == COLLECTED / name)
             dest = root / name / summary.parent.relative_to(src)
             if wanted and not (dest / "summary.json").exists():
                 shutil.copytree(summary.parent, dest, ignore=shutil.ignore_patterns("checkpoint.pt"))

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -179,14 +180,37 @@ def speedup_line(summary: dict) -> str:
     return ", ".join(f"{s['tract_budget']:g} ep: {s['display']}" for s in summary["speedups"]) or "—"
 
 
+def unused_runs(name: str, top: dict, summary: dict) -> str:
+    """A sentence on collected runs this comparison does not use: an lr the grid no longer holds, or no longer
+    selected (an earlier grid's runs, kept as data)."""
+    c = top["config"]
+    grid_seeds = c["seeds"][: c["lr_grid_seeds"]] if len(c["lrs"]) > 1 else []
+    used = {(r["label"], r["budget"], r["lr"]) for r in summary["results"]}
+    found: dict = {}  # (label, lr) -> {budget: [final top-1 of each seed]}
+    for path in glob.glob(os.path.join(COLLECTED, name, "b*", "*", "lr*", "s*", "summary.json")):
+        with open(path) as f:
+            s = json.load(f)
+        run = s["run"]
+        in_grid = run["label"] == "baseline" and run["lr"] in c["lrs"] and run["seed"] in grid_seeds
+        if not in_grid and (run["label"], run["budget"], run["lr"]) not in used:
+            found.setdefault((run["label"], run["lr"]), {}).setdefault(run["budget"], []).append(s["final_top1"])
+    if not found:
+        return ""
+    parts = [f"{label} at lr {lr:g} (" + ", ".join(f"{b:g} ep: {sum(a) / len(a):.2f}" for b, a in sorted(bs.items()))
+             + ")" for (label, lr), bs in sorted(found.items())]
+    return ("Also in the folder and not used by this comparison (runs of an earlier lr grid, kept as data; final "
+            "test top-1 %, mean over their seeds): " + "; ".join(parts) + ".")
+
+
 def curve_section(name: str, loaded) -> list[str]:
     from trainact.harness.results import format_markdown
 
     top, summary = loaded
+    extra = unused_runs(name, top, summary)
     return [f"### {EXPERIMENT_TITLES.get(name, name)}", "",
             f"Command: `{top['command']}` (then `python benchmarks/experiments.py collect {name}`); "
             f"{run_machine(top)}.", "",
-            format_markdown(summary), "",
+            format_markdown(summary), "", *([extra, ""] if extra else []),
             f"Speed-up of TrAct per budget: {speedup_line(summary)}.", "", plots(name), ""]
 
 

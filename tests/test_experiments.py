@@ -101,3 +101,40 @@ def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monke
     capsys.readouterr()
     E.status(["long", "unstarted"], tmp_path / "fresh")
     assert capsys.readouterr().out.splitlines() == ["long: complete", "unstarted: not started"]
+
+
+def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data(tmp_path, monkeypatch):
+    tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
+            "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1"]
+    registry = {}
+    monkeypatch.setattr(E, "EXPERIMENTS", registry)
+    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
+    E.experiment("g", "g", tiny + ["--lr", "0.2,0.05"])
+    assert E.run(["g"], tmp_path / "runs") == 0
+    kept = (tmp_path / "collected" / "g" / "b1" / "baseline" / "lr0.05" / "s0" / "metrics.jsonl").read_bytes()
+    first_best = json.loads((tmp_path / "collected" / "g" / "summary.json").read_text())["best_lr"][0]["lr"]
+
+    # the next session shifts the grid: 0.2 out, 0.01 in; only 0.01 (and the finals if the best moved) train
+    registry.clear()
+    E.experiment("g", "g", tiny + ["--lr", "0.05,0.01"])
+    assert E.run(["g"], tmp_path / "fresh") == 0
+    folder = tmp_path / "collected" / "g"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["complete"] and sorted(g["lr"] for g in summary["lr_grid"]) == [0.01, 0.05]
+    assert (folder / "b1" / "baseline" / "lr0.05" / "s0" / "metrics.jsonl").read_bytes() == kept
+    assert (folder / "b1" / "baseline" / "lr0.2" / "s0" / "summary.json").is_file()  # kept as data
+
+    # the report names the runs it does not use
+    spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    monkeypatch.setattr(report, "COLLECTED", str(tmp_path / "collected"))
+    top, summary = report.load_experiment("g")
+    note = report.unused_runs("g", top, summary)
+    new_best = summary["best_lr"][0]["lr"]
+    def top1(label, lr):
+        run = folder / "b1" / label / f"lr{lr:g}" / "s0" / "summary.json"
+        return f"{label} at lr {lr:g} (1 ep: {json.loads(run.read_text())['final_top1']:.2f})"
+
+    expected = [top1("baseline", 0.2)] + ([top1("tract-l0.1", first_best)] if first_best != new_best else [])
+    assert note.endswith(": " + "; ".join(expected) + "."), note
