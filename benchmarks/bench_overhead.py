@@ -2,16 +2,20 @@
 
     python benchmarks/bench_overhead.py                      # all cases, writes benchmarks/results/overhead.json
     python benchmarks/bench_overhead.py --cases stem --reps 9
+    python benchmarks/bench_overhead.py --device cuda --cases resnet18,vit   # GPU: writes overhead-cuda.json
 
 Cases (the core issue's targets):
   stem        Conv2d(3, 64, 7, stride 2, padding 3), batch 32, 224 px: forward + backward of the layer
   deit-s      Conv2d(3, 384, 16, stride 16) (DeiT-S patch embedding), batch 64, 224 px: forward + backward
   resnet18    a whole CIFAR ResNet-18 training step (forward, backward, SGD step), batch 128, 32 px
   cifar-stem  that step's first layer alone, Conv2d(3, 64, 3, padding 1), batch 128, 32 px: forward + backward
+  vit         a whole ViT-CIFAR training step (the paper's: 8x8 patches, hidden size 384, 7 layers, 12 heads;
+              forward, backward, Adam step), batch 128, 32 px
 
 Every repetition runs each variant once, in a rotating order, so drifts in machine load hit all variants alike;
 the overhead reported is the median over repetitions (after warm-up) of the paired ratio variant / plain within
-the same repetition, with its interquartile range.  Needs the `test` extra (torch-tract) and, for resnet18, the harness models.
+the same repetition, with its interquartile range; on CUDA each timed step is bracketed by synchronisations.
+Needs the `test` extra (torch-tract) and, for resnet18 and vit, the harness models.
 """
 from __future__ import annotations
 
@@ -29,11 +33,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import machine_info, write_result  # noqa: E402
 
 import trainact  # noqa: E402
+from trainact.harness.train import resolve_device  # noqa: E402
 
 
-def layer_case(conv: nn.Conv2d, batch: int, size: int, seed: int):
+def layer_case(conv: nn.Conv2d, batch: int, size: int, seed: int, device: torch.device):
     torch.manual_seed(seed)
-    x = torch.randn(batch, conv.in_channels, size, size)
+    conv = conv.to(device)
+    x = torch.randn(batch, conv.in_channels, size, size, device=device)
     with torch.no_grad():
         grad_out = torch.randn_like(conv(x))
 
@@ -55,23 +61,28 @@ def layer_case(conv: nn.Conv2d, batch: int, size: int, seed: int):
     return make
 
 
-def resnet_case(batch: int, seed: int):
+def step_case(model_name: str, batch: int, seed: int, device: torch.device):
+    """A whole training step of a harness model: the ResNet-18 with SGD, the ViT with Adam (as in the paper)."""
     from trainact.harness.models import build_model
 
     torch.manual_seed(seed)
-    base = build_model("resnet18", num_classes=10)
-    x = torch.randn(batch, 3, 32, 32)
-    y = torch.randint(0, 10, (batch,))
+    base = build_model(model_name, num_classes=10).to(device)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    first = trainact.find_first_layer(base, example_input=x[:2])
 
     def make(variant: str):
         model = copy.deepcopy(base)
         if variant == "torch-tract":
             import torch_tract
 
-            model.conv1 = torch_tract.TrAct(model.conv1, 0.1)
+            parent, _, child = first.rpartition(".")
+            owner = model.get_submodule(parent) if parent else model
+            setattr(owner, child, torch_tract.TrAct(getattr(owner, child), 0.1))
         elif variant == "trainact":
-            trainact.apply(model, 0.1, layer="conv1")
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            trainact.apply(model, 0.1, layer=first)
+        opt = (torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if model_name.startswith("resnet")
+               else torch.optim.Adam(model.parameters(), lr=1e-4))
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -84,13 +95,15 @@ def resnet_case(batch: int, seed: int):
 
 
 CASES = {
-    "stem": lambda seed: layer_case(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), 32, 224, seed),
-    "deit-s": lambda seed: layer_case(nn.Conv2d(3, 384, 16, stride=16), 64, 224, seed),
-    "resnet18": lambda seed: resnet_case(128, seed),
+    "stem": lambda seed, dev: layer_case(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), 32, 224, seed, dev),
+    "deit-s": lambda seed, dev: layer_case(nn.Conv2d(3, 384, 16, stride=16), 64, 224, seed, dev),
+    "resnet18": lambda seed, dev: step_case("resnet18", 128, seed, dev),
     # the first layer of the ResNet-18 step alone: its extra time divided by the step's time is the step's
     # overhead with far less noise than timing whole 3-second steps on a shared machine
-    "cifar-stem": lambda seed: layer_case(nn.Conv2d(3, 64, 3, padding=1, bias=False), 128, 32, seed),
+    "cifar-stem": lambda seed, dev: layer_case(nn.Conv2d(3, 64, 3, padding=1, bias=False), 128, 32, seed, dev),
+    "vit": lambda seed, dev: step_case("vit", 128, seed, dev),
 }
+DEFAULT_CASES = ("stem", "deit-s", "resnet18", "cifar-stem")  # the core issue's targets
 VARIANTS = ("plain", "torch-tract", "trainact")
 
 
@@ -99,15 +112,18 @@ def _iqr(values: list[float]) -> list[float]:
     return [q[0], q[2]]
 
 
-def run_case(name: str, reps: int, warmup: int, seed: int) -> dict:
-    make = CASES[name](seed)
+def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device = torch.device("cpu")) -> dict:
+    make = CASES[name](seed, device)
     steps = {v: make(v) for v in VARIANTS}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for rep in range(warmup + reps):
         order = VARIANTS[rep % 3 :] + VARIANTS[: rep % 3]
         for variant in order:
+            sync()
             start = time.perf_counter()
             steps[variant]()
+            sync()
             elapsed = time.perf_counter() - start
             if rep >= warmup:
                 times[variant].append(elapsed)
@@ -118,6 +134,7 @@ def run_case(name: str, reps: int, warmup: int, seed: int) -> dict:
     spread = {v: _iqr([a / b - 1 for a, b in zip(times[v], times["plain"])]) for v in VARIANTS}
     result = {
         "case": name,
+        "device": str(device),
         "reps": reps,
         "warmup": warmup,
         "median_ms": {v: 1e3 * m for v, m in med.items()},
@@ -137,20 +154,31 @@ def run_case(name: str, reps: int, warmup: int, seed: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of %(default)s")
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
+                        help=f"comma-separated subset of {','.join(CASES)} (default: %(default)s)")
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "overhead.json"))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--out", default=None,
+                        help="result file (default: benchmarks/results/overhead.json, or overhead-cuda.json on CUDA)")
     args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as e:
+        parser.error(str(e))
+    if args.out is None:
+        args.out = os.path.join(os.path.dirname(__file__), "results",
+                                "overhead-cuda.json" if device.type == "cuda" else "overhead.json")
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = [c for c in args.cases.split(",") if c]
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
-    results = [run_case(c, args.reps * (5 if c == "cifar-stem" else 1), args.warmup, args.seed) for c in cases]
+    results = [run_case(c, args.reps * (5 if c == "cifar-stem" else 1), args.warmup, args.seed, device)
+               for c in cases]
     by_case = {r["case"]: r for r in results}
     if "resnet18" in by_case and "cifar-stem" in by_case:
         step, layer = by_case["resnet18"], by_case["cifar-stem"]
@@ -159,7 +187,8 @@ def main(argv=None) -> int:
         step["extra_estimated_from_first_layer"] = estimate
         print(f"resnet18 step overhead estimated from its first layer: torch-tract {estimate['torch-tract']:+.2%}, "
               f"trainact {estimate['trainact']:+.2%}")
-    write_result(args.out, {"benchmark": "overhead", "command": " ".join(sys.argv), "seed": args.seed, **machine_info(), "results": results})
+    write_result(args.out, {"benchmark": "overhead", "command": " ".join(sys.argv), "seed": args.seed,
+                            "device": str(device), **machine_info(), "results": results})
     return 0
 
 

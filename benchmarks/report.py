@@ -26,6 +26,7 @@ CASE_TEXT = {
     "deit-s": "DeiT-S patch embedding, Conv2d(3, 384, 16, stride 16), batch 64, 224 px, forward + backward",
     "resnet18": "CIFAR ResNet-18 training step (forward, backward, SGD), batch 128, 32 px",
     "cifar-stem": "its first layer alone, Conv2d(3, 64, 3, padding 1), batch 128, 32 px, forward + backward",
+    "vit": "ViT-CIFAR training step (8x8 patches, hidden size 384, 7 layers; forward, backward, Adam), batch 128, 32 px",
 }
 
 
@@ -38,13 +39,14 @@ def load(name: str):
 
 
 def machine(r: dict) -> str:
-    return f"{r['cpu']} ({r['cpu_count']} cores, {r['torch_threads']} torch threads), torch {r['torch']}, " \
+    gpu = f"{r['cuda']} (CUDA), " if str(r.get("device", "cpu")).startswith("cuda") else ""
+    return f"{gpu}{r['cpu']} ({r['cpu_count']} cores, {r['torch_threads']} torch threads), torch {r['torch']}, " \
            f"Python {r['python']}, git {r['git']}, {r['date']}"
 
 
-def overhead_section(r: dict) -> list[str]:
+def overhead_section(r: dict, *, png: str = "overhead.png", title: str = "Time overhead") -> list[str]:
     lines = [
-        "## Time overhead: plain layer vs `torch-tract` vs trainact (" + ", ".join(c["case"] for c in r["results"]) + ")",
+        f"## {title}: plain layer vs `torch-tract` vs trainact (" + ", ".join(c["case"] for c in r["results"]) + ")",
         "",
         f"Command: `{r['command']}` (seed {r['seed']}); {machine(r)}.",
         "Each repetition runs every variant once in rotating order; overhead = median over the repetitions of "
@@ -70,15 +72,15 @@ def overhead_section(r: dict) -> list[str]:
                 f"{est['trainact'] / est['torch-tract'] if est['torch-tract'] > 0 else float('nan'):.2f} | "
                 f"{TARGETS['resnet18']} |"
             )
-    return lines + ["", overhead_plot(r), ""]
+    return lines + ["", overhead_plot(r, png), ""]
 
 
-def overhead_plot(r: dict) -> str:
+def overhead_plot(r: dict, png: str = "overhead.png") -> str:
     cases = [c["case"] for c in r["results"]]
     values = {(c["case"], v): c["extra_over_plain"][v] for c in r["results"] for v in ("torch-tract", "trainact")}
-    bar_plot(os.path.join(RESULTS, "overhead.png"), cases, ["torch-tract", "trainact"], values, percent=True,
+    bar_plot(os.path.join(RESULTS, png), cases, ["torch-tract", "trainact"], values, percent=True,
              ylabel="extra time over the plain layer", title="forward + backward, median of paired repetitions")
-    return "![overhead](benchmarks/results/overhead.png)"
+    return f"![overhead](benchmarks/results/{png})"
 
 
 def memory_section(r: dict) -> list[str]:
@@ -514,6 +516,28 @@ def wall_time_section() -> list[str]:
     return lines + [""] if found else []
 
 
+def gpu_section() -> list[str]:
+    """The GPU evidence (issue 5, item 5) where a GPU session measured it, else what to run when one is lent."""
+    out = []
+    r = load("overhead-cuda.json")
+    if r is not None:
+        out += overhead_section(r, png="overhead-cuda.png", title="GPU time overhead")
+    loaded = load_experiment("gpu-resnet18")
+    if loaded is not None:
+        out += curve_section("gpu-resnet18", loaded)
+    if out:
+        return out
+    return ["## GPU", "",
+            "Nothing on this page was measured on a GPU: no session of this project has been lent one so far (the "
+            "`device` tool's status: \"not drawn\"), so the GPU part of the evidence and `tests/test_gpu.py` (CUDA "
+            "autocast, GradScaler, CPU/GPU agreement) have never run. On a GPU machine, from the repository root "
+            "with the data at `" + EXPERIMENTS["gpu-resnet18"]["args"][1] + "`:", "",
+            "    python -m pytest tests/test_gpu.py",
+            "    python benchmarks/bench_overhead.py --device cuda --cases resnet18,vit   # -> results/overhead-cuda.json",
+            "    python benchmarks/experiments.py run gpu-resnet18   # " + EXPERIMENTS["gpu-resnet18"]["title"],
+            "    python benchmarks/report.py", ""]
+
+
 def experiments_sections() -> list[str]:
     out = ["## Training experiments: the paper's claims at CPU scale", "",
            "Every table is computed from the JSON in `benchmarks/results/experiments/` (copied from the run folders "
@@ -597,6 +621,7 @@ def main() -> int:
     if os.path.exists(extra):
         with open(extra) as f:
             out += [f.read()]
+    out += gpu_section()
     out += experiments_sections()
     path = os.path.join(os.path.dirname(HERE), "BENCHMARKS.md")
     with open(path, "w") as f:
