@@ -61,7 +61,7 @@ experiment("fig3-adam", "Fig. 3 analogue: CIFAR ResNet, Adam (cosine)",
            RESNET + BUDGETS + SEEDS + ["--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1",
                                        "--optimizer", "adam", "--warmup-epochs", "0"])
 experiment("fig4-vit", "Fig. 4 analogue: ViT-CIFAR, Adam (cosine), label smoothing 0.1",
-           VIT + BUDGETS + SEEDS + ["--lr", "0.003,0.001,0.0003", "--lr-grid-seeds", "1", "--lam", "0.1",
+           VIT + BUDGETS + SEEDS + ["--lr", "0.001,0.0003,0.0001", "--lr-grid-seeds", "1", "--lam", "0.1",
                                     "--optimizer", "adam", "--label-smoothing", "0.1", "--warmup-epochs", "0"])
 experiment("lam-sweep", f"Fig. 6 analogue: lambda from 0.01 to 10 (CIFAR ResNet, SGD, {ABLATION_BUDGET} epochs)",
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.01,0.03,0.1,0.3,1,3,10",
