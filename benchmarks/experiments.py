@@ -130,15 +130,17 @@ def _parse(args: list) -> CompareConfig:
 
 
 def reuse_runs(name: str, root: Path) -> int:
-    """Copy into `root / name` the finished runs it shares with the experiments named in `reuse`, and those
-    already collected into the repository (an earlier session's or another machine's); returns how many.
+    """Copy into `root / name` the finished runs it shares with the experiments named in `reuse` (trained under
+    `root` or collected), and its own runs already collected into the repository (an earlier session's or another
+    machine's); returns how many.
 
     A source counts only if its settings match (`CompareConfig.differences`); a run already there is kept.
     From another experiment only the runs this one needs are taken; from the collected folder every run is, so
     what was collected stays collected when the experiment changes (a shifted lr grid keeps its old runs as data).
     """
     target = _parse(command(name, root, out=str(root / name)))
-    sources = [root / source for source in EXPERIMENTS[name]["reuse"]] + [COLLECTED / name]
+    sources = [folder for source in EXPERIMENTS[name]["reuse"] for folder in (root / source, COLLECTED / source)]
+    sources.append(COLLECTED / name)
     copied = 0
     for src in sources:
         if not (src / "config.json").is_file() or src.resolve() == (root / name).resolve():

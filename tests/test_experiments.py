@@ -138,3 +138,20 @@ def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data
 
     expected = [top1("baseline", 0.2)] + ([top1("tract-l0.1", first_best)] if first_best != new_best else [])
     assert note.endswith(": " + "; ".join(expected) + "."), note
+
+
+def test_an_experiment_reuses_another_experiments_collected_runs(tmp_path, monkeypatch):
+    tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
+            "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1", "--lr", "0.05"]
+    monkeypatch.setattr(E, "EXPERIMENTS", {})
+    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
+    E.experiment("base", "base", tiny)
+    E.experiment("lams", "lams", tiny + ["--lam", "0.1,1"], reuse=("base",), lr_from=("base", 1))
+    assert E.run(["base"], tmp_path / "session1") == 0
+    # another session: its runs folder is empty, the shared runs come from the repository's collected copy
+    assert E.run(["lams"], tmp_path / "session2") == 0
+    for run_id in ("b1/baseline/lr0.05/s0", "b1/tract-l0.1/lr0.05/s0"):
+        assert (tmp_path / "session2" / "lams" / run_id / "metrics.jsonl").read_bytes() == \
+            (tmp_path / "collected" / "base" / run_id / "metrics.jsonl").read_bytes()
+    summary = json.loads((tmp_path / "collected" / "lams" / "summary.json").read_text())
+    assert summary["complete"] and {r["label"] for r in summary["results"]} == {"baseline", "tract-l0.1", "tract-l1"}
