@@ -67,6 +67,9 @@ experiment("lam-sweep", f"Fig. 6 analogue: lambda from 0.01 to 10 (CIFAR ResNet,
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.01,0.03,0.1,0.3,1,3,10",
                              "--optimizer", "sgd", "--warmup-epochs", "0"],
            reuse=("fig3-sgd",), lr_from=("fig3-sgd", ABLATION_BUDGET))
+experiment("lam-long", "λ at the longest budget: 0.1 vs 1 (CIFAR ResNet, SGD, 8 epochs)",
+           RESNET + SEEDS + ["--budgets", "8", "--lam", "0.1,1", "--optimizer", "sgd", "--warmup-epochs", "0"],
+           reuse=("fig3-sgd",), lr_from=("fig3-sgd", 8))
 _VIT_ABLATION = ["--data", DATA, "--train-subset", "20000"] + VIT_SIZE + SEEDS + [
     "--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam", "--label-smoothing", "0.1",
     "--warmup-epochs", "0"]

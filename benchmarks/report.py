@@ -286,19 +286,21 @@ def lam_sweep_plot(summary: dict, path: str) -> None:
     plt.close(fig)
 
 
-def lam_sweep_section(loaded) -> list[str]:
+def lam_sweep_section(loaded, name: str = "lam-sweep") -> list[str]:
+    """A table of TrAct's accuracy per λ against the baseline (and, for a sweep, its plot)."""
     top, summary = loaded
-    path = os.path.join(COLLECTED, "lam-sweep", "lam_sweep.png")
-    lam_sweep_plot(summary, path)
+    sweep = len(top["config"]["lams"]) > 2
+    if sweep:
+        lam_sweep_plot(summary, os.path.join(COLLECTED, name, "lam_sweep.png"))
     base = by_label(summary)["baseline"]
-    lines = [f"### {EXPERIMENT_TITLES['lam-sweep']}", "",
+    lines = [f"### {EXPERIMENT_TITLES[name]}", "",
              f"Command: `{top['command']}`; {run_machine(top)}.", "",
              "| λ | seeds | test top-1 % | vs baseline (points) |", "|---:|---:|---:|---:|",
              f"| baseline | {base['top1']['n']} | {pm(base['top1'])} | |"]
     for r in sorted((r for r in summary["results"] if r["method"] == "tract"), key=lambda r: r["lam"]):
         lines.append(f"| {r['lam']:g} | {r['top1']['n']} | {pm(r['top1'])} | "
                      f"{r['top1']['mean'] - base['top1']['mean']:+.2f} |")
-    return lines + ["", plots("lam-sweep", ("lam_sweep.png",)), ""]
+    return lines + ["", plots(name, ("lam_sweep.png",) if sweep else ("accuracy_vs_epoch.png",)), ""]
 
 
 ABLATION_ROWS = (  # (row label, short label for the plot, experiment, its scale-invariant-λ twin)
@@ -410,6 +412,29 @@ def _curve_claim(name: str, paper: str, paper_speedup: float):
     return [EXPERIMENT_TITLES[name], paper, here, f"TrAct better: {_verdict(diffs)}; {size}"]
 
 
+def _lam_long_rows(short) -> list:
+    """The paper's λ trend at the longest budget: λ = 1 (recommended for long training) against λ = 0.1."""
+    loaded = load_experiment("lam-long")
+    if loaded is None:
+        return []
+    res = {r["label"]: r["top1"] for r in loaded[1]["results"]}
+    if not {"baseline", "tract-l0.1", "tract-l1"} <= set(res):
+        return []
+    budget = loaded[1]["results"][0]["budget"]
+    d, se = _diff(res["tract-l1"], res["tract-l0.1"])
+    vs_base = _diff(res["tract-l1"], res["baseline"])
+    text = f"λ = 1 − λ = 0.1: {d:+.2f} ± {se:.2f} points"
+    if short is not None:
+        lam = {r["lam"]: r["top1"] for r in short[1]["results"] if r["method"] == "tract"}
+        if 0.1 in lam and 1.0 in lam:
+            ds, ses = _diff(lam[1.0], lam[0.1])
+            text += (f" (at {short[1]['results'][0]['budget']} ep: {ds:+.2f} ± {ses:.2f}; the change between the "
+                     f"budgets: {d - ds:+.2f} ± {(se ** 2 + ses ** 2) ** 0.5:.2f})")
+    text += f"; λ = 1 − baseline: {vs_base[0]:+.2f} ± {vs_base[1]:.2f}"
+    return [[f"larger λ for longer training ({budget} ep, the longest budget here)",
+             "λ = 1 recommended for long training (larger λ: more moderate)", text, _verdict([(d, se)])]]
+
+
 def claims() -> list:
     """[claim, the paper, here, verdict] rows, computed from the collected JSON."""
     rows = [
@@ -434,6 +459,7 @@ def claims() -> list:
             rows.append([f"smaller λ for short training ({loaded[1]['results'][0]['budget']} ep)",
                          "λ = 0.1 for short training; λ = 1 recommended for long training",
                          f"λ = 0.1 − λ = 1: {d:+.2f} ± {se:.2f} points", _verdict([(d, se)])])
+    rows += _lam_long_rows(loaded)
     vit = {name: load_experiment(name) for _, _, name, _ in ABLATION_ROWS}
     b = ABLATION_BUDGET
 
@@ -549,9 +575,10 @@ def experiments_sections() -> list[str]:
         loaded = load_experiment(name)
         if loaded is not None:
             out += curve_section(name, loaded)
-    loaded = load_experiment("lam-sweep")
-    if loaded is not None:
-        out += lam_sweep_section(loaded)
+    for name in ("lam-sweep", "lam-long"):
+        loaded = load_experiment(name)
+        if loaded is not None:
+            out += lam_sweep_section(loaded, name)
     out += ablation_section(ABLATION_BUDGET)
     out += first_layer_sgd_section(ABLATION_BUDGET)
     out += wall_time_section()
