@@ -21,6 +21,9 @@ def _load():
 
 
 E = _load()
+# a comparison that trains in a second: 96 synthetic 16-pixel images, a 4-channel ResNet, one thread
+TINY = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
+        "--warmup-epochs", "0", "--device", "cpu", "--threads", "1"]
 
 
 @pytest.mark.parametrize("name", list(E.EXPERIMENTS))
@@ -38,8 +41,7 @@ def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_pat
 
 
 def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, monkeypatch):
-    tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
-            "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1"]
+    tiny = TINY + ["--budgets", "1"]
     registry = {}
     monkeypatch.setattr(E, "EXPERIMENTS", registry)
     monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
@@ -71,8 +73,7 @@ def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, monk
 
 
 def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monkeypatch, capsys):
-    tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
-            "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1,2", "--lr", "0.05"]
+    tiny = TINY + ["--budgets", "1,2", "--lr", "0.05"]
     monkeypatch.setattr(E, "EXPERIMENTS", {})
     monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
     E.experiment("long", "long", tiny)
@@ -104,8 +105,7 @@ def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monke
 
 
 def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data(tmp_path, monkeypatch):
-    tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
-            "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1"]
+    tiny = TINY + ["--budgets", "1"]
     registry = {}
     monkeypatch.setattr(E, "EXPERIMENTS", registry)
     monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
@@ -141,8 +141,7 @@ def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data
 
 
 def test_an_experiment_reuses_another_experiments_collected_runs(tmp_path, monkeypatch):
-    tiny = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
-            "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "1", "--lr", "0.05"]
+    tiny = TINY + ["--budgets", "1", "--lr", "0.05"]
     monkeypatch.setattr(E, "EXPERIMENTS", {})
     monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
     E.experiment("base", "base", tiny)
