@@ -67,9 +67,11 @@ experiment("lam-sweep", f"Fig. 6 analogue: lambda from 0.01 to 10 (CIFAR ResNet,
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.01,0.03,0.1,0.3,1,3,10",
                              "--optimizer", "sgd", "--warmup-epochs", "0"],
            reuse=("fig3-sgd",), lr_from=("fig3-sgd", ABLATION_BUDGET))
-experiment("lam-long", "λ at the longest budget: 0.1 vs 1 (CIFAR ResNet, SGD, 8 epochs)",
-           RESNET + SEEDS + ["--budgets", "8", "--lam", "0.1,1", "--optimizer", "sgd", "--warmup-epochs", "0"],
-           reuse=("fig3-sgd",), lr_from=("fig3-sgd", 8))
+for _opt in ("sgd", "adam"):  # the paper recommends λ = 1 for long training: at the longest budget here
+    experiment("lam-long" + ("-adam" if _opt == "adam" else ""),
+               f"λ at the longest budget: 0.1 vs 1 (CIFAR ResNet, {'SGD' if _opt == 'sgd' else 'Adam'}, 8 epochs)",
+               RESNET + SEEDS + ["--budgets", "8", "--lam", "0.1,1", "--optimizer", _opt, "--warmup-epochs", "0"],
+               reuse=(f"fig3-{_opt}",), lr_from=(f"fig3-{_opt}", 8))
 _VIT_ABLATION = ["--data", DATA, "--train-subset", "20000"] + VIT_SIZE + SEEDS + [
     "--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam", "--label-smoothing", "0.1",
     "--warmup-epochs", "0"]

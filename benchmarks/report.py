@@ -413,26 +413,30 @@ def _curve_claim(name: str, paper: str, paper_speedup: float):
 
 
 def _lam_long_rows(short) -> list:
-    """The paper's λ trend at the longest budget: λ = 1 (recommended for long training) against λ = 0.1."""
-    loaded = load_experiment("lam-long")
-    if loaded is None:
-        return []
-    res = {r["label"]: r["top1"] for r in loaded[1]["results"]}
-    if not {"baseline", "tract-l0.1", "tract-l1"} <= set(res):
-        return []
-    budget = loaded[1]["results"][0]["budget"]
-    d, se = _diff(res["tract-l1"], res["tract-l0.1"])
-    vs_base = _diff(res["tract-l1"], res["baseline"])
-    text = f"λ = 1 − λ = 0.1: {d:+.2f} ± {se:.2f} points"
-    if short is not None:
-        lam = {r["lam"]: r["top1"] for r in short[1]["results"] if r["method"] == "tract"}
-        if 0.1 in lam and 1.0 in lam:
-            ds, ses = _diff(lam[1.0], lam[0.1])
-            text += (f" (at {short[1]['results'][0]['budget']} ep: {ds:+.2f} ± {ses:.2f}; the change between the "
-                     f"budgets: {d - ds:+.2f} ± {(se ** 2 + ses ** 2) ** 0.5:.2f})")
-    text += f"; λ = 1 − baseline: {vs_base[0]:+.2f} ± {vs_base[1]:.2f}"
-    return [[f"larger λ for longer training ({budget} ep, the longest budget here)",
-             "λ = 1 recommended for long training (larger λ: more moderate)", text, _verdict([(d, se)])]]
+    """The paper's λ trend at the longest budget: λ = 1 (recommended for long training) against λ = 0.1, per
+    optimizer; with SGD also against the short budget of the λ sweep (`short`)."""
+    rows = []
+    for name, opt in (("lam-long", "SGD"), ("lam-long-adam", "Adam")):
+        loaded = load_experiment(name)
+        if loaded is None:
+            continue
+        res = {r["label"]: r["top1"] for r in loaded[1]["results"]}
+        if not {"baseline", "tract-l0.1", "tract-l1"} <= set(res):
+            continue
+        budget = loaded[1]["results"][0]["budget"]
+        d, se = _diff(res["tract-l1"], res["tract-l0.1"])
+        vs_base = _diff(res["tract-l1"], res["baseline"])
+        text = f"λ = 1 − λ = 0.1: {d:+.2f} ± {se:.2f} points"
+        if short is not None and short[0]["config"]["optimizer"] == loaded[0]["config"]["optimizer"]:
+            lam = {r["lam"]: r["top1"] for r in short[1]["results"] if r["method"] == "tract"}
+            if 0.1 in lam and 1.0 in lam:
+                ds, ses = _diff(lam[1.0], lam[0.1])
+                text += (f" (at {short[1]['results'][0]['budget']} ep: {ds:+.2f} ± {ses:.2f}; the change between "
+                         f"the budgets: {d - ds:+.2f} ± {(se ** 2 + ses ** 2) ** 0.5:.2f})")
+        text += f"; λ = 1 − baseline: {vs_base[0]:+.2f} ± {vs_base[1]:.2f}"
+        rows.append([f"larger λ for longer training (ResNet, {opt}, {budget} ep, the longest budget here)",
+                     "λ = 1 recommended for long training (larger λ: more moderate)", text, _verdict([(d, se)])])
+    return rows
 
 
 def claims() -> list:
@@ -575,7 +579,7 @@ def experiments_sections() -> list[str]:
         loaded = load_experiment(name)
         if loaded is not None:
             out += curve_section(name, loaded)
-    for name in ("lam-sweep", "lam-long"):
+    for name in ("lam-sweep", "lam-long", "lam-long-adam"):
         loaded = load_experiment(name)
         if loaded is not None:
             out += lam_sweep_section(loaded, name)
