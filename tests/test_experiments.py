@@ -26,6 +26,15 @@ TINY = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4
         "--warmup-epochs", "0", "--device", "cpu", "--threads", "1"]
 
 
+@pytest.fixture
+def registry(tmp_path, monkeypatch) -> dict:
+    """An empty experiment registry whose experiments collect into tmp_path/collected."""
+    experiments: dict = {}
+    monkeypatch.setattr(E, "EXPERIMENTS", experiments)
+    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
+    return experiments
+
+
 @pytest.mark.parametrize("name", list(E.EXPERIMENTS))
 def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_path):
     e = E.EXPERIMENTS[name]
@@ -40,11 +49,8 @@ def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_pat
         assert not cfg.differences(E._parse(E.command(source))), f"{name} cannot share runs with {source}"
 
 
-def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, monkeypatch):
+def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, registry):
     tiny = TINY + ["--budgets", "1"]
-    registry = {}
-    monkeypatch.setattr(E, "EXPERIMENTS", registry)
-    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
     E.experiment("grid", "grid", tiny + ["--lr", "0.001,0.2"])
     E.experiment("lams", "lams", tiny + ["--lam", "0.1,1"], reuse=("grid",), lr_from=("grid", 1))
     root = tmp_path / "runs"
@@ -72,10 +78,8 @@ def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, monk
     assert json.loads((tmp_path / "collected" / "lams" / "summary.json").read_text())["complete"]
 
 
-def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monkeypatch, capsys):
+def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, registry, capsys):
     tiny = TINY + ["--budgets", "1,2", "--lr", "0.05"]
-    monkeypatch.setattr(E, "EXPERIMENTS", {})
-    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
     E.experiment("long", "long", tiny)
     E.experiment("unstarted", "unstarted", tiny)
     with pytest.raises(SystemExit, match="budgets are 1,2"):
@@ -104,11 +108,8 @@ def test_an_experiment_spans_sessions_through_the_collected_runs(tmp_path, monke
     assert capsys.readouterr().out.splitlines() == ["long: complete", "unstarted: not started"]
 
 
-def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data(tmp_path, monkeypatch):
+def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data(tmp_path, registry, monkeypatch):
     tiny = TINY + ["--budgets", "1"]
-    registry = {}
-    monkeypatch.setattr(E, "EXPERIMENTS", registry)
-    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
     E.experiment("g", "g", tiny + ["--lr", "0.2,0.05"])
     assert E.run(["g"], tmp_path / "runs") == 0
     kept = (tmp_path / "collected" / "g" / "b1" / "baseline" / "lr0.05" / "s0" / "metrics.jsonl").read_bytes()
@@ -140,10 +141,8 @@ def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data
     assert note.endswith(": " + "; ".join(expected) + "."), note
 
 
-def test_an_experiment_reuses_another_experiments_collected_runs(tmp_path, monkeypatch):
+def test_an_experiment_reuses_another_experiments_collected_runs(tmp_path, registry):
     tiny = TINY + ["--budgets", "1", "--lr", "0.05"]
-    monkeypatch.setattr(E, "EXPERIMENTS", {})
-    monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
     E.experiment("base", "base", tiny)
     E.experiment("lams", "lams", tiny + ["--lam", "0.1,1"], reuse=("base",), lr_from=("base", 1))
     assert E.run(["base"], tmp_path / "session1") == 0
