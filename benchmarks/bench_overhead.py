@@ -115,7 +115,7 @@ def _iqr(values: list[float]) -> list[float]:
 def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device = torch.device("cpu")) -> dict:
     make = CASES[name](seed, device)
     steps = {v: make(v) for v in VARIANTS}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for rep in range(warmup + reps):
         order = VARIANTS[rep % 3 :] + VARIANTS[: rep % 3]
