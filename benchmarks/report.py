@@ -185,16 +185,17 @@ def speedup_line(summary: dict) -> str:
 def unused_runs(name: str, top: dict, summary: dict) -> str:
     """A sentence on collected runs this comparison does not use: an lr the grid no longer holds, or no longer
     selected (an earlier grid's runs, kept as data)."""
-    c = top["config"]
-    grid_seeds = c["seeds"][: c["lr_grid_seeds"]] if len(c["lrs"]) > 1 else []
+    from trainact.harness.config import CompareConfig
+    from trainact.harness.protocol import RunSpec, grid_runs
+
+    grid = set(grid_runs(CompareConfig.from_dict(top["config"])))
     used = {(r["label"], r["budget"], r["lr"]) for r in summary["results"]}
     found: dict = {}  # (label, lr) -> {budget: [final top-1 of each seed]}
     for path in glob.glob(os.path.join(COLLECTED, name, "b*", "*", "lr*", "s*", "summary.json")):
         with open(path) as f:
             s = json.load(f)
         run = s["run"]
-        in_grid = run["label"] == "baseline" and run["lr"] in c["lrs"] and run["seed"] in grid_seeds
-        if not in_grid and (run["label"], run["budget"], run["lr"]) not in used:
+        if RunSpec.from_dict(run) not in grid and (run["label"], run["budget"], run["lr"]) not in used:
             found.setdefault((run["label"], run["lr"]), {}).setdefault(run["budget"], []).append(s["final_top1"])
     if not found:
         return ""

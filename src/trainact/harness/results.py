@@ -208,8 +208,8 @@ def grid_edge_notes(analysis: dict) -> list[str]:
         chosen = [g["lr"] for g in grid if g["selected"]]
         if len(lrs) >= 2 and chosen and chosen[0] in (lrs[0], lrs[-1]):
             side = "smallest" if chosen[0] == lrs[0] else "largest"
-            notes.append(f"{_fmt_b(b)} epoch{'' if b == 1 else 's'}: the selected lr {fmt_num(chosen[0])} is the {side} of the grid; "
-                         "the baseline's best lr may lie outside it")
+            notes.append(f"{_fmt_b(b)} epoch{'' if b == 1 else 's'}: the selected lr {fmt_num(chosen[0])} is the "
+                         f"{side} of the grid; the baseline's best lr may lie outside it")
     return notes
 
 
