@@ -1,0 +1,143 @@
+"""The cost of TrAct's one host synchronisation per step, on CUDA.
+
+    python benchmarks/bench_sync.py --device cuda                 # writes benchmarks/results/sync-cuda.json
+    python benchmarks/bench_sync.py --device cuda --cases vit --steps 20 --reps 9
+
+TrAct's backward reads two flags on the host (is AᵀA/r finite, did the Cholesky factorisation succeed: one
+`.tolist()` of a stacked pair), so the CPU cannot queue the rest of the backward and the optimizer step while
+the GPU is still busy. `bench_overhead.py` synchronises after every step and so cannot see this cost. Here each
+repetition queues `--steps` whole training steps back to back (one synchronisation before and after them all)
+for three variants, in a rotating order:
+
+  plain           the model without TrAct
+  trainact        TrAct as shipped
+  trainact-nosync TrAct with the flag read replaced by "all fine" (no host synchronisation; never use this to
+                  train: a failed factorisation would go unnoticed)
+
+trainact / trainact-nosync - 1 is the cost of the synchronisation; trainact / plain - 1 the whole overhead of a
+pipelined step. The synchronisations per step are counted with `torch.cuda.set_sync_debug_mode("warn")`.
+Cases are those of bench_overhead.py whose unit is a whole training step (resnet18, vit).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_overhead import CASES, _iqr  # noqa: E402
+from common import machine_info, write_result  # noqa: E402
+
+import trainact.tract  # noqa: E402
+from trainact.harness.train import resolve_device  # noqa: E402
+
+STEP_CASES = ("resnet18", "vit")
+VARIANTS = ("plain", "trainact", "trainact-nosync")
+
+
+@contextlib.contextmanager
+def no_flag_read():
+    """TrAct with its host read of the status flags replaced by 'all fine' (measurement only)."""
+    original = trainact.tract._status
+    trainact.tract._status = lambda *flags: [False] * len(flags)
+    try:
+        yield
+    finally:
+        trainact.tract._status = original
+
+
+def count_syncs(step, device: torch.device) -> int:
+    """Synchronising CUDA calls made by one step (0 on CPU, where there is nothing to count)."""
+    if device.type != "cuda":
+        return 0
+    torch.cuda.synchronize(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def run_case(name: str, steps: int, reps: int, warmup: int, seed: int, device: torch.device) -> dict:
+    make = CASES[name](seed, device)
+    made = {"plain": make("plain"), "trainact": make("trainact"), "trainact-nosync": make("trainact")}
+
+    def runner(variant: str):
+        def go():
+            with no_flag_read() if variant == "trainact-nosync" else contextlib.nullcontext():
+                made[variant]()
+        return go
+
+    fns = {v: runner(v) for v in VARIANTS}
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    syncs = {v: count_syncs(fns[v], device) for v in VARIANTS}
+    per_step: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for rep in range(warmup + reps):
+        for variant in VARIANTS[rep % 3:] + VARIANTS[:rep % 3]:
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                fns[variant]()
+            sync()
+            if rep >= warmup:
+                per_step[variant].append((time.perf_counter() - start) / steps)
+
+    def paired(a: str, b: str) -> tuple[float, list[float]]:
+        ratios = [x / y - 1 for x, y in zip(per_step[a], per_step[b])]
+        return statistics.median(ratios), _iqr(ratios)
+
+    result = {"case": name, "device": str(device), "steps_per_timing": steps, "reps": reps, "warmup": warmup,
+              "syncs_per_step": syncs,
+              "median_ms_per_step": {v: 1e3 * statistics.median(t) for v, t in per_step.items()},
+              "ms_per_step": {v: [1e3 * t for t in ts] for v, ts in per_step.items()}}
+    result["extra_over_plain"], result["extra_over_plain_iqr"] = paired("trainact", "plain")
+    result["nosync_extra_over_plain"], _ = paired("trainact-nosync", "plain")
+    result["sync_cost"], result["sync_cost_iqr"] = paired("trainact", "trainact-nosync")
+    ms = result["median_ms_per_step"]
+    print(f"{name:9s} plain {ms['plain']:7.2f} ms/step | trainact {result['extra_over_plain']:+.2%} | "
+          f"without the flag read {result['nosync_extra_over_plain']:+.2%} | the synchronisation "
+          f"{result['sync_cost']:+.2%} (IQR {result['sync_cost_iqr'][0]:+.2%}..{result['sync_cost_iqr'][1]:+.2%}) | "
+          f"syncs/step {syncs}", flush=True)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(STEP_CASES), help="comma-separated subset of %(default)s")
+    parser.add_argument("--steps", type=int, default=20, help="training steps queued per timing (default: 20)")
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: %(default)s)")
+    parser.add_argument("--out", default=None, help="result file (default: benchmarks/results/sync-DEVICE.json)")
+    args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as e:
+        parser.error(str(e))
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in cases if c not in STEP_CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {list(STEP_CASES)}")
+    for flag in ("steps", "reps"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.out is None:
+        args.out = os.path.join(os.path.dirname(__file__), "results", f"sync-{device.type}.json")
+    results = [run_case(c, args.steps, args.reps, args.warmup, args.seed, device) for c in cases]
+    write_result(args.out, {"benchmark": "sync", "command": " ".join(sys.argv), "seed": args.seed,
+                            "device": str(device), **machine_info(), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
