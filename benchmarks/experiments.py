@@ -54,15 +54,21 @@ def experiment(name: str, title: str, args: list, *, reuse=(), lr_from: Optional
     EXPERIMENTS[name] = {"title": title, "args": list(args), "reuse": tuple(reuse), "lr_from": lr_from}
 
 
+# the paper's λ grid (0.05, 0.1, 0.2: PAPER-NUMBERS.md) at every budget, up to 16 epochs
 experiment("fig3-sgd", "Fig. 3 analogue: CIFAR ResNet, SGD (momentum 0.9, cosine)",
-           RESNET + BUDGETS + SEEDS + ["--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1", "--lam", "0.1",
-                                       "--optimizer", "sgd", "--warmup-epochs", "0"])
+           RESNET + ["--budgets", "1,2,4,8,16"] + SEEDS + ["--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1",
+                                                         "--lam", "0.05,0.1,0.2", "--optimizer", "sgd",
+                                                         "--warmup-epochs", "0"])
 experiment("fig3-adam", "Fig. 3 analogue: CIFAR ResNet, Adam (cosine)",
            RESNET + BUDGETS + SEEDS + ["--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1",
                                        "--optimizer", "adam", "--warmup-epochs", "0"])
+_FIG4 = VIT + SEEDS + ["--lr", "0.001,0.0003,0.0001", "--lr-grid-seeds", "1", "--optimizer", "adam",
+                       "--label-smoothing", "0.1", "--warmup-epochs", "0"]
 experiment("fig4-vit", "Fig. 4 analogue: ViT-CIFAR, Adam (cosine), label smoothing 0.1",
-           VIT + BUDGETS + SEEDS + ["--lr", "0.001,0.0003,0.0001", "--lr-grid-seeds", "1", "--lam", "0.1",
-                                    "--optimizer", "adam", "--label-smoothing", "0.1", "--warmup-epochs", "0"])
+           _FIG4 + ["--budgets", "1,2,4,8,16,32", "--lam", "0.1"])
+# the paper's other two λ at the budgets 1-8 (the baseline's lr grid and runs are fig4-vit's)
+experiment("fig4-vit-lam", "Fig. 4 analogue, the paper's λ grid: ViT-CIFAR with λ 0.05 and 0.2",
+           _FIG4 + BUDGETS + ["--lam", "0.05,0.2"], reuse=("fig4-vit",))
 experiment("lam-sweep", f"Fig. 6 analogue: lambda from 0.01 to 10 (CIFAR ResNet, SGD, {ABLATION_BUDGET} epochs)",
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.01,0.03,0.1,0.3,1,3,10",
                              "--optimizer", "sgd", "--warmup-epochs", "0"],
