@@ -56,6 +56,7 @@ def count_syncs(step, device: torch.device) -> int:
     """Synchronising CUDA calls made by one step (0 on CPU, where there is nothing to count)."""
     if device.type != "cuda":
         return 0
+    step()  # first-call initialisation (cuDNN/cuBLAS handles, lazy modules) is not the step's
     torch.cuda.synchronize(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

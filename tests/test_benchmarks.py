@@ -63,3 +63,34 @@ def test_report_states_the_gpu_evidence_is_missing_and_how_to_measure_it(tmp_pat
     assert "Nothing on this page was measured on a GPU" in text
     for command in ("bench_overhead.py --device cuda", "experiments.py run gpu-resnet18", "tests/test_gpu.py"):
         assert command in text
+
+
+@pytest.mark.parametrize("script,case", [("bench_sync", "resnet18"), ("bench_gram", "cifar-stem")])
+def test_gpu_benchmarks_run_on_cpu_and_refuse_bad_input(script, case, tmp_path, capsys):
+    bench = _load(script)
+    out = tmp_path / "r.json"
+    assert bench.main(["--device", "cpu", "--cases", case, "--reps", "1", "--warmup", "0", "--out", str(out)]
+                      + (["--steps", "1"] if script == "bench_sync" else [])) == 0
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["case"] == case and r["device"] == "cpu"
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--device", "cpu", "--cases", "stem,deit-s" if script == "bench_sync" else "vit",
+                    "--out", str(tmp_path / "x.json")])
+    assert e.value.code == 2 and "unknown case" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--device", "cpu", "--reps", "0", "--out", str(tmp_path / "x.json")])
+    assert e.value.code == 2 and "--reps must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_report_renders_the_gpu_gram_and_sync_results(tmp_path, monkeypatch):
+    report = _load("report")
+    monkeypatch.setattr(report, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(report, "COLLECTED", str(tmp_path / "experiments"))
+    for name in ("gram-cuda.json", "sync-cuda.json", "gpu-tests.json"):
+        (tmp_path / name).write_text((ROOT / "benchmarks" / "results" / name).read_text())
+    text = "\n".join(report.gpu_section())
+    assert "## GPU: which Gram algorithm" in text and "## GPU: the cost of the backward's host synchronisation" in text
+    assert "## GPU: tests" in text and "Nothing on this page" not in text
+    sync = json.loads((tmp_path / "sync-cuda.json").read_text())["results"][0]
+    assert f"{sync['sync_cost']:+.1%}" in text  # the figure comes from the JSON

@@ -36,7 +36,7 @@ class TrActConfig:
     lam: float = 0.1
     relative: bool = False
     solve_dtype: torch.dtype = torch.float32
-    block_bytes: int = _patches.DEFAULT_BLOCK_BYTES
+    block_bytes: Optional[int] = None  # None: 16 MiB on the CPU, 64 MiB on a GPU (patches.default_block_bytes)
     woodbury: bool = True
     sync: str = "auto"
     defer: bool = False
@@ -178,8 +178,8 @@ def _config(lam: Any, relative: Any, solve_dtype: Any, block_bytes: Any, woodbur
     lam = check_lam(lam)
     if not isinstance(relative, bool):
         raise TypeError(f"TrAct: relative must be True or False, got {relative!r}")
-    if isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes < 1:
-        raise ValueError(f"TrAct: block_bytes must be a positive integer number of bytes, got {block_bytes!r}")
+    if block_bytes is not None and (isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes < 1):
+        raise ValueError(f"TrAct: block_bytes must be a positive integer number of bytes or None, got {block_bytes!r}")
     if not isinstance(woodbury, bool):
         raise TypeError(f"TrAct: woodbury must be True or False, got {woodbury!r}")
     if sync not in _dist.SYNC_MODES:
@@ -198,7 +198,7 @@ def TrAct(
     *,
     relative: bool = False,
     solve_dtype: torch.dtype = torch.float32,
-    block_bytes: int = _patches.DEFAULT_BLOCK_BYTES,
+    block_bytes: Optional[int] = None,
     woodbury: bool = True,
     sync: str = "auto",
     defer: bool = False,
@@ -213,13 +213,14 @@ def TrAct(
         model.conv1 = trainact.TrAct(model.conv1)          # the paper's usage
 
     Args:
-        lam: λ > 0.  0.1 is the paper's default for every setting; smaller is more aggressive (short training),
-            1.0 is recommended for long training.  Assumes standardised inputs (mean 0, std 1 per channel).
+        lam: λ > 0.  The paper uses 0.05, 0.1 and 0.2 and recommends 0.1 to start, 0.2 for long training;
+            smaller is more aggressive.  Assumes standardised inputs (mean 0, std 1 per channel).
         relative: use λ · tr(AᵀA/r)/n as the ridge term, which makes the update invariant to the input scale
             (for [0, 1] or [0, 255] inputs).  Not in the paper.
         solve_dtype: torch.float32 (default) or torch.float64 for the covariance and the solve; fp32 falls back
             to fp64 by itself if the factorisation fails.
-        block_bytes: the most bytes of unfolded patches materialised at once (default 16 MiB).
+        block_bytes: the most bytes of unfolded patches materialised at once (default None: 16 MiB on the CPU,
+            where a block's copy and GEMM stay in cache, 64 MiB on a GPU, where fewer, larger GEMMs are faster).
         woodbury: use the Woodbury form when the batch has fewer patch rows than features (r < n).
         sync: under an initialised process group with several ranks, "auto" (default) and "global" precondition
             with the covariance of the global batch (one all-reduce of n² + 1 numbers), "local" with each rank's

@@ -1,0 +1,102 @@
+"""Which Gram algorithm to use where: TrAct with the band algorithm forced on and forced off, interleaved.
+
+    python benchmarks/bench_gram.py --device cuda      # writes benchmarks/results/gram-cuda.json
+    python benchmarks/bench_gram.py --device cpu --cases cifar-stem --reps 5
+
+`patches.gram` assembles AᵀA of a convolution with overlapping windows (a 7x7/2 stem, a 3x3/1 CIFAR stem) from
+many small GEMMs (the band algorithm) on the CPU, and from one dense GEMM per row block on other devices. This
+script checks that rule on the machine at hand: each repetition runs plain, TrAct-band and TrAct-dense once, in a
+rotating order, and reports the median paired ratio to plain (and band / dense) per case of bench_overhead.py.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_overhead import CASES, _iqr  # noqa: E402
+from common import machine_info, write_result  # noqa: E402
+
+from trainact import patches  # noqa: E402
+from trainact.harness.train import resolve_device  # noqa: E402
+
+GRAM_CASES = ("stem", "cifar-stem", "resnet18")  # the cases whose first layer has overlapping windows
+VARIANTS = ("plain", "band", "dense")
+
+
+@contextlib.contextmanager
+def band(on: bool):
+    original = patches._band_applies
+    patches._band_applies = lambda geo, device: on and original(geo, torch.device("cpu"))
+    try:
+        yield
+    finally:
+        patches._band_applies = original
+
+
+def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device) -> dict:
+    make = CASES[name](seed, device)
+    made = {"plain": make("plain"), "band": make("trainact"), "dense": make("trainact")}
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for rep in range(warmup + reps):
+        for variant in VARIANTS[rep % 3:] + VARIANTS[:rep % 3]:
+            with band(variant == "band"):
+                sync()
+                start = time.perf_counter()
+                made[variant]()
+                sync()
+            if rep >= warmup:
+                times[variant].append(time.perf_counter() - start)
+
+    def paired(a: str, b: str) -> tuple[float, list[float]]:
+        ratios = [x / y - 1 for x, y in zip(times[a], times[b])]
+        return statistics.median(ratios), _iqr(ratios)
+
+    result = {"case": name, "device": str(device), "reps": reps, "warmup": warmup,
+              "median_ms": {v: 1e3 * statistics.median(t) for v, t in times.items()},
+              "times_ms": {v: [1e3 * t for t in ts] for v, ts in times.items()}}
+    for v in ("band", "dense"):
+        result[f"{v}_extra_over_plain"], result[f"{v}_extra_over_plain_iqr"] = paired(v, "plain")
+    result["band_over_dense"], result["band_over_dense_iqr"] = paired("band", "dense")
+    print(f"{name:10s} plain {result['median_ms']['plain']:8.2f} ms | band {result['band_extra_over_plain']:+8.2%} | "
+          f"dense {result['dense_extra_over_plain']:+8.2%} | band / dense - 1 = {result['band_over_dense']:+.2%}",
+          flush=True)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(GRAM_CASES), help="comma-separated subset of %(default)s")
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: %(default)s)")
+    parser.add_argument("--out", default=None, help="result file (default: benchmarks/results/gram-DEVICE.json)")
+    args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as e:
+        parser.error(str(e))
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in cases if c not in GRAM_CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {list(GRAM_CASES)}")
+    if args.reps < 1:
+        parser.error(f"--reps must be at least 1, got {args.reps}")
+    if args.out is None:
+        args.out = os.path.join(os.path.dirname(__file__), "results", f"gram-{device.type}.json")
+    results = [run_case(c, args.reps, args.warmup, args.seed, device) for c in cases]
+    write_result(args.out, {"benchmark": "gram", "command": " ".join(sys.argv), "seed": args.seed,
+                            "device": str(device), **machine_info(), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
