@@ -369,154 +369,28 @@ def first_layer_sgd_section(budget: int) -> list[str]:
     return lines + ["", plots("first-layer-sgd", ("first_layer_sgd.png",)), ""]
 
 
-def _diff(a: dict, b: dict) -> tuple:
-    """(mean a − mean b, its standard error) of two stats dicts (mean, std, n)."""
-    se = sum((x["std"] or 0.0) ** 2 / x["n"] for x in (a, b)) ** 0.5
-    return a["mean"] - b["mean"], se
-
-
-def _verdict(diffs: list) -> str:
-    """A word for a list of (difference, standard error) that should all be positive if the claim holds."""
-    clear = sum(d > 2 * se for d, se in diffs)
-    if clear == len(diffs):
-        return "reproduced"
-    if all(d > 0 for d, _ in diffs):
-        return "same direction, partly within noise" if clear else "same direction, within noise"
-    if any(d > 2 * se for d, se in diffs):
-        return "partly reproduced"
-    return "not reproduced" if all(d < 0 for d, _ in diffs) else "mixed, within noise"
-
-
-def _curve_claim(name: str, paper: str, paper_speedup: float):
-    loaded = load_experiment(name)
-    if loaded is None:
-        return None
-    summary = loaded[1]
-    diffs, cells = [], []
-    for b in sorted({r["budget"] for r in summary["results"]}):
-        rows = by_label(summary, b)
-        if "baseline" in rows and "tract-l0.1" in rows:
-            d, se = _diff(rows["tract-l0.1"]["top1"], rows["baseline"]["top1"])
-            diffs.append((d, se))
-            cells.append(f"{b} ep: {d:+.2f} ± {se:.2f}")
-    if not diffs:
-        return None
-    here = (f"TrAct − baseline (points ± SE): {'; '.join(cells)}. Speed-up: {speedup_line(summary)}"
-            + ("" if summary["complete"] else " (unfinished)"))
-    ratios = [sp["ratio"] if sp["kind"] == "interpolated" else sp["bound"] for sp in summary["speedups"]
-              if sp["kind"] != "below"]
-    size = "—"
-    if ratios:
-        best = max(ratios)
-        size = (f"largest speed-up {best:.2f}x vs the paper's {paper_speedup:g}x: "
-                + ("as large" if best >= paper_speedup else "smaller"))
-    return [EXPERIMENT_TITLES[name], paper, here, f"TrAct better: {_verdict(diffs)}; {size}"]
-
-
-def _lam_long_rows(short) -> list:
-    """The paper's λ trend at the longest budget: λ = 1 (recommended for long training) against λ = 0.1, per
-    optimizer; with SGD also against the short budget of the λ sweep (`short`)."""
-    rows = []
-    for name, opt in (("lam-long", "SGD"), ("lam-long-adam", "Adam")):
-        loaded = load_experiment(name)
-        if loaded is None:
-            continue
-        res = {r["label"]: r["top1"] for r in loaded[1]["results"]}
-        if not {"baseline", "tract-l0.1", "tract-l1"} <= set(res):
-            continue
-        budget = loaded[1]["results"][0]["budget"]
-        d, se = _diff(res["tract-l1"], res["tract-l0.1"])
-        vs_base = _diff(res["tract-l1"], res["baseline"])
-        text = f"λ = 1 − λ = 0.1: {d:+.2f} ± {se:.2f} points"
-        if short is not None and short[0]["config"]["optimizer"] == loaded[0]["config"]["optimizer"]:
-            lam = {r["lam"]: r["top1"] for r in short[1]["results"] if r["method"] == "tract"}
-            if 0.1 in lam and 1.0 in lam:
-                ds, ses = _diff(lam[1.0], lam[0.1])
-                text += (f" (at {short[1]['results'][0]['budget']} ep: {ds:+.2f} ± {ses:.2f}; the change between "
-                         f"the budgets: {d - ds:+.2f} ± {(se ** 2 + ses ** 2) ** 0.5:.2f})")
-        text += f"; λ = 1 − baseline: {vs_base[0]:+.2f} ± {vs_base[1]:.2f}"
-        rows.append([f"larger λ for longer training (ResNet, {opt}, {budget} ep, the longest budget here)",
-                     "λ = 1 recommended for long training (larger λ: more moderate)", text, _verdict([(d, se)])])
-    return rows
-
-
-def claims() -> list:
-    """[claim, the paper, here, verdict] rows, computed from the collected JSON."""
-    rows = [
-        _curve_claim("fig3-sgd", "TrAct better at every budget; TrAct@100 ep beats baseline@800 ep", 8),
-        _curve_claim("fig3-adam", "TrAct better at every budget; TrAct@100 ≈ baseline@400, TrAct@200 ≈ baseline@800",
-                     4),
-        _curve_claim("fig4-vit", "TrAct@200 ≈ baseline@400 (2x)", 2),
-    ]
-    loaded = load_experiment("lam-sweep")
-    if loaded is not None:
-        base = by_label(loaded[1])["baseline"]["top1"]
-        tr = sorted((r for r in loaded[1]["results"] if r["method"] == "tract"), key=lambda r: r["lam"])
-        diffs = [_diff(r["top1"], base) for r in tr]
-        rows.append(["λ sweep (Fig. 6)", "robust: TrAct beats the baseline over a wide range of λ",
-                     f"TrAct above the baseline for {sum(d > 0 for d, _ in diffs)} of {len(diffs)} λ in "
-                     f"[{tr[0]['lam']:g}, {tr[-1]['lam']:g}] ({sum(d > 2 * se for d, se in diffs)} beyond 2 SE); "
-                     f"differences {min(d for d, _ in diffs):+.2f} to {max(d for d, _ in diffs):+.2f} points",
-                     _verdict(diffs)])
-        lam = {r["lam"]: r["top1"] for r in tr}
-        if 0.1 in lam and 1.0 in lam:
-            d, se = _diff(lam[0.1], lam[1.0])
-            rows.append([f"smaller λ for short training ({loaded[1]['results'][0]['budget']} ep)",
-                         "λ = 0.1 for short training; λ = 1 recommended for long training",
-                         f"λ = 0.1 − λ = 1: {d:+.2f} ± {se:.2f} points", _verdict([(d, se)])])
-    rows += _lam_long_rows(loaded)
-    vit = {name: load_experiment(name) for _, _, name, _ in ABLATION_ROWS}
-    b = ABLATION_BUDGET
-
-    def top1(name, label):
-        got = vit.get(name) or load_experiment(name)
-        return by_label(got[1], b).get(label, {}).get("top1") if got else None
-
-    plain_b, plain_t = top1("fig4-vit", "baseline"), top1("fig4-vit", "tract-l0.1")
-    for name, what in (("ablation-vit-patchnorm", "patch-wise normalisation"), ("ablation-vit-dualpatchnorm",
-                                                                               "DualPatchNorm")):
-        other = top1(name, "baseline")
-        if plain_b and plain_t and other:
-            d, se = _diff(plain_t, other)
-            rows.append([f"{what} vs TrAct (ViT, {b} ep)", f"{what} helps less than TrAct",
-                         f"TrAct {plain_t['mean']:.2f}, {what} {other['mean']:.2f}, neither {plain_b['mean']:.2f}; "
-                         f"TrAct − {what}: {d:+.2f} ± {se:.2f}", _verdict([(d, se)])])
-    for name, what in (("ablation-vit-unit", "[0,1]"), ("ablation-vit-byte", "[0,255]")):
-        ub, ut = top1(name, "baseline"), top1(name, "tract-l0.1")
-        if plain_b and plain_t and ub and ut:
-            drop_b, drop_t = plain_b["mean"] - ub["mean"], plain_t["mean"] - ut["mean"]
-            se = sum((x["std"] or 0) ** 2 / x["n"] for x in (plain_b, plain_t, ub, ut)) ** 0.5
-            rel = top1(name + "-relative", "tract-l0.1")
-            rows.append([f"{what} inputs (ViT, {b} ep)", "TrAct degrades far less than the baseline without "
-                         "standardisation", f"drop from standardised inputs: baseline {drop_b:+.2f}, TrAct "
-                         f"{drop_t:+.2f} points" + (f" (with the scale-invariant λ, not in the paper: "
-                                                    f"{plain_t['mean'] - rel['mean']:+.2f})" if rel else ""),
-                         _verdict([(drop_b - drop_t, se)])])
-    adam, mixed = load_experiment("fig3-adam"), load_experiment("first-layer-sgd")
-    if adam and mixed:
-        a = by_label(adam[1], b).get("baseline", {}).get("top1")
-        m = by_label(mixed[1], b).get("tract-l0.1", {}).get("top1")
-        plain = by_label(mixed[1], b).get("baseline", {}).get("top1")
-        if a and m and plain:
-            d, se = _diff(m, a)
-            d2, se2 = _diff(m, plain)
-            verdict = _verdict([(d, se)])  # the paper claims nothing here: say yes/no, not "reproduced"
-            verdict = {"reproduced": "yes, beyond 2 SE", "not reproduced": "no"}.get(verdict, verdict)
-            rows.append([f"open question: first layer SGD + TrAct, the rest Adam (ResNet, {b} ep)",
-                         "asked, not answered", f"vs all-Adam: {d:+.2f} ± {se:.2f} points; vs first layer SGD "
-                         f"without TrAct: {d2:+.2f} ± {se2:.2f}", f"better than all-Adam: {verdict}"])
-    return [r for r in rows if r]
-
-
 def claims_table() -> list[str]:
-    rows = claims()
-    if not rows:
+    import claims
+
+    return claims.markdown(claims.all_claims(claims.Collected(COLLECTED), titles=EXPERIMENT_TITLES,
+                                             ablation_budget=ABLATION_BUDGET))
+
+
+TRENDS = (("fig3-sgd", "ResNet, SGD"), ("fig3-adam", "ResNet, Adam"), (("fig4-vit", "fig4-vit-lam"), "ViT"))
+
+
+def trend_sentences() -> list[str]:
+    """One sentence per curve experiment: does TrAct's gain grow, hold or fade with the budget."""
+    import claims
+
+    src = claims.Collected(COLLECTED)
+    found = [claims.trend_sentence(src, names, what) for names, what in TRENDS]
+    found = [s for s in found if s]
+    if not found:
         return []
-    return (["| claim | the paper | measured here | verdict |", "|---|---|---|---|"]
-            + [f"| {' | '.join(r)} |" for r in rows]
-            + ["", "Verdict: *reproduced* = every difference in the claimed direction by more than 2 standard errors "
-                   "(SE over seeds); *within noise* = the right sign but not that clearly; *not reproduced* = the "
-                   "opposite sign.", ""])
+    return (["Does the gain last with longer training? (λ = 0.1; points [95 % t interval] over paired seeds; the "
+             "change is per seed, the longest budget's gain minus the shortest's)", ""] + [f"- {s}" for s in found]
+            + [""])
 
 
 def wall_time_section() -> list[str]:
@@ -669,7 +543,8 @@ def readme_block() -> list[str]:
         shown.append(name)
     lines.append("")
     lines += [plots(name, ("accuracy_vs_budget.png",)) for name in shown]
-    lines += ["", "### The paper's claims, checked", ""] + claims_table()
+    lines += [""] + trend_sentences()
+    lines += ["### The paper's claims, checked", ""] + claims_table()
     return lines + ["", README_END]
 
 

@@ -1,0 +1,127 @@
+"""The claims module: paired differences, 95 % t intervals and the three-way verdict, on hand-computed cases."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import claims  # noqa: E402
+from claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, paired, verdict  # noqa: E402
+
+
+def test_t_table():
+    assert claims.t95(2) == 4.303 and claims.t95(1) == 12.706
+    assert claims.t95(22) == 2.086  # between rows: the smaller df's value (a wider, conservative interval)
+    assert claims.t95(10_000) == 1.980
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=repr(bad)):
+            claims.t95(bad)
+
+
+def test_paired_differences_mean_se_and_interval_by_hand():
+    p = paired({0: 50.0, 1: 52.0, 2: 51.0}, {0: 48.0, 1: 49.0, 2: 50.0})  # diffs 2, 3, 1
+    assert p.seeds == (0, 1, 2) and p.diffs == (2.0, 3.0, 1.0)
+    assert p.mean == 2.0 and math.isclose(p.se, 1 / math.sqrt(3))  # sample std 1
+    lo, hi = p.interval
+    assert math.isclose(lo, 2 - 4.303 / math.sqrt(3)) and math.isclose(hi, 2 + 4.303 / math.sqrt(3))
+    assert p.side() == 0 and verdict([p]) == INCONCLUSIVE  # +2 points, but [-0.48, +4.48] holds 0
+    assert p.text() == "+2.00 [-0.48, +4.48]"
+
+
+def test_a_clear_effect_is_reproduced_and_its_negative_is_not():
+    up = paired({0: 52.0, 1: 52.5, 2: 53.0}, {0: 50.0, 1: 50.0, 2: 50.0})  # diffs 2, 2.5, 3: [+1.26, +3.74]
+    assert up.interval[0] > 0 and verdict([up]) == REPRODUCED
+    down = paired({0: 50.0, 1: 50.0, 2: 50.0}, {0: 52.0, 1: 52.5, 2: 53.0})
+    assert verdict([down]) == NOT_REPRODUCED  # a negative effect
+    assert verdict([down], sign=-1) == REPRODUCED  # ... is what a "lower is claimed" verdict wants
+    with pytest.raises(ValueError, match="0"):
+        verdict([up], sign=0)
+
+
+def test_a_single_seed_is_always_inconclusive():
+    p = paired({0: 60.0}, {0: 50.0})  # +10 points, one seed: no spread, no interval
+    assert p.n == 1 and p.se is None and p.interval is None
+    assert verdict([p]) == INCONCLUSIVE and "1 seed, no interval" in p.text()
+
+
+def test_a_tie_is_inconclusive():
+    p = paired({0: 50.0, 1: 51.0}, {0: 50.0, 1: 51.0})  # identical: interval [0, 0], not above 0
+    assert p.interval == (0.0, 0.0) and verdict([p]) == INCONCLUSIVE
+
+
+def test_a_missing_run_leaves_its_seed_out_and_says_so():
+    p = paired({0: 52.0, 1: 53.0, 2: 54.0}, {0: 50.0, 1: 50.5})
+    assert p.seeds == (0, 1) and p.unpaired == (2,) and "seed 2 unpaired" in p.text()
+    assert paired({}, {0: 1.0}).text() == "no paired runs" and verdict([]) == INCONCLUSIVE
+
+
+def test_several_parts_need_every_interval_on_the_claimed_side():
+    clear = paired({0: 52.0, 1: 52.5, 2: 53.0}, {0: 50.0, 1: 50.0, 2: 50.0})
+    unclear = paired({0: 50.0, 1: 52.0, 2: 51.0}, {0: 48.0, 1: 49.0, 2: 50.0})
+    opposite = paired({0: 50.0, 1: 50.0, 2: 50.0}, {0: 52.0, 1: 52.5, 2: 53.0})
+    assert verdict([clear, clear]) == REPRODUCED
+    assert verdict([clear, unclear]) == INCONCLUSIVE
+    assert verdict([clear, opposite]) == NOT_REPRODUCED
+    row = claims.Claim("c", "p", "m", verdict([clear, unclear]), (clear, unclear)).row()
+    assert row[2] == "m (3 seeds)" and row[3] == "inconclusive (1 of 2 intervals above 0, 0 below)"
+
+
+def test_the_change_of_a_gain_between_budgets_is_paired_per_seed():
+    short = paired({0: 51.0, 1: 52.0, 2: 53.0}, {0: 50.0, 1: 50.0, 2: 50.0})  # gains 1, 2, 3
+    long = paired({0: 71.0, 1: 70.5, 2: 71.5}, {0: 70.0, 1: 70.0, 2: 70.0})  # gains 1, 0.5, 1.5
+    change = claims.difference(long, short)
+    assert change.diffs == (0.0, -1.5, -1.5) and claims.trend(change) == "no clear change"
+    fade = claims.difference(paired({0: 70.0, 1: 70.0, 2: 70.0}, {0: 70.0, 1: 70.0, 2: 70.0}),
+                             paired({0: 53.0, 1: 53.5, 2: 54.0}, {0: 50.0, 1: 50.0, 2: 50.0}))
+    assert claims.trend(fade) == "fades"  # 3, 3.5, 4 points gained at the short budget, none at the long one
+
+
+class FakeSource:
+    """{(experiment, budget, label): {seed: top-1}}"""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    def top1(self, name, budget, label):
+        return self.data.get((name, budget, label), {})
+
+    def budgets(self, name):
+        return sorted({b for n, b, _ in self.data if n == name})
+
+
+def test_curve_claim_and_trend_sentence_from_a_source():
+    base = {0: 50.0, 1: 50.0, 2: 50.0}
+    src = FakeSource({
+        ("e", 1, "baseline"): base, ("e", 1, "tract-l0.1"): {0: 52.0, 1: 52.5, 2: 53.0},
+        ("e", 2, "baseline"): {0: 60.0, 1: 60.0, 2: 60.0}, ("e", 2, "tract-l0.1"): {0: 60.0, 1: 60.5, 2: 59.5},
+    })
+    c = claims.curve_claim(src, "e", "E", "the paper")
+    assert c.verdict == INCONCLUSIVE and "1 ep: +2.50 [+1.26, +3.74]" in c.measured
+    assert "1@2 ep: -7.50" in c.measured  # TrAct@1 against the baseline at twice the budget
+    assert claims.trend_sentence(src, "e", "E").startswith("E: TrAct's gain fades between 1 and 2 epochs")
+    assert claims.curve_claim(src, "missing", "M", "p") is None  # nothing collected: no row
+
+
+def test_collected_reads_each_seed_of_the_selected_lr(tmp_path):
+    exp = tmp_path / "e"
+    result = {"method": "tract", "label": "tract-l0.1", "lam": 0.1, "budget": 2, "lr": 0.08, "seeds": [0, 1]}
+    exp.mkdir()
+    (exp / "summary.json").write_text(json.dumps({"results": [result]}))
+    for seed, acc in ((0, 51.5), (1, 52.25)):
+        run = exp / "b2" / "tract-l0.1" / "lr0.08" / f"s{seed}"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"final_top1": acc}))
+    src = claims.Collected(str(tmp_path))
+    assert src.budgets("e") == [2] and src.top1("e", 2, "tract-l0.1") == {0: 51.5, 1: 52.25}
+    assert src.top1("e", 2, "baseline") == {} and src.budgets("absent") == []
+
+
+def test_the_collected_claims_quote_the_paper_right():
+    src = claims.Collected(str(Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "experiments"))
+    text = "\n".join(claims.markdown(claims.all_claims(src, titles={}, ablation_budget=2)))
+    assert "λ = 1 recommended" not in text and "recommended" not in text.lower()
+    assert "Fig. 3" in text and "Fig. 8" in text and "not the paper's λ" in text
