@@ -91,6 +91,11 @@ for _range in ("unit", "byte"):
     experiment(f"ablation-vit-{_range}-relative", f"§4.5 ablation: ViT on {_range} inputs, scale-invariant lambda",
                _VIT_ABLATION + ["--model", "vit", "--input-range", _range, "--relative-lambda",
                                 "--methods", "tract"], lr_from=_VIT_LR)
+# Reproducibility across machines of one kind: fig3-sgd's 2-epoch baseline and λ = 0.1 runs trained again (never
+# reused) in another session; the report compares each seed's accuracy and TrAct − baseline with the collected ones.
+experiment("repro-fig3-sgd", "fig3-sgd's 2-epoch runs trained again on another machine of the same kind",
+           RESNET + SEEDS + ["--budgets", "2", "--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd",
+                             "--warmup-epochs", "0"])
 # GPU only (the `device` machine; run on CPU it stops with "CUDA is not available"): the paper's own protocol,
 # ResNet-18 (width 64) on all of CIFAR-10, SGD lr 0.08 (momentum 0.9, weight decay 5e-4, cosine), batch 128, random
 # crop + flip, at the longest budgets a session's 30 GPU minutes hold for 3 seeds of both methods (1:2 as in the
