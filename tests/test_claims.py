@@ -125,3 +125,17 @@ def test_the_collected_claims_quote_the_paper_right():
     text = "\n".join(claims.markdown(claims.all_claims(src, titles={}, ablation_budget=2)))
     assert "λ = 1 recommended" not in text and "recommended" not in text.lower()
     assert "Fig. 3" in text and "Fig. 8" in text and "not the paper's λ" in text
+
+
+def test_the_reproducibility_section_compares_each_seed_then_and_again():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import report
+
+    then_b, then_t = {0: 50.0, 1: 51.0}, {0: 53.0, 1: 54.0}
+    src = FakeSource({("fig3-sgd", 2, "baseline"): then_b, ("fig3-sgd", 2, "tract-l0.1"): then_t,
+                      ("repro-fig3-sgd", 2, "baseline"): {0: 51.0, 1: 50.0},
+                      ("repro-fig3-sgd", 2, "tract-l0.1"): {0: 54.5, 1: 52.5}})
+    text = "\n".join(report.reproducibility_section(src))
+    assert "| 0 | 50.00 | 51.00 | 53.00 | 54.50 | +3.00 | +3.50 |" in text
+    assert "the largest single change 1.50 points" in text
+    assert report.reproducibility_section(FakeSource({})) == []
