@@ -9,6 +9,8 @@ import platform
 import torch
 
 from trainact.harness.results import git_sha
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")  # the benchmarks' JSON and figures
 from trainact.harness.train import cpu_name
 
 

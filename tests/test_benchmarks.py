@@ -24,6 +24,12 @@ def _load(name: str):
     return module
 
 
+def _results_in(folder: Path, monkeypatch) -> None:
+    """Point the report (loaded with `_load`) at result files under `folder`."""
+    monkeypatch.setattr(sys.modules["common"], "RESULTS", str(folder))
+    monkeypatch.setattr(sys.modules["experiment_tables"].experiments, "COLLECTED", str(folder / "experiments"))
+
+
 def test_overhead_benchmark_runs_and_refuses_bad_cases_and_a_missing_gpu(tmp_path, capsys, monkeypatch):
     pytest.importorskip("torch_tract")
     bench = _load("bench_overhead")
@@ -46,8 +52,7 @@ def test_overhead_benchmark_runs_and_refuses_bad_cases_and_a_missing_gpu(tmp_pat
 
     # a GPU session's result file becomes the report's GPU section (the figures relabelled here as if from CUDA)
     report = _load("report")
-    monkeypatch.setattr(report, "RESULTS", str(tmp_path))
-    monkeypatch.setattr(report, "COLLECTED", str(tmp_path / "experiments"))
+    _results_in(tmp_path, monkeypatch)
     r.update(device="cuda:0", cuda="NVIDIA H100 80GB HBM3")
     (tmp_path / "overhead-cuda.json").write_text(json.dumps(r))
     text = "\n".join(report.gpu_section())
@@ -57,8 +62,7 @@ def test_overhead_benchmark_runs_and_refuses_bad_cases_and_a_missing_gpu(tmp_pat
 
 def test_report_states_the_gpu_evidence_is_missing_and_how_to_measure_it(tmp_path, monkeypatch):
     report = _load("report")
-    monkeypatch.setattr(report, "RESULTS", str(tmp_path))
-    monkeypatch.setattr(report, "COLLECTED", str(tmp_path / "experiments"))
+    _results_in(tmp_path, monkeypatch)
     text = "\n".join(report.gpu_section())
     assert "Nothing on this page was measured on a GPU" in text
     for command in ("bench_overhead.py --device cuda", "experiments.py run gpu-resnet18", "tests/test_gpu.py"):
@@ -85,8 +89,7 @@ def test_gpu_benchmarks_run_on_cpu_and_refuse_bad_input(script, case, tmp_path, 
 
 def test_report_renders_the_gpu_gram_and_sync_results(tmp_path, monkeypatch):
     report = _load("report")
-    monkeypatch.setattr(report, "RESULTS", str(tmp_path))
-    monkeypatch.setattr(report, "COLLECTED", str(tmp_path / "experiments"))
+    _results_in(tmp_path, monkeypatch)
     for name in ("gram-cuda.json", "sync-cuda.json", "gpu-tests.json"):
         (tmp_path / name).write_text((ROOT / "benchmarks" / "results" / name).read_text())
     text = "\n".join(report.gpu_section())

@@ -128,8 +128,7 @@ def test_the_collected_claims_quote_the_paper_right():
 
 
 def test_the_reproducibility_section_compares_each_seed_then_and_again():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import report
+    import experiment_tables as report
 
     then_b, then_t = {0: 50.0, 1: 51.0}, {0: 53.0, 1: 54.0}
     src = FakeSource({("fig3-sgd", 2, "baseline"): then_b, ("fig3-sgd", 2, "tract-l0.1"): then_t,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,9 +130,10 @@ def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data
     spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    monkeypatch.setattr(report, "COLLECTED", str(tmp_path / "collected"))
-    top, summary = report.load_experiment("g")
-    note = report.unused_runs("g", top, summary)
+    tables = sys.modules["experiment_tables"]
+    monkeypatch.setattr(tables.experiments, "COLLECTED", str(tmp_path / "collected"))
+    top, summary = tables.load_experiment("g")
+    note = tables.unused_runs("g", top, summary)
     new_best = summary["best_lr"][0]["lr"]
     def top1(label, lr):
         run = folder / "b1" / label / f"lr{lr:g}" / "s0" / "summary.json"

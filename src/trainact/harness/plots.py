@@ -19,7 +19,8 @@ from trainact.harness.results import RunResult
 PLOT_FILES = ("accuracy_vs_epoch.png", "accuracy_vs_budget.png", "speedup.png")
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (imported only when a plot is written)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -36,7 +37,7 @@ def _colors(labels: Sequence[str]) -> dict:
 
 def make_plots(out_dir, analysis: dict, runs: Sequence[RunResult]) -> list[Path]:
     """Write the three PNGs into `out_dir`; returns their paths."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     out_dir = Path(out_dir)

@@ -1,0 +1,276 @@
+"""BENCHMARKS.md and README sections for the training experiments (benchmarks/results/experiments/): the tables
+per experiment, the ablations, reproducibility, wall time, and the claims table from claims.py."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import claims
+import experiments
+from experiments import ABLATION_BUDGET, EXPERIMENTS
+from figures import bar_plot, lam_sweep_plot
+
+EXPERIMENT_TITLES = {name: e["title"] for name, e in EXPERIMENTS.items()}
+
+
+CURVES = ("fig3-sgd", "fig3-adam", "fig4-vit")  # budgets 1:2:4:8, with a speed-up per TrAct budget
+
+
+def load_experiment(name: str):
+    """(config.json, summary.json) of a collected experiment, or None."""
+    folder = os.path.join(experiments.COLLECTED, name)
+    if not os.path.exists(os.path.join(folder, "summary.json")):
+        return None
+    with open(os.path.join(folder, "config.json")) as f:
+        top = json.load(f)
+    with open(os.path.join(folder, "summary.json")) as f:
+        return top, json.load(f)
+
+
+def run_machine(top: dict) -> str:
+    e, c = top["environment"], top["config"]
+    d = e.get("dataset", {})
+    return (f"{e['device_name']} ({e['cpu_count']} cores, {e['torch_threads']} torch threads), torch "
+            f"{e['torch_version']}, Python {e['python']}, git {str(e.get('git_sha'))[:7]}; data: {d.get('name')}, "
+            f"{d.get('train_size')} training images" + (" (class-balanced subset)" if c.get("train_subset") else "")
+            + f", {d.get('test_size')} test images")
+
+
+def scale_note() -> str:
+    """How far the CPU-scale runs are from the paper's (read from the collected configurations)."""
+    resnet, vit = load_experiment("fig3-sgd"), load_experiment("fig4-vit")
+    if resnet is None:
+        return ""
+    c = resnet[0]["config"]
+    text = (f"Scale: the paper trains for 100–800 epochs on all 50 000 CIFAR training images (ResNet-18 at width "
+            f"64, ViT-CIFAR at hidden size 384); here the budgets are {', '.join(map(str, c['budgets']))} epochs on "
+            f"{c['train_subset'] or 'all'} images, the ResNet at width {c['width']}")
+    if vit is not None:
+        text += f", the ViT at hidden size {vit[0]['config']['dim']}"
+    return text + (". These runs test the direction and rough size of TrAct's effect in short training, not the "
+                   "paper's numbers.")
+
+
+def plots(name: str, files=("accuracy_vs_budget.png", "speedup.png", "accuracy_vs_epoch.png")) -> str:
+    """Markdown images of an experiment's plots (paths relative to the repository root: README, BENCHMARKS)."""
+    return " ".join(f"![{name} {f[:-4]}](benchmarks/results/experiments/{name}/{f})" for f in files
+                    if os.path.exists(os.path.join(experiments.COLLECTED, name, f)))
+
+
+def by_label(summary: dict, budget=None) -> dict:
+    return {r["label"]: r for r in summary["results"] if budget is None or r["budget"] == budget}
+
+
+def pm(s: dict) -> str:
+    return f"{s['mean']:.2f} ± {s['std']:.2f}" if s.get("std") is not None else f"{s['mean']:.2f}"
+
+
+def speedup_line(summary: dict) -> str:
+    return ", ".join(f"{s['tract_budget']:g} ep: {s['display']}" for s in summary["speedups"]) or "—"
+
+
+def unused_runs(name: str, top: dict, summary: dict) -> str:
+    """A sentence on collected runs this comparison does not use: an lr the grid no longer holds, or no longer
+    selected (an earlier grid's runs, kept as data)."""
+    from trainact.harness.config import CompareConfig
+    from trainact.harness.protocol import RunSpec, grid_runs
+
+    grid = set(grid_runs(CompareConfig.from_dict(top["config"])))
+    used = {(r["label"], r["budget"], r["lr"]) for r in summary["results"]}
+    found: dict = {}  # (label, lr) -> {budget: [final top-1 of each seed]}
+    for path in glob.glob(os.path.join(experiments.COLLECTED, name, "b*", "*", "lr*", "s*", "summary.json")):
+        with open(path) as f:
+            s = json.load(f)
+        run = s["run"]
+        if RunSpec.from_dict(run) not in grid and (run["label"], run["budget"], run["lr"]) not in used:
+            found.setdefault((run["label"], run["lr"]), {}).setdefault(run["budget"], []).append(s["final_top1"])
+    if not found:
+        return ""
+    parts = [f"{label} at lr {lr:g} (" + ", ".join(f"{b:g} ep: {sum(a) / len(a):.2f}" for b, a in sorted(bs.items()))
+             + ")" for (label, lr), bs in sorted(found.items())]
+    return ("Also in the folder and not used by this comparison (runs of an earlier lr grid, kept as data; final "
+            "test top-1 %, mean over their seeds): " + "; ".join(parts) + ".")
+
+
+def curve_section(name: str, loaded) -> list[str]:
+    from trainact.harness.results import format_markdown
+
+    top, summary = loaded
+    extra = unused_runs(name, top, summary)
+    return [f"### {EXPERIMENT_TITLES.get(name, name)}", "",
+            f"Command: `{top['command']}` (then `python benchmarks/experiments.py collect {name}`); "
+            f"{run_machine(top)}.", "",
+            format_markdown(summary), "", *([extra, ""] if extra else []),
+            f"Speed-up of TrAct per budget: {speedup_line(summary)}.", "", plots(name), ""]
+
+
+def lam_sweep_section(loaded, name: str = "lam-sweep") -> list[str]:
+    """A table of TrAct's accuracy per λ against the baseline (and, for a sweep, its plot)."""
+    top, summary = loaded
+    sweep = len(top["config"]["lams"]) > 2
+    if sweep:
+        lam_sweep_plot(summary, os.path.join(experiments.COLLECTED, name, "lam_sweep.png"))
+    base = by_label(summary)["baseline"]
+    lines = [f"### {EXPERIMENT_TITLES[name]}", "",
+             f"Command: `{top['command']}`; {run_machine(top)}.", "",
+             "| λ | seeds | test top-1 % | vs baseline (points) |", "|---:|---:|---:|---:|",
+             f"| baseline | {base['top1']['n']} | {pm(base['top1'])} | |"]
+    for r in sorted((r for r in summary["results"] if r["method"] == "tract"), key=lambda r: r["lam"]):
+        lines.append(f"| {r['lam']:g} | {r['top1']['n']} | {pm(r['top1'])} | "
+                     f"{r['top1']['mean'] - base['top1']['mean']:+.2f} |")
+    return lines + ["", plots(name, ("lam_sweep.png",) if sweep else ("accuracy_vs_epoch.png",)), ""]
+
+
+ABLATION_ROWS = (  # (row label, short label for the plot, experiment, its scale-invariant-λ twin)
+    ("ViT, standardised inputs", "standardised", "fig4-vit", None),
+    ("ViT + patch-wise normalisation", "patch norm", "ablation-vit-patchnorm", None),
+    ("ViT + DualPatchNorm", "DualPatchNorm", "ablation-vit-dualpatchnorm", None),
+    ("ViT, [0,1] inputs", "[0,1] inputs", "ablation-vit-unit", "ablation-vit-unit-relative"),
+    ("ViT, [0,255] inputs", "[0,255] inputs", "ablation-vit-byte", "ablation-vit-byte-relative"),
+)
+
+
+ABLATION_SERIES = ("baseline", "TrAct λ=0.1", "TrAct, scale-invariant λ")
+
+
+def ablation_section(budget: int) -> list[str]:
+    lines = [f"### §4.5 ablations (ViT-CIFAR, Adam, {budget} epochs, λ = 0.1)", "",
+             "Each row is its own comparison at the lr the ViT's baseline grid selected for this budget "
+             "(`fig4-vit`). The scale-invariant λ (`--relative-lambda`: λ · tr(AᵀA/r)/n) is not in the paper. "
+             "With it, an SGD step changes the first layer's pre-activations by the same amount whatever the input "
+             "scale; Adam, though, sets each weight's step size itself, so with [0,255] inputs the pre-activations "
+             "still move up to 255x more per step than with [0,1] inputs, with or without TrAct.", "",
+             "| variant | seeds | baseline top-1 % | TrAct top-1 % | TrAct − baseline | TrAct, scale-invariant λ | "
+             "command |", "|---|---:|---:|---:|---:|---:|---|"]
+    values, errors = {}, {}
+    for label, short, name, rel in ABLATION_ROWS:
+        loaded = load_experiment(name)
+        if loaded is None:
+            continue
+        rows = by_label(loaded[1], budget)
+        rel_loaded = load_experiment(rel) if rel else None
+        cells = (rows.get("baseline"), rows.get("tract-l0.1"),
+                 by_label(rel_loaded[1], budget).get("tract-l0.1") if rel_loaded else None)
+        b, t, r = (c["top1"] if c else None for c in cells)
+        n = sorted({x["n"] for x in (b, t, r) if x})
+        gain = f"{t['mean'] - b['mean']:+.2f}" if b and t else "—"
+        lines.append(f"| {label} | {'/'.join(map(str, n))} | {pm(b) if b else '—'} | {pm(t) if t else '—'} | {gain} | "
+                     f"{pm(r) if r else '—'} | `{loaded[0]['command']}` |")
+        for series, st in zip(ABLATION_SERIES, (b, t, r)):
+            if st:
+                values[(short, series)], errors[(short, series)] = st["mean"], st["std"] or 0
+    if not values:
+        return []
+    groups = list(dict.fromkeys(g for g, _ in values))
+    bar_plot(os.path.join(experiments.COLLECTED, "ablations.png"), groups, list(ABLATION_SERIES), values, errors=errors,
+             zoom=True, ylabel="final test top-1 (%), mean ± std", title=f"ViT-CIFAR, {budget} epochs")
+    return lines + ["", "![ablations](benchmarks/results/experiments/ablations.png)", ""]
+
+
+def first_layer_sgd_section(budget: int) -> list[str]:
+    adam, mixed = load_experiment("fig3-adam"), load_experiment("first-layer-sgd")
+    if mixed is None:
+        return []
+    top = mixed[0]
+    entries = []  # (first layer's optimizer, top-1 stats)
+    for loaded, names in ((adam, ("Adam", "Adam + TrAct")), (mixed, ("SGD", "SGD + TrAct"))):
+        rows = by_label(loaded[1], budget) if loaded else {}
+        entries += [(text, rows[label]["top1"]) for label, text in zip(("baseline", "tract-l0.1"), names)
+                    if label in rows]
+    lines = [f"### {EXPERIMENT_TITLES['first-layer-sgd']}", "",
+             f"Command: `{top['command']}`; {run_machine(top)}. The Adam rows are `fig3-adam` at the same budget.",
+             "", "| first layer | rest | seeds | test top-1 % |", "|---|---|---:|---:|"]
+    lines += [f"| {text} | Adam | {st['n']} | {pm(st)} |" for text, st in entries]
+    bar_plot(os.path.join(experiments.COLLECTED, "first-layer-sgd", "first_layer_sgd.png"), [t for t, _ in entries],
+             ["first layer"], {(t, "first layer"): st["mean"] for t, st in entries},
+             errors={(t, "first layer"): st["std"] or 0 for t, st in entries}, zoom=True,
+             ylabel="final test top-1 (%), mean ± std", title=f"CIFAR ResNet, the rest Adam, {budget} epochs")
+    return lines + ["", plots("first-layer-sgd", ("first_layer_sgd.png",)), ""]
+
+
+def claims_table() -> list[str]:
+    return claims.markdown(claims.all_claims(claims.Collected(experiments.COLLECTED), titles=EXPERIMENT_TITLES,
+                                             ablation_budget=ABLATION_BUDGET))
+
+
+TRENDS = (("fig3-sgd", "ResNet, SGD"), ("fig3-adam", "ResNet, Adam"), (("fig4-vit", "fig4-vit-lam"), "ViT"))
+
+
+def trend_sentences() -> list[str]:
+    """One sentence per curve experiment: does TrAct's gain grow, hold or fade with the budget."""
+    src = claims.Collected(experiments.COLLECTED)
+    found = [claims.trend_sentence(src, names, what) for names, what in TRENDS]
+    found = [s for s in found if s]
+    if not found:
+        return []
+    return (["Does the gain last with longer training? (λ = 0.1; points [95 % t interval] over paired seeds; the "
+             "change is per seed, the longest budget's gain minus the shortest's)", ""] + [f"- {s}" for s in found]
+            + [""])
+
+
+def reproducibility_section(src=None) -> list[str]:
+    """The same seeds trained again on another machine of the same kind: what changes, and what does not."""
+    src = src or claims.Collected(experiments.COLLECTED)
+    again = "repro-fig3-sgd"
+    (budget,) = src.budgets(again) or [None]
+    if budget is None:
+        return []
+    cols = {(run, label): src.top1(name, budget, label) for run, name in (("then", "fig3-sgd"), ("again", again))
+            for label in ("baseline", "tract-l0.1")}
+    seeds = sorted(set.intersection(*(set(v) for v in cols.values())))
+    if not seeds:
+        return []
+    lines = ["### Reproducibility: the same seeds on another machine of the same kind", "",
+             f"`{again}` trains fig3-sgd's {budget}-epoch baseline and TrAct (λ = 0.1) runs again from the same seeds "
+             "(same initial weights, same data order), in a later session on another machine of the same kind. "
+             + "".join(f"{which}: {run_machine(got[0])}. " for which, got in
+                       (("Then", load_experiment("fig3-sgd")), ("Again", load_experiment(again))) if got)
+             + "CPU kernels need not give bit-identical results across "
+             "machines (and across thread scheduling), so accuracies of one seed differ; what should hold is the "
+             "paired TrAct − baseline difference. Final test top-1 %:", "",
+             "| seed | baseline then | baseline again | TrAct then | TrAct again | TrAct − baseline then | again |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in seeds:
+        v = {k: col[s] for k, col in cols.items()}
+        lines.append(f"| {s} | {v[('then', 'baseline')]:.2f} | {v[('again', 'baseline')]:.2f} | "
+                     f"{v[('then', 'tract-l0.1')]:.2f} | {v[('again', 'tract-l0.1')]:.2f} | "
+                     f"{v[('then', 'tract-l0.1')] - v[('then', 'baseline')]:+.2f} | "
+                     f"{v[('again', 'tract-l0.1')] - v[('again', 'baseline')]:+.2f} |")
+    moved = {label: claims.paired(cols[("again", label)], cols[("then", label)]) for label in ("baseline", "tract-l0.1")}
+    gain = {run: claims.paired(cols[(run, "tract-l0.1")], cols[(run, "baseline")]) for run in ("then", "again")}
+    shift = max(abs(d) for p in moved.values() for d in p.diffs)
+    lines += ["", f"Same seed, again − then (points [95 % t interval]): baseline {moved['baseline'].text()}, TrAct "
+                  f"{moved['tract-l0.1'].text()}; the largest single change {shift:.2f} points. TrAct − baseline: "
+                  f"then {gain['then'].text()}, again {gain['again'].text()}; its change "
+                  f"{claims.difference(gain['again'], gain['then']).text()}. Expect run-to-run differences of this "
+                  "size when re-training a collected run; they are not a bug.", ""]
+    return lines
+
+
+def wall_time_section() -> list[str]:
+    """Training wall time per epoch of every collected run, TrAct against the baseline, per experiment."""
+    lines = ["### Wall time per epoch of the runs above", "",
+             "Mean over every finished run of an experiment (all budgets, lrs and seeds) of its training time / "
+             "epochs, evaluation excluded. The runs shared two cores with whatever else ran on the machine, so "
+             "differences of a few percent are noise; the controlled overhead measurement is the one above.", "",
+             "| experiment | baseline runs | baseline s/epoch | TrAct runs | TrAct s/epoch | TrAct / baseline |",
+             "|---|---:|---:|---:|---:|---:|"]
+    found = False
+    for name in EXPERIMENTS:
+        folder = os.path.join(experiments.COLLECTED, name)
+        times = {"baseline": [], "tract": []}
+        for root, _, files in os.walk(folder):
+            if "summary.json" in files and root != folder:
+                with open(os.path.join(root, "summary.json")) as f:
+                    s = json.load(f)
+                times[s["run"]["method"]].append(s["seconds_per_epoch"])
+        if not times["baseline"] and not times["tract"]:
+            continue
+        found = True
+        mean = {k: sum(v) / len(v) if v else None for k, v in times.items()}
+        ratio = f"{mean['tract'] / mean['baseline']:.3f}" if mean["baseline"] and mean["tract"] else "—"
+        lines.append(f"| {name} | {len(times['baseline'])} | "
+                     f"{'—' if mean['baseline'] is None else format(mean['baseline'], '.1f')} | {len(times['tract'])} | "
+                     f"{'—' if mean['tract'] is None else format(mean['tract'], '.1f')} | {ratio} |")
+    return lines + [""] if found else []
