@@ -9,7 +9,7 @@ import os
 import claims
 import experiments
 from experiments import ABLATION_BUDGET, EXPERIMENTS
-from figures import bar_plot, lam_sweep_plot
+from figures import bar_plot, lam_sweep_plot, paired_gain_plot
 
 EXPERIMENT_TITLES = {name: e["title"] for name, e in EXPERIMENTS.items()}
 
@@ -93,16 +93,39 @@ def unused_runs(name: str, top: dict, summary: dict) -> str:
             "test top-1 %, mean over their seeds): " + "; ".join(parts) + ".")
 
 
+SHARED_BASELINE = {"fig4-vit": ("fig4-vit", "fig4-vit-lam")}  # experiments whose λ grid lives in another
+
+
+def paired_gains(name: str) -> dict:
+    """{series label: [(B, paired TrAct@B − baseline@kB)]}: k = 1 for each of the paper's λ, and the paper's form
+    of the speed-up (λ = 0.1 against the baseline at 2B and 4B) where those budgets were run."""
+    src = claims.Collected(experiments.COLLECTED)
+    names = SHARED_BASELINE.get(name, name)
+    series = {f"λ = {lam:g}, baseline@B": sorted(claims.tract_vs_baseline(src, names, lam).items())
+              for lam in claims.PAPER_LAMS}
+    for k in (2, 4):
+        series[f"λ = 0.1, baseline@{k}B"] = [(b, p) for b, kk, p in claims.longer_baseline(src, names) if kk == k]
+    return {label: points for label, points in series.items() if points}
+
+
 def curve_section(name: str, loaded) -> list[str]:
     from trainact.harness.results import format_markdown
 
     top, summary = loaded
     extra = unused_runs(name, top, summary)
+    gains = paired_gains(name)
+    if gains:
+        paired_gain_plot(os.path.join(experiments.COLLECTED, name, "paired_gain.png"), gains,
+                         title=f"{name}: TrAct − baseline, paired per seed")
     return [f"### {EXPERIMENT_TITLES.get(name, name)}", "",
             f"Command: `{top['command']}` (then `python benchmarks/experiments.py collect {name}`); "
             f"{run_machine(top)}.", "",
             format_markdown(summary), "", *([extra, ""] if extra else []),
-            f"Speed-up of TrAct per budget: {speedup_line(summary)}.", "", plots(name), ""]
+            f"Speed-up of TrAct per budget: {speedup_line(summary)}.", "",
+            "The paired gain plot shows TrAct − baseline per seed (mean, 95 % t interval) at the same budget for "
+            "each of the paper's λ, and, in the paper's form of the speed-up, TrAct@B against the baseline at 2B "
+            "and 4B: a point at or above 0 there means TrAct needs half (a quarter) of the baseline's epochs.", "",
+            plots(name, ("accuracy_vs_budget.png", "paired_gain.png", "speedup.png", "accuracy_vs_epoch.png")), ""]
 
 
 def lam_sweep_section(loaded, name: str = "lam-sweep") -> list[str]:

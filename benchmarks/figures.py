@@ -63,3 +63,30 @@ def lam_sweep_plot(summary: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def paired_gain_plot(path: str, series: dict, *, title: str) -> None:
+    """Paired TrAct − baseline differences against the budget, one line per series, with 95 % t intervals.
+
+    series: {label: [(budget, claims.Paired), ...]}; a Paired without an interval (one seed) is drawn bare."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for i, (label, points) in enumerate(series.items()):
+        points = sorted(points, key=lambda bp: bp[0])
+        xs = [b * (1 + 0.03 * (i - (len(series) - 1) / 2)) for b, _ in points]  # side by side on the log axis
+        ys = [p.mean for _, p in points]
+        err = [[p.mean - p.interval[0] if p.interval else 0 for _, p in points],
+               [p.interval[1] - p.mean if p.interval else 0 for _, p in points]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+    ax.axhline(0, color="gray", lw=1)
+    ax.set_xscale("log", base=2)
+    budgets = sorted({b for points in series.values() for b, _ in points})
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.set_xlabel("TrAct's budget B (epochs)")
+    ax.set_ylabel("TrAct − baseline, points (95 % CI)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
