@@ -4,7 +4,7 @@
     python benchmarks/bench_overhead.py --cases stem --reps 9
     python benchmarks/bench_overhead.py --device cuda --cases resnet18,vit   # GPU: writes overhead-cuda.json
 
-Cases (the core issue's targets):
+Cases (the project's speed targets are shown beside them in BENCHMARKS.md):
   stem        Conv2d(3, 64, 7, stride 2, padding 3), batch 32, 224 px: forward + backward of the layer
   deit-s      Conv2d(3, 384, 16, stride 16) (DeiT-S patch embedding), batch 64, 224 px: forward + backward
   resnet18    a whole CIFAR ResNet-18 training step (forward, backward, SGD step), batch 128, 32 px
@@ -103,7 +103,7 @@ CASES = {
     "cifar-stem": lambda seed, dev: layer_case(nn.Conv2d(3, 64, 3, padding=1, bias=False), 128, 32, seed, dev),
     "vit": lambda seed, dev: step_case("vit", 128, seed, dev),
 }
-DEFAULT_CASES = ("stem", "deit-s", "resnet18", "cifar-stem")  # the core issue's targets
+DEFAULT_CASES = ("stem", "deit-s", "resnet18", "cifar-stem")  # the cases with a speed target
 VARIANTS = ("plain", "torch-tract", "trainact")
 
 

@@ -9,7 +9,7 @@ import common
 from figures import bar_plot
 
 
-TARGETS = {  # the core issue's targets, shown beside the measurements
+TARGETS = {  # the project's speed targets, shown beside the measurements
     "stem": "trainact extra <= 1/2 of torch-tract's extra",
     "deit-s": "trainact extra <= 1/2 of torch-tract's extra",
     "resnet18": "trainact <= +0.5 % per training step",

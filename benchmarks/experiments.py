@@ -1,4 +1,4 @@
-"""The evidence experiments (issue 5): one registry, the exact `trainact compare` command of each, a runner that
+"""The evidence experiments: one registry, the exact `trainact compare` command of each, a runner that
 resumes, and a collector that copies the small JSON results into the repository.
 
     python benchmarks/experiments.py list                      # every experiment and its command

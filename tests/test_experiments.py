@@ -45,7 +45,7 @@ def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_pat
         monkeypatch.setattr(E, "_lr_from", lambda n, root: ["--lr", "0.001"])
     cfg = E._parse(E.command(name, tmp_path))
     assert isinstance(cfg, CompareConfig) and cfg.data == E.DATA and cfg.out == f"runs/{name}"
-    assert len(cfg.seeds) >= 3  # the issue: at least 3 seeds everywhere
+    assert len(cfg.seeds) >= 3  # the evidence protocol: at least 3 seeds everywhere
     for source in e["reuse"]:
         assert not cfg.differences(E._parse(E.command(source))), f"{name} cannot share runs with {source}"
 
