@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from trainact.harness import data as D
+from trainact.harness.data import sources
 from trainact.harness.data import BatchLoader, DataError, ImageDataset, load_dataset, synthetic_dataset
 
 np = pytest.importorskip("numpy")
@@ -205,12 +206,12 @@ def test_cache_hit_skips_decoding_and_a_change_invalidates_it(tmp_path, monkeypa
     first = load_dataset(root, cache_dir=cache)
     assert len(list(cache.glob("*.pt"))) == 1 and not list(cache.glob("*.tmp"))
 
-    decode = D._read_image_folder
+    decode = sources._read_image_folder
 
     def fail(*a, **k):
         raise AssertionError("decoder called despite a valid cache")
 
-    monkeypatch.setattr(D, "_read_image_folder", fail)
+    monkeypatch.setattr(sources, "_read_image_folder", fail)
     second = load_dataset(root, cache_dir=cache)
     _check(second, expected)
     assert second.mean == first.mean and second.std == first.std
@@ -222,7 +223,7 @@ def test_cache_hit_skips_decoding_and_a_change_invalidates_it(tmp_path, monkeypa
     os.utime(target, ns=(1, 1_000_000_000))
     with pytest.raises(AssertionError, match="decoder called"):
         load_dataset(root, cache_dir=cache)
-    monkeypatch.setattr(D, "_read_image_folder", decode)
+    monkeypatch.setattr(sources, "_read_image_folder", decode)
     third = load_dataset(root, cache_dir=cache)
     torch.testing.assert_close(third.test_images[3], new, rtol=0, atol=0)
 
@@ -231,7 +232,7 @@ def test_archive_cache_does_not_open_the_archive(tmp_path, monkeypatch):
     make_tree(tmp_path / "src")
     path = _archive(tmp_path / "src", tmp_path / "mini.tar.gz", "mini")
     first = load_dataset(path, cache_dir=tmp_path / "cache")
-    monkeypatch.setattr(D, "_archive_tree", lambda p: pytest.fail("archive opened despite a valid cache"))
+    monkeypatch.setattr(sources, "_archive_tree", lambda p: pytest.fail("archive opened despite a valid cache"))
     second = load_dataset(path, cache_dir=tmp_path / "cache")
     assert second.name == "mini" and second.classes == first.classes
     torch.testing.assert_close(second.train_images, first.train_images, rtol=0, atol=0)
@@ -534,7 +535,13 @@ def test_loader_validation():
         BatchLoader(images.float(), labels, **ok)
 
 
-def test_measure_loader_throughput():
+def test_measure_loader_throughput(monkeypatch):
+    from trainact.harness.data import loader as loader_module
+
     images, labels = _tagged(n=64)
+    clock = iter([10.0, 12.0])  # the start and the end of the measurement: 2 s
+    monkeypatch.setattr(loader_module.time, "perf_counter", lambda: next(clock))
     rate = D.measure_loader_throughput(_loader(images, labels, batch_size=16, train=True), epochs=2)
-    assert rate > 0 and rate == rate
+    assert rate == 2 * 64 / 2.0  # every image of both epochs counted, over the measured time
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        D.measure_loader_throughput(_loader(images, labels, batch_size=16, train=True), epochs=0)

@@ -1,0 +1,70 @@
+"""The decoded-array cache: a dataset decoded once is stored as one torch file, keyed by its source's contents."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+_CACHE_VERSION = 1
+
+
+# --- the cache ----------------------------------------------------------------------------------------
+
+
+def _read_cache(path: Path):
+    if not path.is_file():
+        return None
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+        arrays = tuple(d[k] for k in ("train_images", "train_labels", "test_images", "test_labels"))
+        ok = (
+            d.get("version") == _CACHE_VERSION
+            and all(isinstance(a, torch.Tensor) for a in arrays)
+            and arrays[0].dtype == arrays[2].dtype == torch.uint8
+            and arrays[1].dtype == arrays[3].dtype == torch.int64
+            and arrays[0].dim() == arrays[2].dim() == 4
+            and arrays[0].shape[0] == arrays[1].shape[0]
+            and arrays[2].shape[0] == arrays[3].shape[0]
+            and all(isinstance(c, str) for c in d["classes"])
+            and isinstance(d["name"], str)
+            and len(d["mean"]) == len(d["std"]) == arrays[0].shape[1]
+        )
+        if not ok:
+            raise ValueError("unexpected contents")
+    except Exception as e:
+        warnings.warn(f"ignoring unreadable dataset cache {path} ({type(e).__name__}: {e}); rebuilding it")
+        return None
+    mean = tuple(float(m) for m in d["mean"])
+    std = tuple(float(v) for v in d["std"])
+    return tuple(a.contiguous() for a in arrays), list(d["classes"]), d["name"], mean, std
+
+
+def _write_cache(path: Path, arrays, classes: list[str], name: str, mean, std) -> None:
+    payload = dict(
+        version=_CACHE_VERSION,
+        train_images=arrays[0],
+        train_labels=arrays[1],
+        test_images=arrays[2],
+        test_labels=arrays[3],
+        classes=list(classes),
+        name=name,
+        mean=list(mean),
+        std=list(std),
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is as readable as the data it holds
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as e:
+        warnings.warn(f"could not write the dataset cache {path}: {e}; the next load decodes again")

@@ -1,0 +1,86 @@
+"""The dataset object: uint8 splits in memory, per-channel statistics, a class-balanced subset."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, replace
+
+import torch
+
+log = logging.getLogger(__name__)
+
+INPUT_RANGES = ("standardized", "unit", "byte")
+
+
+class DataError(ValueError):
+    """A dataset could not be found, recognised or decoded; the message says which file and why."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# the dataset object
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean/std (population) of uint8 images (N, C, H, W) in [0, 1] units, via histograms."""
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        hist = torch.bincount(images[:, c].reshape(-1), minlength=256).to(torch.float64)  # (256,)
+        n = hist.sum()
+        mean = (hist * levels).sum() / n
+        var = (hist * (levels - mean) ** 2).sum() / n
+        means.append(float(mean))
+        stds.append(float(var.sqrt()))
+    return tuple(means), tuple(stds)
+
+
+@dataclass
+class ImageDataset:
+    """A classification set held in memory as uint8 (N, C, H, W) tensors; see `load_dataset`."""
+
+    train_images: torch.Tensor  # uint8 (N, C, H, W), contiguous
+    train_labels: torch.Tensor  # int64 (N,)
+    test_images: torch.Tensor  # uint8 (M, C, H, W)
+    test_labels: torch.Tensor  # int64 (M,)
+    classes: list[str]
+    mean: tuple[float, ...]  # per-channel mean of the train split, [0, 1] units
+    std: tuple[float, ...]  # per-channel std of the train split, [0, 1] units
+    name: str
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        c, h, w = self.train_images.shape[1:]
+        return (int(c), int(h), int(w))
+
+    def subset(self, train_size: int, *, seed: int) -> ImageDataset:
+        """A seeded random subset of the train split, balanced across classes (counts differ by at most one
+        while every class still has images left); the test split is unchanged; mean/std are recomputed."""
+        n = self.train_images.shape[0]
+        if not isinstance(train_size, int) or not 1 <= train_size <= n:
+            raise DataError(f"subset train_size must be an int in [1, {n}] (the train split's size), got {train_size!r}")
+        g = torch.Generator().manual_seed(_mix_seed(seed, "subset"))
+        labels = self.train_labels
+        # each image's rank within its class in a random order; sorting by rank + U[0, 1) then takes one
+        # image per class in turn (classes in random order), so the subset is balanced
+        perm = torch.randperm(n, generator=g)
+        rank = torch.empty(n, dtype=torch.float64)
+        for c in range(len(self.classes)):
+            members = perm[labels[perm] == c]
+            rank[members] = torch.arange(len(members), dtype=torch.float64)
+        key = rank + torch.rand(n, generator=g, dtype=torch.float64)
+        chosen = torch.argsort(key)[:train_size].sort().values
+        images = self.train_images[chosen].contiguous()
+        mean, std = _channel_stats(images)
+        return replace(self, train_images=images, train_labels=labels[chosen].clone(), mean=mean, std=std)
+
+
+def _mix_seed(seed: int, *salt: object) -> int:
+    """A 63-bit generator seed from (seed, salt...), stable across processes and platforms."""
+    return int.from_bytes(hashlib.sha256(repr((int(seed), *salt)).encode()).digest()[:8], "little") >> 1

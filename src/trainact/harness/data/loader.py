@@ -1,0 +1,184 @@
+"""The in-memory loader: batches of a uint8 split on the device, seeded per (seed, epoch), batched augmentation."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .dataset import INPUT_RANGES, _mix_seed
+
+# ----------------------------------------------------------------------------------------------------
+# the loader
+
+
+class BatchLoader:
+    """In-memory batches in the airbench style: the split lives on `device` as uint8, an epoch is one seeded
+    permutation plus slicing, and random crop (zero padding `crop_padding`, like torchvision's
+    RandomCrop(size, padding=4)) and horizontal flip (p = 0.5) are batched tensor ops.
+
+        loader = BatchLoader(ds.train_images, ds.train_labels, batch_size=128, train=True,
+                             mean=ds.mean, std=ds.std, device=device, seed=seed)
+        for x, y in loader.epoch(epoch):  # the same batches for the same (seed, epoch), e.g. after a resume
+            ...
+
+    The permutation and the augmentation draws come from a CPU generator seeded by (seed, epoch), drawn for the
+    whole epoch, so they do not depend on the device, on world_size, or on how far a previous run got.
+    input_range: "standardized" (x/255 - mean)/std per channel, "unit" x/255, "byte" x in [0, 255].
+
+    Distributed: every rank builds the same permutation; a global batch is batch_size * world_size consecutive
+    entries of it, and rank r takes entries [r*batch_size, (r+1)*batch_size). A final partial global batch is
+    split into world_size near-equal parts (dropped if it has fewer than world_size images, or if drop_last).
+    Evaluation (train=False: no shuffling, no augmentation) gives rank r the images r, r + world_size, ...,
+    so every image is seen exactly once across ranks (ranks may differ by one batch).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        train: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        input_range: str = "standardized",
+        augment: bool = True,
+        crop_padding: int = 4,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+            got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {got}")
+        if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"labels must be a 1-d tensor with one entry per image ({images.shape[0]}), got {got}")
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be integers, got {labels.dtype}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if input_range not in INPUT_RANGES:
+            raise ValueError(f"input_range must be one of {INPUT_RANGES}, got {input_range!r}")
+        c = images.shape[1]
+        if len(mean) != c or len(std) != c:
+            raise ValueError(f"mean and std need one value per channel ({c}), got {len(mean)} and {len(std)}")
+        if not all(float(s) > 0 for s in std):
+            raise ValueError(f"std must be > 0 for every channel, got {tuple(std)}")
+        if not isinstance(crop_padding, int) or crop_padding < 0:
+            raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+        if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
+        self.batch_size, self.train, self.augment = batch_size, bool(train), bool(augment)
+        self.input_range, self.crop_padding, self.dtype = input_range, crop_padding, dtype
+        self.seed, self.drop_last, self.rank, self.world_size = int(seed), bool(drop_last), rank, world_size
+        self.device = torch.device(device)
+        self.images = images.to(self.device).contiguous()  # uint8 (N, C, H, W), moved once
+        self.labels = labels.to(device=self.device, dtype=torch.int64)
+        std_t = torch.tensor([float(s) for s in std], dtype=torch.float32)
+        mean_t = torch.tensor([float(m) for m in mean], dtype=torch.float32)
+        if input_range == "standardized":  # x * scale + shift == (x / 255 - mean) / std
+            scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+        elif input_range == "unit":
+            scale, shift = torch.full((c,), 1.0 / 255.0), torch.zeros(c)
+        else:
+            scale, shift = torch.ones(c), torch.zeros(c)
+        self._scale = scale.view(1, c, 1, 1).to(self.device)
+        self._shift = shift.view(1, c, 1, 1).to(self.device)
+        if self.train and len(self) == 0:
+            raise ValueError(
+                f"no batches: {images.shape[0]} images, batch_size {batch_size} x world_size {world_size}"
+                + (" with drop_last" if drop_last else "")
+            )
+
+    @property
+    def num_images(self) -> int:
+        return int(self.images.shape[0])
+
+    def __len__(self) -> int:
+        n, bs, ws = self.num_images, self.batch_size, self.world_size
+        if self.train:
+            full, rem = divmod(n, bs * ws)
+            return full + int(not self.drop_last and rem >= ws)
+        shard = len(range(self.rank, n, ws))
+        return shard // bs if self.drop_last else -(-shard // bs)
+
+    def _positions(self) -> Iterator[slice | torch.Tensor]:
+        """This rank's batches as positions into the epoch's order (a permutation, or the identity for eval)."""
+        n, bs, ws, r = self.num_images, self.batch_size, self.world_size, self.rank
+        if self.train:
+            full, rem = divmod(n, bs * ws)
+            for b in range(full):
+                start = b * bs * ws + r * bs
+                yield slice(start, start + bs)
+            if not self.drop_last and rem >= ws:
+                yield torch.tensor_split(torch.arange(full * bs * ws, n), ws)[r]
+        else:
+            shard = torch.arange(r, n, ws)
+            for b in range(len(self)):
+                yield shard[b * bs : (b + 1) * bs]
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (inputs (B, C, H, W) `dtype`, labels (B,) int64) on `device` for this rank."""
+        n, dev = self.num_images, self.device
+        augment = self.train and self.augment
+        if self.train:
+            g = torch.Generator().manual_seed(_mix_seed(self.seed, "epoch", int(epoch)))
+            order = torch.randperm(n, generator=g)
+            if augment:
+                span = 2 * self.crop_padding + 1
+                dy = torch.randint(0, span, (n,), generator=g).to(dev)
+                dx = torch.randint(0, span, (n,), generator=g).to(dev)
+                flip = (torch.rand(n, generator=g) < 0.5).to(dev)
+            order = order.to(dev)
+        else:
+            order = None
+        for pos in self._positions():
+            if isinstance(pos, torch.Tensor):
+                pos = pos.to(dev)
+            idx = order[pos] if order is not None else pos
+            x = self.images[idx]  # uint8 (B, C, H, W)
+            if augment:
+                x = self._crop_flip(x, dy[pos], dx[pos], flip[pos])
+            x = (x.to(torch.float32) * self._scale + self._shift).to(self.dtype)
+            yield x, self.labels[idx]
+
+    def _crop_flip(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """Per image: zero-pad by p, take the H x W window at (dy, dx), mirror it if flip. One gather."""
+        b, c, h, w = x.shape
+        p = self.crop_padding
+        if p:
+            x = F.pad(x, (p, p, p, p))  # (B, C, H + 2p, W + 2p)
+        ar_h = torch.arange(h, device=x.device)
+        ar_w = torch.arange(w, device=x.device)
+        rows = dy.view(b, 1) + ar_h  # (B, H)
+        cols = dx.view(b, 1) + torch.where(flip.view(b, 1), w - 1 - ar_w, ar_w)  # (B, W)
+        bi = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+        ci = torch.arange(c, device=x.device).view(1, c, 1, 1)
+        return x[bi, ci, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]  # (B, C, H, W)
+
+
+def measure_loader_throughput(loader: BatchLoader, epochs: int = 1) -> float:
+    """Images per second that `loader` delivers (epochs 0 .. epochs-1, nothing else done with the batches)."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    sync = torch.cuda.synchronize if loader.device.type == "cuda" else (lambda: None)
+    sync()
+    count, start = 0, time.perf_counter()
+    last = None
+    for e in range(epochs):
+        for x, _ in loader.epoch(e):
+            count += x.shape[0]
+            last = x
+    if last is not None and loader.device.type not in ("cpu", "cuda"):
+        last.sum().item()  # other devices: force the queued work
+    sync()
+    return count / max(time.perf_counter() - start, 1e-9)
