@@ -343,10 +343,10 @@ def test_whitened_first_layer_is_the_same_for_baseline_and_tract(tiny_data, init
 
     cfg = CompareConfig(width=4, synthetic=TINY_DATA, first_layer_init=init,
                         methods=("baseline", "tract") if init == "whiten" else ("baseline",))
-    x = torch.randn(2, 3, 16, 16)
-    plain, _ = build_run_model(RunSpec(2, "baseline", 0.1, 3), CompareConfig(width=4), tiny_data, torch.device("cpu"), x)
+    x, cpu = torch.randn(2, 3, 16, 16), torch.device("cpu")
+    plain, _ = build_run_model(RunSpec(2, "baseline", 0.1, 3), CompareConfig(width=4), tiny_data, cpu, x)
     after_plain = torch.get_rng_state()
-    base, first = build_run_model(RunSpec(2, "baseline", 0.1, 3), cfg, tiny_data, torch.device("cpu"), x)
+    base, first = build_run_model(RunSpec(2, "baseline", 0.1, 3), cfg, tiny_data, cpu, x)
     assert torch.equal(torch.get_rng_state(), after_plain)  # whitening draws nothing from the global RNG
     # oracle: whiten_ on the loader's standardised images (all 160: fewer than the 5000 sampled)
     ref = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
@@ -356,7 +356,7 @@ def test_whitened_first_layer_is_the_same_for_baseline_and_tract(tiny_data, init
     sa, sp = base.state_dict(), plain.state_dict()  # every other parameter is the default init's
     assert [k for k in sa if not torch.equal(sa[k], sp[k])] == ["conv1.weight"]
     if init == "whiten":
-        tract, _ = build_run_model(RunSpec(2, "tract", 0.1, 3, lam=0.1), cfg, tiny_data, torch.device("cpu"), x)
+        tract, _ = build_run_model(RunSpec(2, "tract", 0.1, 3, lam=0.1), cfg, tiny_data, cpu, x)
         assert trainact.is_tract(tract.get_submodule(first))
         for k, v in tract.state_dict().items():
             assert torch.equal(v, sa[k]), k
