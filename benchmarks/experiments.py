@@ -51,7 +51,14 @@ EXPERIMENTS: dict[str, dict] = {}
 
 
 def experiment(name: str, title: str, args: list, *, reuse=(), lr_from: Optional[tuple] = None) -> None:
+    """Register an experiment. lr_from = (source, budget) or (source, (budget, ...)): its one `--lr` is the lr
+    the source's grid selected at that budget; with several budgets, the one they all selected."""
     EXPERIMENTS[name] = {"title": title, "args": list(args), "reuse": tuple(reuse), "lr_from": lr_from}
+
+
+def lr_budgets(spec: tuple) -> tuple:
+    """The source budgets of an `lr_from` spec, as a tuple."""
+    return spec[1] if isinstance(spec[1], tuple) else (spec[1],)
 
 
 # the paper's λ grid (0.05, 0.1, 0.2: PAPER-NUMBERS.md) at every budget, up to 16 epochs
@@ -59,6 +66,15 @@ experiment("fig3-sgd", "Fig. 3 analogue: CIFAR ResNet, SGD (momentum 0.9, cosine
            RESNET + ["--budgets", "1,2,4,8,16"] + SEEDS + ["--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1",
                                                          "--lam", "0.05,0.1,0.2", "--optimizer", "sgd",
                                                          "--warmup-epochs", "0"])
+# TrAct whitens the first layer's gradient; airbench instead starts its first layer from patch-whitening filters (and
+# freezes them). fig3-sgd's protocol at 2 and 8 epochs with that first layer (here 16 channels: the 8 leading ± pairs
+# of the 27 eigen-filters), at the lr fig3-sgd's baseline selected at both budgets: whitened and trained normally
+# (baseline) against whitened + TrAct, and whitened and frozen (baseline only: a frozen layer leaves TrAct nothing).
+_WHITEN = RESNET + SEEDS + ["--budgets", "2,8", "--optimizer", "sgd", "--warmup-epochs", "0"]
+experiment("whiten-sgd", "airbench's patch-whitened first layer, trained, with and without TrAct (CIFAR ResNet, SGD)",
+           _WHITEN + ["--lam", "0.1", "--first-layer-init", "whiten"], lr_from=("fig3-sgd", (2, 8)))
+experiment("whiten-frozen-sgd", "airbench's patch-whitened first layer, frozen (CIFAR ResNet, SGD)",
+           _WHITEN + ["--methods", "baseline", "--first-layer-init", "whiten-frozen"], lr_from=("fig3-sgd", (2, 8)))
 experiment("fig3-adam", "Fig. 3 analogue: CIFAR ResNet, Adam (cosine)",
            RESNET + BUDGETS + SEEDS + ["--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1",
                                        "--optimizer", "adam", "--warmup-epochs", "0"])
@@ -115,17 +131,24 @@ def runs_root(arg: Optional[str]) -> Path:
 
 
 def _lr_from(name: str, root: Path) -> list:
-    """`--lr X`: the best lr that experiment `lr_from` selected at its budget (finished grid required)."""
+    """`--lr X`: the best lr that experiment `lr_from` selected at its budget(s) (finished grid required); with
+    several budgets they must agree, as one --lr serves them all."""
     spec = EXPERIMENTS[name]["lr_from"]
     if spec is None:
         return []
-    source, budget = spec
+    source, budgets = spec[0], lr_budgets(spec)
+    at = " and ".join(map(str, budgets))
     for folder in (root / source, COLLECTED / source):
         if (folder / "config.json").is_file():
             best = {b["budget"]: b["lr"] for b in summarize(folder)["best_lr"]}
-            if budget in best:
-                return ["--lr", format(best[budget], "g")]
-    raise SystemExit(f"{name}: takes its lr from {source}'s lr grid at {budget} epochs, which has not finished "
+            if all(b in best for b in budgets):
+                lrs = {best[b] for b in budgets}
+                if len(lrs) > 1:
+                    raise SystemExit(f"{name}: {source}'s lr grid selected different lrs at {at} epochs "
+                                     f"({', '.join(f'{b}: {best[b]:g}' for b in budgets)}); one --lr cannot serve "
+                                     "them all: register one experiment per budget")
+                return ["--lr", format(lrs.pop(), "g")]
+    raise SystemExit(f"{name}: takes its lr from {source}'s lr grid at {at} epochs, which has not finished "
                      f"(run `python benchmarks/experiments.py run {source}` first)")
 
 
@@ -134,8 +157,9 @@ def command(name: str, root: Optional[Path] = None, *, out: Optional[str] = None
     if name not in EXPERIMENTS:
         raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     e = EXPERIMENTS[name]
-    lr = _lr_from(name, root) if root is not None else (["--lr", f"<best of {e['lr_from'][0]} at "
-                                                          f"{e['lr_from'][1]} epochs>"] if e["lr_from"] else [])
+    at = " and ".join(map(str, lr_budgets(e["lr_from"]))) if e["lr_from"] else ""
+    lr = _lr_from(name, root) if root is not None else (["--lr", f"<best of {e['lr_from'][0]} at {at} epochs>"]
+                                                         if e["lr_from"] else [])
     return e["args"] + lr + ["--out", out or f"runs/{name}"]
 
 

@@ -112,7 +112,8 @@ def test_compare_lr_grid_tract_uses_the_baselines_best_lr(tmp_path, capsys):
     ["--schedule", "multistep", "--amp", "bf16", "--eval-every", "2", "--label-smoothing", "0.1", "--nesterov"],
     ["--model", "vit", "--patch-size", "4", "--dim", "32", "--depth", "1", "--heads", "2", "--optimizer", "adamw",
      "--lr", "0.001", "--lam", "0.1,1", "--relative-lambda", "--input-range", "unit"],
-], ids=["first-layer-sgd", "multistep-bf16", "vit"])
+    ["--first-layer-init", "whiten-frozen", "--methods", "baseline"],
+], ids=["first-layer-sgd", "multistep-bf16", "vit", "whiten-frozen"])
 def test_compare_option_paths(tmp_path, capsys, extra):
     out = tmp_path / "opt"
     assert _compare(out, "--budgets", "2", *extra) == 0
@@ -148,6 +149,9 @@ def test_help_everywhere(capsys):
     (["--synthetic", "train_size=10,bogus=3"], 1, "bogus"),
     (["--batch-size", "0"], 2, "'0'"),
     (["--warmup-epochs", "1"], 2, "warmup_epochs=1.0"),
+    (["--first-layer-init", "whiten-frozen"], 2, "--methods baseline"),
+    (["--first-layer-init", "zca"], 2, "'zca'"),
+    (["--first-layer-init", "whiten", "--model", "vit"], 1, "needs a convolution"),
 ])
 def test_bad_input_fails_clearly_and_marks_nothing_complete(tmp_path, capsys, argv, code, needle):
     if code is None:  # a valid combination: only check that it is accepted by the config

@@ -40,14 +40,31 @@ def registry(tmp_path, monkeypatch) -> dict:
 def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_path):
     e = E.EXPERIMENTS[name]
     if e["lr_from"]:
-        source, budget = e["lr_from"]
-        assert budget in E._parse(E.command(source)).budgets, f"{source} has no {budget}-epoch budget"
+        source = e["lr_from"][0]
+        for budget in E.lr_budgets(e["lr_from"]):
+            assert budget in E._parse(E.command(source)).budgets, f"{source} has no {budget}-epoch budget"
         monkeypatch.setattr(E, "_lr_from", lambda n, root: ["--lr", "0.001"])
     cfg = E._parse(E.command(name, tmp_path))
     assert isinstance(cfg, CompareConfig) and cfg.data == E.DATA and cfg.out == f"runs/{name}"
     assert len(cfg.seeds) >= 3  # the evidence protocol: at least 3 seeds everywhere
     for source in e["reuse"]:
         assert not cfg.differences(E._parse(E.command(source))), f"{name} cannot share runs with {source}"
+
+
+def test_lr_from_several_budgets_needs_them_to_agree(tmp_path, registry, monkeypatch):
+    E.experiment("grid", "grid", TINY + ["--budgets", "1,2,4", "--lr", "0.1,0.2"])
+    E.experiment("two", "two", TINY + ["--budgets", "1,2"], lr_from=("grid", (1, 2)))
+    assert "<best of grid at 1 and 2 epochs>" in E.command("two")
+    with pytest.raises(SystemExit, match="grid's lr grid at 1 and 2 epochs"):
+        E.command("two", tmp_path)
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "config.json").write_text("{}")
+    best = {1: 0.2, 2: 0.2, 4: 0.1}
+    monkeypatch.setattr(E, "summarize", lambda folder: {"best_lr": [{"budget": b, "lr": lr} for b, lr in best.items()]})
+    assert E.command("two", tmp_path)[-4:-2] == ["--lr", "0.2"]
+    best[2] = 0.1
+    with pytest.raises(SystemExit, match="different lrs at 1 and 2 epochs \\(1: 0.2, 2: 0.1\\)"):
+        E.command("two", tmp_path)
 
 
 def test_run_reuses_takes_the_lr_and_collects_without_local_paths(tmp_path, registry):

@@ -55,6 +55,10 @@ def test_config_json_roundtrip():
     (dict(grad_accum=3, batch_size=128), "grad_accum=3"),
     (dict(data="x", synthetic={"train_size": 5}), "synthetic"),
     (dict(device="tpu"), "'tpu'"),
+    (dict(first_layer_init="zca"), "'zca'"),
+    (dict(first_layer_init="whiten-frozen"), "--methods baseline"),
+    (dict(first_layer_init="whiten-frozen", methods=("baseline",), optimizer="adam", first_layer_sgd=True),
+     "first_layer_sgd"),
 ])
 def test_config_rejects_with_the_offending_value(kw, needle):
     with pytest.raises(ValueError, match=None) as info:
@@ -66,6 +70,16 @@ def test_config_differences_ignore_extensible_fields():
     a = CompareConfig(budgets=(2,), seeds=(0,))
     assert a.differences(CompareConfig(budgets=(2, 4), seeds=(0, 1), lams=(0.1, 1.0))) == {}
     assert a.differences(CompareConfig(optimizer="adam")) == {"optimizer": ("sgd", "adam")}
+
+
+def test_config_json_without_first_layer_init_loads_as_default():
+    """config.json files written before the field existed: the same configuration as a new default one."""
+    new = CompareConfig(budgets=(2,))
+    old = new.to_dict()
+    del old["first_layer_init"]
+    loaded = CompareConfig.from_dict(old)
+    assert loaded.first_layer_init == "default" and loaded == new and loaded.differences(new) == {}
+    assert new.differences(CompareConfig(first_layer_init="whiten")) == {"first_layer_init": ("default", "whiten")}
 
 
 # ---------------------------------------------------------------------------------------------- lr rule
@@ -309,3 +323,98 @@ def test_grad_accum_reproduces_the_large_batch_run(tmp_path, tiny_data):
         assert a["test_top1"] == b["test_top1"]
         # equal up to float summation order (~1e-8); preconditioning each micro-batch alone differs by ~1e-5
         assert math.isclose(a["train_loss"], b["train_loss"], rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- first-layer init
+def _loader_train_images(cfg, data):
+    """The training images exactly as the (unaugmented) loader feeds them, in order."""
+    from trainact.harness.data import BatchLoader
+
+    loader = BatchLoader(data.train_images, data.train_labels, batch_size=64, train=False, augment=False,
+                         mean=data.mean, std=data.std, input_range=cfg.input_range)
+    return torch.cat([x for x, _ in loader.epoch(0)])  # (N, C, H, W)
+
+
+@pytest.mark.parametrize("init", ["whiten", "whiten-frozen"])
+def test_whitened_first_layer_is_the_same_for_baseline_and_tract(tiny_data, init):
+    import trainact
+    from trainact.harness.train import build_run_model
+    from trainact.harness.whiten import whiten_
+
+    cfg = CompareConfig(width=4, synthetic=TINY_DATA, first_layer_init=init,
+                        methods=("baseline", "tract") if init == "whiten" else ("baseline",))
+    x, cpu = torch.randn(2, 3, 16, 16), torch.device("cpu")
+    plain, _ = build_run_model(RunSpec(2, "baseline", 0.1, 3), CompareConfig(width=4), tiny_data, cpu, x)
+    after_plain = torch.get_rng_state()
+    base, first = build_run_model(RunSpec(2, "baseline", 0.1, 3), cfg, tiny_data, cpu, x)
+    assert torch.equal(torch.get_rng_state(), after_plain)  # whitening draws nothing from the global RNG
+    # oracle: whiten_ on the loader's standardised images (all 160: fewer than the 5000 sampled)
+    ref = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    whiten_(ref, _loader_train_images(cfg, tiny_data))
+    assert torch.equal(base.get_submodule(first).weight, ref.weight)
+    assert base.get_submodule(first).weight.requires_grad == (init == "whiten")
+    sa, sp = base.state_dict(), plain.state_dict()  # every other parameter is the default init's
+    assert [k for k in sa if not torch.equal(sa[k], sp[k])] == ["conv1.weight"]
+    if init == "whiten":
+        tract, _ = build_run_model(RunSpec(2, "tract", 0.1, 3, lam=0.1), cfg, tiny_data, cpu, x)
+        assert trainact.is_tract(tract.get_submodule(first))
+        for k, v in tract.state_dict().items():
+            assert torch.equal(v, sa[k]), k
+
+
+def test_whiten_frozen_trains_only_the_first_layers_bias(tiny_data):
+    from trainact.harness.train import make_optimizers, whiten_first_layer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1, bias=True), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(6 * 16 * 16, 10))
+    cfg = CompareConfig(first_layer_init="whiten-frozen", methods=("baseline",))
+    whiten_first_layer(model, "0", cfg, tiny_data, seed=0)
+    opts = make_optimizers(model, "0", 0.05, cfg)
+    assert len(opts) == 1
+    params = [p for g in opts[0].param_groups for p in g["params"]]
+    assert all(p is not model[0].weight for p in params) and len(params) == 3
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = _loader_train_images(cfg, tiny_data)[:32]
+    torch.nn.functional.cross_entropy(model(x), tiny_data.train_labels[:32]).backward()
+    assert model[0].weight.grad is None
+    opts[0].step()
+    after = model.state_dict()
+    assert torch.equal(after["0.weight"], before["0.weight"])  # frozen (and no weight decay on it)
+    for k in ("0.bias", "3.weight", "3.bias"):
+        assert not torch.equal(after[k], before[k]), k
+
+
+def test_whiten_needs_a_convolutional_first_layer(tiny_data):
+    from trainact.harness.train import build_run_model
+
+    cfg = CompareConfig(model="vit", patch_size=8, dim=16, depth=1, heads=2, first_layer_init="whiten")
+    with pytest.raises(ValueError, match="'whiten' needs a convolution"):
+        build_run_model(RunSpec(1, "baseline", 0.1, 0), cfg, tiny_data, torch.device("cpu"), torch.randn(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("init", ["default", "whiten", "whiten-frozen"])
+def test_tiny_run_with_each_first_layer_init(tmp_path, tiny_data, init):
+    """Two epochs: after the first, the checkpoint's first layer is the whitened one (frozen) or has moved
+    away from it (trained); the run completes."""
+    from trainact.harness.train import build_run_model, run_one
+
+    method = dict(method="baseline") if init == "whiten-frozen" else dict(method="tract", lam=0.1)
+    cfg = tiny_cfg(tmp_path, budgets=(2,), first_layer_init=init, methods=("baseline", "tract") if
+                   init != "whiten-frozen" else ("baseline",))
+    run = RunSpec(2, lr=0.05, seed=0, **method)
+    start, first = build_run_model(run, cfg, tiny_data, torch.device("cpu"), torch.randn(2, 3, 16, 16))
+    w0 = start.get_submodule(first).weight.detach().clone()
+    seen = {}
+
+    def grab(epoch, row):
+        if epoch == 1:
+            state = torch.load(tmp_path / "out" / run.run_id / "checkpoint.pt", weights_only=True)
+            seen["w"] = state["model"][f"{first}.weight"]
+
+    summary = run_one(run, cfg, tiny_data, tmp_path / "out", torch.device("cpu"), on_epoch_end=grab,
+                      log=lambda m: None)
+    assert summary["completed"] and summary["epochs"] == 2
+    assert torch.equal(seen["w"], w0) == (init == "whiten-frozen")
+    config = json.loads((tmp_path / "out" / run.run_id / "config.json").read_text())
+    assert config["config"]["first_layer_init"] == init

@@ -18,7 +18,7 @@ import sys
 import traceback
 from typing import Callable, Optional, Sequence
 
-from trainact.harness.config import AMP_MODES, INPUT_RANGES, OPTIMIZERS, SCHEDULES, CompareConfig
+from trainact.harness.config import AMP_MODES, FIRST_LAYER_INITS, INPUT_RANGES, OPTIMIZERS, SCHEDULES, CompareConfig
 
 D = CompareConfig()  # the defaults, shown in --help
 
@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "uses --optimizer adam/adamw")
     g.add_argument("--first-layer-lr", type=float, default=None,
                    help="lr of the first layer with --first-layer-sgd (default: 0.08, the paper's SGD lr)")
+    g.add_argument("--first-layer-init", choices=FIRST_LAYER_INITS, default=D.first_layer_init,
+                   help="default: the model's own init; whiten: airbench's patch-whitening filters (± eigenvectors "
+                        "of the first layer's patch covariance over 5000 training images, scaled by "
+                        "1/sqrt(eigenvalue + 5e-4)), then trained as usual; whiten-frozen: the same, weight frozen "
+                        "(only with --methods baseline: TrAct would have nothing to train)")
 
     g = c.add_argument_group("execution")
     g.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="mixed precision (fp16 needs CUDA)")
@@ -214,7 +219,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         lr_grid_seeds=args.lr_grid_seeds, optimizer=args.optimizer, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        first_layer_sgd=args.first_layer_sgd, first_layer_lr=args.first_layer_lr, amp=args.amp,
+        first_layer_sgd=args.first_layer_sgd, first_layer_lr=args.first_layer_lr,
+        first_layer_init=args.first_layer_init, amp=args.amp,
         device=args.device, eval_every=args.eval_every, threads=args.threads, out=args.out)
 
 

@@ -18,6 +18,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "multistep")
 INPUT_RANGES = ("standardized", "unit", "byte")
 AMP_MODES = ("off", "bf16", "fp16")
+# How the first layer starts: the model's own init, or airbench's patch-whitening filters (trainact.harness.whiten)
+# trained normally, or frozen (only its bias, if any, trains).
+FIRST_LAYER_INITS = ("default", "whiten", "whiten-frozen")
 
 # The pytorch-cifar100 recipe multiplies the lr by 0.2 at epochs 60/120/160 of 200. For another budget the
 # milestones keep their place as fractions of it: epoch round(0.3 B), round(0.6 B), round(0.8 B).
@@ -72,6 +75,7 @@ class CompareConfig:
     grad_accum: int = 1
     first_layer_sgd: bool = False
     first_layer_lr: Optional[float] = None
+    first_layer_init: str = "default"  # absent from older config.json files: they load as "default"
     # execution
     amp: str = "off"
     device: str = "auto"
@@ -176,6 +180,14 @@ class CompareConfig:
             if not self.first_layer_sgd:
                 raise ValueError(f"first_layer_lr={self.first_layer_lr!r} is only used with first_layer_sgd")
             _check_number("first_layer_lr", self.first_layer_lr, positive=True)
+        _check_choice("first_layer_init", self.first_layer_init, FIRST_LAYER_INITS)
+        if self.first_layer_init == "whiten-frozen":
+            if "tract" in self.methods:
+                raise ValueError("first_layer_init 'whiten-frozen' freezes the first layer's weight, so TrAct has "
+                                 f"nothing to precondition (methods {list(self.methods)}); use --methods baseline")
+            if self.first_layer_sgd:
+                raise ValueError("first_layer_sgd trains the first layer's weight with SGD, but first_layer_init "
+                                 "'whiten-frozen' freezes it")
         _check_int("eval_every", self.eval_every, minimum=1)
         if self.threads is not None:
             _check_int("threads", self.threads, minimum=1)

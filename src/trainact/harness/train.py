@@ -139,11 +139,13 @@ def precision_context(amp: str, device: torch.device):
 
 
 def make_optimizers(model: nn.Module, first_layer: str, lr: float, cfg: CompareConfig) -> list:
-    """The optimizer(s) of a run: one over all parameters, or (first_layer_sgd) SGD for the first layer plus
-    Adam/AdamW for the rest. Weight decay applies to every parameter (as in pytorch-cifar100)."""
-    first = list(model.get_submodule(first_layer).parameters())
-    ids = {id(p) for p in first}
-    rest = [p for p in model.parameters() if id(p) not in ids]
+    """The optimizer(s) of a run: one over all trainable parameters, or (first_layer_sgd) SGD for the first layer
+    plus Adam/AdamW for the rest. Weight decay applies to every trainable parameter (as in pytorch-cifar100); a
+    frozen one (requires_grad False, e.g. a whiten-frozen first layer's weight) is in no optimizer."""
+    layer = list(model.get_submodule(first_layer).parameters())
+    ids = {id(p) for p in layer}
+    first = [p for p in layer if p.requires_grad]
+    rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
 
     def make(name, params, lr_):
         if name == "sgd":
@@ -152,7 +154,7 @@ def make_optimizers(model: nn.Module, first_layer: str, lr: float, cfg: CompareC
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return cls(params, lr=lr_, weight_decay=cfg.weight_decay)
 
-    if cfg.first_layer_sgd:
+    if cfg.first_layer_sgd and first:
         return [make(cfg.optimizer, rest, lr), make("sgd", first, cfg.effective_first_layer_lr)]
     return [make(cfg.optimizer, first + rest, lr)]
 
@@ -180,7 +182,9 @@ def build_run_model(run: RunSpec, cfg: CompareConfig, dataset, device: torch.dev
     """The model of a run, seeded by the run's seed, with TrAct on its first layer for TrAct runs.
 
     Returns (model, first layer name). The first layer is found by tracing `example` (no RNG is used), so the
-    baseline and TrAct of the same seed start from identical weights and identical RNG state.
+    baseline and TrAct of the same seed start from identical weights and identical RNG state. With
+    `first_layer_init` whiten or whiten-frozen its weight is then replaced by patch-whitening filters of the
+    training images (`whiten_first_layer`, no global RNG used either), and frozen for whiten-frozen.
     """
     from trainact.harness.models import build_model
 
@@ -190,10 +194,30 @@ def build_run_model(run: RunSpec, cfg: CompareConfig, dataset, device: torch.dev
                         **cfg.model_options())
     model.to(device)
     first = trainact.find_first_layer(model, example_input=example)
+    if cfg.first_layer_init != "default":
+        whiten_first_layer(model, first, cfg, dataset, seed=run.seed)
     if run.method == "tract":
         # with micro-batches, precondition once per step with the statistics of all of them (exact large batch)
         trainact.apply(model, run.lam, layer=first, relative=cfg.relative_lambda, defer=cfg.grad_accum > 1)
     return model, first
+
+
+def whiten_first_layer(model: nn.Module, first: str, cfg: CompareConfig, dataset, *, seed: int) -> None:
+    """airbench's first layer: patch-whitening filters (`trainact.harness.whiten.whiten_`) of a sample of the
+    training images as the loader feeds them (`cfg.input_range`, no augmentation), sampled by `seed` (so the
+    baseline and TrAct of a seed get the same filters); whiten-frozen then stops the weight's gradient."""
+    from trainact.harness.data import input_affine
+    from trainact.harness.whiten import whiten_
+
+    layer = model.get_submodule(first)
+    if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or layer.groups != 1:
+        raise ValueError(f"first_layer_init {cfg.first_layer_init!r} needs a convolution (groups=1) as the first "
+                         f"layer; {cfg.model}'s first layer {first!r} is {layer}")
+    scale, shift = input_affine(dataset.mean, dataset.std, cfg.input_range, layer.weight.device)
+    whiten_(layer, dataset.train_images, seed=seed,
+            transform=lambda x: x.to(torch.float32) * scale + shift)  # the loader's arithmetic, in float32
+    if cfg.first_layer_init == "whiten-frozen":
+        layer.weight.requires_grad_(False)
 
 
 def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, dist: DistEnv = DistEnv()):
@@ -345,7 +369,9 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
                                                     "first_layer": first, "environment": env or environment(device, dist)})
         _write_jsonl_atomic(history, metrics_path)  # drops epochs after the checkpoint, if any
         log(f"[{run.run_id}] " + (f"resuming after epoch {start_epoch}" if start_epoch else "start")
-            + f" ({cfg.model}, first layer {first!r}{', TrAct lam=' + format(run.lam, 'g') if run.lam else ''})")
+            + f" ({cfg.model}, first layer {first!r}"
+            + ("" if cfg.first_layer_init == "default" else f", {cfg.first_layer_init} init")
+            + f"{', TrAct lam=' + format(run.lam, 'g') if run.lam else ''})")
 
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:

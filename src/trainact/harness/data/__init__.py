@@ -21,6 +21,7 @@ from .dataset import INPUT_RANGES as INPUT_RANGES
 from .dataset import DataError as DataError
 from .dataset import ImageDataset as ImageDataset
 from .loader import BatchLoader as BatchLoader
+from .loader import input_affine as input_affine
 from .loader import measure_loader_throughput as measure_loader_throughput
 from .sources import load_dataset as load_dataset
 from .synthetic import synthetic_dataset as synthetic_dataset
@@ -32,5 +33,6 @@ __all__ = [
     "synthetic_dataset",
     "BatchLoader",
     "measure_loader_throughput",
+    "input_affine",
     "INPUT_RANGES",
 ]

@@ -14,6 +14,23 @@ from .dataset import INPUT_RANGES, _mix_seed
 # the loader
 
 
+def input_affine(mean: Sequence[float], std: Sequence[float], input_range: str,
+                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), each (1, C, 1, 1) float32: a uint8 image x becomes the input x * scale + shift.
+
+    standardized: (x / 255 - mean) / std per channel; unit: x / 255; byte: x."""
+    c = len(mean)
+    std_t = torch.tensor([float(s) for s in std], dtype=torch.float32)
+    mean_t = torch.tensor([float(m) for m in mean], dtype=torch.float32)
+    if input_range == "standardized":  # x * scale + shift == (x / 255 - mean) / std
+        scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+    elif input_range == "unit":
+        scale, shift = torch.full((c,), 1.0 / 255.0), torch.zeros(c)
+    else:
+        scale, shift = torch.ones(c), torch.zeros(c)
+    return scale.view(1, c, 1, 1).to(device), shift.view(1, c, 1, 1).to(device)
+
+
 class BatchLoader:
     """In-memory batches in the airbench style: the split lives on `device` as uint8, an epoch is one seeded
     permutation plus slicing, and random crop (zero padding `crop_padding`, like torchvision's
@@ -83,16 +100,7 @@ class BatchLoader:
         self.device = torch.device(device)
         self.images = images.to(self.device).contiguous()  # uint8 (N, C, H, W), moved once
         self.labels = labels.to(device=self.device, dtype=torch.int64)
-        std_t = torch.tensor([float(s) for s in std], dtype=torch.float32)
-        mean_t = torch.tensor([float(m) for m in mean], dtype=torch.float32)
-        if input_range == "standardized":  # x * scale + shift == (x / 255 - mean) / std
-            scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
-        elif input_range == "unit":
-            scale, shift = torch.full((c,), 1.0 / 255.0), torch.zeros(c)
-        else:
-            scale, shift = torch.ones(c), torch.zeros(c)
-        self._scale = scale.view(1, c, 1, 1).to(self.device)
-        self._shift = shift.view(1, c, 1, 1).to(self.device)
+        self._scale, self._shift = input_affine(mean, std, input_range, self.device)
         if self.train and len(self) == 0:
             raise ValueError(
                 f"no batches: {images.shape[0]} images, batch_size {batch_size} x world_size {world_size}"
