@@ -366,6 +366,39 @@ def lam_one_rows(src: Source) -> list:
     return out
 
 
+WHITENING = (  # (label in the tables, experiment, method label): the whitening comparison's five variants
+    ("baseline", "fig3-sgd", "baseline"),
+    ("TrAct", "fig3-sgd", "tract-l0.1"),
+    ("whitened, frozen", "whiten-frozen-sgd", "baseline"),
+    ("whitened, trained", "whiten-sgd", "baseline"),
+    ("whitened + TrAct", "whiten-sgd", "tract-l0.1"),
+)
+
+
+def whitening_comparisons(src: Source) -> dict:
+    """{budget: {(a, b): paired a − b}} for the questions the whitening comparison asks, where both were run."""
+    questions = (("TrAct", "whitened, frozen"), ("TrAct", "whitened, trained"), ("whitened + TrAct", "TrAct"),
+                 ("whitened + TrAct", "whitened, trained"), ("whitened, frozen", "baseline"))
+    out = {}
+    for b in _budgets(src, [name for _, name, _ in WHITENING[2:]]):
+        got = {label: src.top1(name, b, method) for label, name, method in WHITENING}
+        pairs = {(x, y): paired(got[x], got[y]) for x, y in questions if got[x] and got[y]}
+        if pairs:
+            out[b] = pairs
+    return out
+
+
+def whitening_claims(src: Source) -> list:
+    """Not in the paper: TrAct (whitened gradient) against airbench's whitened first layer, and both together."""
+    out = []
+    for b, pairs in whitening_comparisons(src).items():
+        for (x, y), p in pairs.items():
+            out.append(_claim(f"not in the paper: {x} vs {y} (ResNet, SGD, {b} ep)",
+                              "not in the paper (airbench's patch-whitened first layer)",
+                              f"{x} − {y}, points: {p.text()}", [p]))
+    return out
+
+
 def all_claims(src: Source, *, titles: dict, ablation_budget: int) -> list:
     """Every claim row that the collected runs support, in the order of the paper."""
     rows = [
@@ -385,6 +418,7 @@ def all_claims(src: Source, *, titles: dict, ablation_budget: int) -> list:
         *lam_one_rows(src),
         *ablation_claims(src, ablation_budget),
         first_layer_sgd_claim(src, ablation_budget),
+        *whitening_claims(src),
     ]
     return [r for r in rows if r is not None]
 

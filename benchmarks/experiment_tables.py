@@ -11,6 +11,8 @@ import experiments
 from experiments import ABLATION_BUDGET, EXPERIMENTS
 from figures import bar_plot, lam_sweep_plot, paired_gain_plot
 
+from trainact.harness.results import stats
+
 EXPERIMENT_TITLES = {name: e["title"] for name, e in EXPERIMENTS.items()}
 
 
@@ -210,6 +212,58 @@ def first_layer_sgd_section(budget: int) -> list[str]:
              errors={(t, "first layer"): st["std"] or 0 for t, st in entries}, zoom=True,
              ylabel="final test top-1 (%), mean ± std", title=f"CIFAR ResNet, the rest Adam, {budget} epochs")
     return lines + ["", plots("first-layer-sgd", ("first_layer_sgd.png",)), ""]
+
+
+def whitening_section(src=None) -> list[str]:
+    """TrAct against airbench's patch-whitened first layer (frozen, trained, trained with TrAct), per seed."""
+    src = src or claims.Collected(experiments.COLLECTED)
+    comparisons = claims.whitening_comparisons(src)
+    if not comparisons:
+        return []
+    lines = ["### Not in the paper: TrAct vs a patch-whitened first layer (CIFAR ResNet, SGD)", "",
+             "airbench initialises its first convolution with patch-whitening filters (eigenvectors of the same patch "
+             "covariance AᵀA/r that TrAct uses, scaled by (e + ε)^-1/2, ε = 5e-4, in ± pairs, leading first) and "
+             "freezes it; TrAct whitens the first layer's gradient instead. Same protocol, lr and seeds as "
+             "`fig3-sgd` (whose baseline and TrAct runs these are); the whitening is computed from each run's "
+             "standardised training images (`--first-layer-init whiten` / `whiten-frozen`, "
+             "`src/trainact/harness/whiten.py`). The width-16 ResNet's stem has 16 channels for 27 patch features, "
+             "so it keeps the 8 leading eigen-filter pairs.", "",
+             "| budget | " + " | ".join(label for label, _, _ in claims.WHITENING) + " |",
+             "|---:|" + "---:|" * len(claims.WHITENING)]
+    values, errors = {}, {}
+    for b in comparisons:
+        cells = []
+        for label, name, method in claims.WHITENING:
+            acc = list(src.top1(name, b, method).values())
+            if acc:
+                st = stats(acc)
+                cells.append(f"{pm(st)} (n = {st['n']})")
+                values[(f"{b} ep", label)], errors[(f"{b} ep", label)] = st["mean"], st["std"] or 0
+            else:
+                cells.append("—")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines += ["", "Paired per seed, points [95 % t interval]:", ""]
+    for b, pairs in comparisons.items():
+        lines.append(f"- {b} epochs: " + "; ".join(f"{x} − {y}: {p.text()}" for (x, y), p in pairs.items()))
+    bar_plot(os.path.join(experiments.COLLECTED, "whitening.png"), list(dict.fromkeys(g for g, _ in values)),
+             [label for label, _, _ in claims.WHITENING], values, errors=errors, zoom=True,
+             ylabel="final test top-1 (%), mean ± std", title="CIFAR ResNet, SGD: whitened first layer vs TrAct")
+    return lines + ["", "![whitening](benchmarks/results/experiments/whitening.png)", ""]
+
+
+def whitening_sentence(src=None) -> list[str]:
+    """The README's one sentence on TrAct vs a whitened first layer (whichever way it falls)."""
+    src = src or claims.Collected(experiments.COLLECTED)
+    comparisons = claims.whitening_comparisons(src)
+    if not comparisons:
+        return []
+    parts = []
+    for b, pairs in comparisons.items():
+        got = [f"{x} − {y} {p.text()}" for (x, y), p in pairs.items()
+               if (x, y) in (("TrAct", "whitened, frozen"), ("TrAct", "whitened, trained"), ("whitened + TrAct", "TrAct"))]
+        parts.append(f"at {b} epochs " + ", ".join(got))
+    return ["Not in the paper — TrAct against airbench's patch-whitened first layer (CIFAR ResNet, SGD; points "
+            "[95 % t interval], paired per seed): " + "; ".join(parts) + ".", ""]
 
 
 def claims_table() -> list[str]:

@@ -18,7 +18,7 @@ from bench_tables import (  # noqa: E402
 from experiment_tables import (  # noqa: E402
     CURVES, EXPERIMENT_TITLES, ablation_section, by_label, claims_table, curve_section, first_layer_sgd_section,
     lam_sweep_section, load_experiment, plots, reproducibility_section, scale_note, speedup_line, trend_sentences,
-    wall_time_section,
+    wall_time_section, whitening_section, whitening_sentence,
 )
 from experiments import ABLATION_BUDGET, EXPERIMENTS  # noqa: E402
 
@@ -67,6 +67,7 @@ def experiments_sections() -> list[str]:
             out += lam_sweep_section(loaded, name)
     out += ablation_section(ABLATION_BUDGET)
     out += first_layer_sgd_section(ABLATION_BUDGET)
+    out += whitening_section()
     out += reproducibility_section()
     out += wall_time_section()
     return out
@@ -97,7 +98,7 @@ def readme_block() -> list[str]:
         shown.append(name)
     lines.append("")
     lines += [plots(name, ("accuracy_vs_budget.png",)) for name in shown]
-    lines += [""] + trend_sentences()
+    lines += [""] + trend_sentences() + whitening_sentence()
     lines += ["### The paper's claims, checked", ""] + claims_table()
     return lines + ["", README_END]
 

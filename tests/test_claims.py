@@ -138,3 +138,22 @@ def test_the_reproducibility_section_compares_each_seed_then_and_again():
     assert "| 0 | 50.00 | 51.00 | 53.00 | 54.50 | +3.00 | +3.50 |" in text
     assert "the largest single change 1.50 points" in text
     assert report.reproducibility_section(FakeSource({})) == []
+
+
+def test_the_whitening_section_pairs_every_variant_with_the_fig3_runs(tmp_path, monkeypatch):
+    import experiment_tables
+
+    monkeypatch.setattr(experiment_tables.experiments, "COLLECTED", str(tmp_path))
+    three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
+    src = FakeSource({("fig3-sgd", 2, "baseline"): three(50, 51, 52), ("fig3-sgd", 2, "tract-l0.1"): three(53, 54, 55),
+                      ("whiten-frozen-sgd", 2, "baseline"): three(48, 49, 50),
+                      ("whiten-sgd", 2, "baseline"): three(52, 52, 52),
+                      ("whiten-sgd", 2, "tract-l0.1"): three(54, 55, 56)})
+    text = "\n".join(experiment_tables.whitening_section(src))
+    assert "| 2 | 51.00 ± 1.00 (n = 3) | 54.00 ± 1.00 (n = 3) | 49.00 ± 1.00 (n = 3) |" in text
+    assert "TrAct − whitened, frozen: +5.00 [+5.00, +5.00]" in text  # the same +5 for every seed
+    assert "whitened + TrAct − TrAct: +1.00 [+1.00, +1.00]" in text
+    assert (tmp_path / "whitening.png").is_file()
+    rows = claims.whitening_claims(src)
+    assert len(rows) == 5 and all(r.claim.startswith("not in the paper") for r in rows)
+    assert experiment_tables.whitening_section(FakeSource({})) == []
