@@ -140,6 +140,47 @@ def test_solve_in_float64_and_small_blocks_give_the_same_result():
 
 
 @pytest.mark.parametrize(
+    "layer_dtype,solve_dtype,expected",
+    [
+        (torch.float32, "auto", torch.float32),
+        (torch.bfloat16, "auto", torch.float32),
+        (torch.float64, "auto", torch.float64),
+        (torch.float64, torch.float32, torch.float32),  # an explicit choice is honoured
+        (torch.float32, torch.float64, torch.float64),
+    ],
+)
+@pytest.mark.parametrize("woodbury_rows", [False, True])
+def test_auto_solve_dtype_follows_the_layer(layer_dtype, solve_dtype, expected, woodbury_rows, monkeypatch):
+    """'auto' solves in float64 only for a float64 layer; the gradient keeps the layer's dtype either way."""
+    seen = []
+    for fn in ("gram", "patch_matrix"):
+        real = getattr(patches, fn)
+        monkeypatch.setattr(patches, fn, lambda *a, _real=real, **k: seen.append(k["dtype"]) or _real(*a, **k))
+    conv = nn.Conv2d(3, 4, 3, stride=2).to(layer_dtype)
+    x = torch.randn(1 if woodbury_rows else 4, 3, 5 if woodbury_rows else 9, 5 if woodbury_rows else 9, dtype=layer_dtype)
+    tract = trainact.TrAct(conv, solve_dtype=solve_dtype)
+    try:
+        tract(x).sum().backward()
+    except RuntimeError as err:  # some CPU builds lack bf16 convolutions
+        pytest.skip(f"{layer_dtype} conv unavailable on this CPU build: {err}")
+    assert seen == [expected] and conv.weight.grad.dtype == layer_dtype
+    assert ("solve_dtype" in repr(tract)) == (solve_dtype != "auto")
+    assert tract.tract.solve_dtype == solve_dtype
+
+
+def test_auto_resolution_rule():
+    from trainact.tract import resolve_solve_dtype
+
+    assert resolve_solve_dtype("auto", torch.float32, torch.bfloat16) == torch.float32
+    assert resolve_solve_dtype("auto", torch.float32, torch.float64) == torch.float64  # any float64 input wins
+    assert resolve_solve_dtype(torch.float32, torch.float64) == torch.float32
+    grad64, gram32 = torch.randn(1, 2, 3, dtype=torch.float64), torch.eye(3)[None] * 4
+    out = trainact.precondition(grad64, gram32, 2, 0.5)  # float64 grad: solved (and returned) in float64
+    assert out.dtype == torch.float64
+    assert_close(out, grad64 / 2.5, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize(
     "layer,shape",
     [
         (nn.Conv2d(3, 8, 7, stride=2, padding=3), (5, 3, 30, 30)),
@@ -332,8 +373,11 @@ def test_wrapping_twice_is_refused():
 
 
 def test_bad_options():
-    with pytest.raises(ValueError, match="solve_dtype"):
-        trainact.TrAct(nn.Linear(3, 2), solve_dtype=torch.float16)
+    for bad in (torch.float16, torch.bfloat16, "float64", "AUTO", None, 64):
+        with pytest.raises(ValueError, match=rf"solve_dtype must be 'auto', torch.float32 or torch.float64, got {bad!r}"):
+            trainact.TrAct(nn.Linear(3, 2), solve_dtype=bad)
+    with pytest.raises(ValueError, match="solve_dtype must be 'auto'.*got 'float32'"):
+        trainact.precondition(torch.zeros(1, 2, 3), torch.zeros(1, 3, 3), 1, 0.1, solve_dtype="float32")
     with pytest.raises(ValueError, match="block_bytes"):
         trainact.TrAct(nn.Linear(3, 2), block_bytes=0)
     with pytest.raises(TypeError, match="relative"):
