@@ -281,34 +281,80 @@ def apply(
     model: nn.Module,
     lam: float = 0.1,
     *,
-    layer: Optional[str] = None,
+    layer: Union[None, str, list[str], tuple[str, ...]] = None,
     example_input: Optional[torch.Tensor] = None,
     **options: Any,
-) -> str:
+) -> Union[str, list[str]]:
     """Replace the model's first layer (the Linear/Conv that consumes the model input) by its TrAct version.
 
-    Returns the qualified name of the replaced layer.  ``layer="name"`` skips detection.  Detection runs one
-    forward pass in eval mode on ``example_input`` (or on a small input inferred from the model) and picks the
-    Linear/Conv layer whose input is computed from the model input by parameter-free operations only; see
-    :func:`find_first_layer`.  ``options`` are those of :func:`TrAct`.
+    ``layer`` says which:
+
+    * ``None`` (default): the one layer that consumes the model input; returns its qualified name (``str``).
+      Detection runs one forward pass in eval mode on ``example_input`` (or on a small input inferred from the
+      model) and picks the Linear/Conv layer whose input is computed from the model input by parameter-free
+      operations only; see :func:`find_first_layer`.  Several such layers are an error that suggests ``"all"``.
+    * ``"all"``: every such layer (several patch embeddings as in CrossViT, the parallel branches of a
+      re-parameterisable stem as in FastViT/MobileOne); returns their names in call order (``list``).
+      See :func:`find_input_layers`.
+    * ``"name"``: that layer, no detection; returns the name.
+    * a list or tuple of names: exactly those layers; returns them as a list.  (A submodule literally called
+      ``all`` is wrapped with ``layer=["all"]``.)
+
+    Every name is checked before any layer is replaced.  ``options`` are those of :func:`TrAct`;
+    :func:`remove` undoes any of these.
     """
-    from .detect import find_first_layer
+    from .detect import find_first_layer, find_input_layers
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"apply: model must be an nn.Module, got {type(model).__name__}")
     existing = [n for n, m in model.named_modules() if isinstance(m, TrActLayer)]
     if existing:
         raise ValueError(f"apply: the model already has TrAct layer(s) {existing}; call trainact.remove(model) first")
-    if layer is None:
-        layer = find_first_layer(model, example_input=example_input)
-    if not isinstance(layer, str):
-        raise TypeError(f"apply: layer must be a qualified module name (str), got {layer!r}")
-    try:
-        target = model.get_submodule(layer)
-    except AttributeError as err:
-        raise ValueError(f"apply: the model has no submodule {layer!r} ({err})") from None
-    if target is model:
-        raise ValueError("apply: layer='' names the model itself; wrap it with trainact.TrAct(model) instead")
-    _check_supported(target, f"apply(layer={layer!r})")
-    _set_submodule(model, layer, TrAct(target, lam, name=layer, **options))
-    return layer
+    if isinstance(layer, (list, tuple)):
+        names = list(layer)
+        where = f"apply(layer={names!r})"
+        if not names:
+            raise ValueError(f"{where}: the list of layer names is empty; name at least one layer")
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise TypeError(f"{where}: layer names must be qualified module names (str), got {bad!r}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{where}: {repeated} named more than once")
+        single = False
+    elif layer is None:
+        names, where, single = [find_first_layer(model, example_input=example_input)], None, True
+    elif layer == "all":
+        names, where, single = find_input_layers(model, example_input=example_input), "apply(layer='all')", False
+    elif isinstance(layer, str):
+        names, where, single = [layer], None, True
+    else:
+        raise TypeError(
+            f"apply: layer must be None, 'all', a qualified module name (str) or a list of names, got {layer!r}"
+        )
+    targets = []
+    unknown = []
+    for name in names:
+        try:
+            targets.append(model.get_submodule(name))
+        except AttributeError as err:
+            unknown.append((name, str(err)))
+    if unknown:
+        if single:
+            name, err = unknown[0]
+            raise ValueError(f"apply: the model has no submodule {name!r} ({err})") from None
+        raise ValueError(
+            f"{where}: the model has no submodule(s) {[n for n, _ in unknown]}; "
+            f"Linear/Conv layers it has: {[n for n, m in model.named_modules() if isinstance(m, SUPPORTED) and n]}"
+        ) from None
+    shared = [n for i, (n, t) in enumerate(zip(names, targets)) if any(t is u for u in targets[:i])]
+    if shared:
+        raise ValueError(f"{where}: {shared} name a module already named earlier in the list (one module, two names)")
+    for name, target in zip(names, targets):
+        if target is model:
+            raise ValueError(f"apply: layer={name!r} names the model itself; wrap it with trainact.TrAct(model) instead")
+        _check_supported(target, f"apply(layer={name!r})")
+    wrapped = [TrAct(target, lam, name=name, **options) for name, target in zip(names, targets)]  # validates options
+    for name, new in zip(names, wrapped):
+        _set_submodule(model, name, new)
+    return names[0] if single else names
