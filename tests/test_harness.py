@@ -62,6 +62,23 @@ def test_config_rejects_with_the_offending_value(kw, needle):
     assert needle in str(info.value)
 
 
+def test_default_warmup_is_the_papers_and_fits_a_one_epoch_budget():
+    assert CompareConfig().warmup_epochs == 0.0
+    assert CompareConfig(budgets=(1,)).budgets == (1,)  # was refused: a 1-epoch warm-up in a 1-epoch budget
+
+
+def test_a_folder_trained_with_the_old_default_warmup_says_how_to_resume(tmp_path):
+    from trainact.harness.train import check_out_dir
+
+    out = tmp_path / "old"
+    out.mkdir()
+    old = CompareConfig(warmup_epochs=1.0, out=str(out))
+    (out / "config.json").write_text(json.dumps({"config": old.to_dict()}))
+    with pytest.raises(ValueError, match=r"warmup_epochs: 1\.0 there, 0\.0 now.*pass --warmup-epochs 1 as it was"):
+        check_out_dir(CompareConfig(out=str(out)))
+    check_out_dir(CompareConfig(warmup_epochs=1.0, out=str(out)))  # resumes
+
+
 def test_config_differences_ignore_extensible_fields():
     a = CompareConfig(budgets=(2,), seeds=(0,))
     assert a.differences(CompareConfig(budgets=(2, 4), seeds=(0, 1), lams=(0.1, 1.0))) == {}

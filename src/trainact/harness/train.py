@@ -479,8 +479,11 @@ def check_out_dir(cfg: CompareConfig) -> None:
     diff = old.differences(cfg)
     if diff:
         what = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in ((k, *v) for k, v in diff.items()))
+        hint = ""
+        if diff.get("warmup_epochs", (None, None))[1] == 0.0:  # the default was 1 epoch before it became 0
+            hint = f" (to resume it, pass --warmup-epochs {diff['warmup_epochs'][0]:g} as it was run with)"
         raise ValueError(f"--out {cfg.out} holds results of a different configuration ({what}); "
-                         "choose another --out or delete it")
+                         f"choose another --out or delete it{hint}")
 
 
 def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Optional[torch.device] = None,
