@@ -191,6 +191,26 @@ def test_failure_during_training_leaves_nothing_complete(tmp_path, capsys, monke
     assert not (out / "b1/tract-l0.1/lr0.08/s0/summary.json").exists()
 
 
+def test_one_epoch_budget_with_default_warmup_and_five_classes(tmp_path, capsys):
+    """`--budgets 1` works with the default (no) warm-up; with 5 classes top-5 is neither stored nor shown."""
+    out = tmp_path / "five"
+    argv = ["compare", "--synthetic", "train_size=160,test_size=64,image_size=16,num_classes=5", "--width", "4",
+            "--batch-size", "32", "--device", "cpu", "--budgets", "1", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["config"]["warmup_epochs"] == 0.0
+    for run_id, s in _summaries(out).items():
+        assert s["completed"] and "final_top5" not in s and "best_top5" not in s
+        rows = [json.loads(line) for line in (out / run_id / "metrics.jsonl").read_text().splitlines()]
+        assert all("test_top5" not in r for r in rows) and rows[-1]["test_top1"] == s["final_top1"]
+    top = json.loads((out / "summary.json").read_text())
+    assert top["completed"] and len(top["results"]) == 2 and all("top5" not in r for r in top["results"])
+    assert "top-1 %" in printed and "top-5" not in printed
+    _assert_pngs(out)
+    assert main(["report", "--markdown", str(out)]) == 0
+    assert "top-5" not in capsys.readouterr().out
+
+
 def test_report_on_a_non_output_dir_fails(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 1
     assert "config.json" in capsys.readouterr().err

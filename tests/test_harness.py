@@ -202,6 +202,37 @@ def test_a_selected_lr_at_the_grids_edge_is_flagged():
                                     "best lr may lie outside it"]
 
 
+def test_five_classes_or_fewer_have_no_top5_anywhere():
+    """Top-5 of 5 classes is 100 % by construction: runs without it give rows and tables without it."""
+    cfg = CompareConfig(budgets=(1, 2), seeds=(0,), lrs=(0.1,), lams=(0.1,), warmup_epochs=0)
+    runs = [_fake(b, m, 0.1, 0, a, lam=0.1 if m == "tract" else None) for b, m, a in
+            ((1, "baseline", 50), (2, "baseline", 60), (1, "tract", 55), (2, "tract", 61))]
+    with_top5 = analyse(cfg, runs)
+    for r in runs:
+        del r.summary["final_top5"]
+    out = analyse(cfg, runs)
+    assert all("top5" not in r for r in out["results"]) and all("top5" in r for r in with_top5["results"])
+    assert [r["top1"] for r in out["results"]] == [r["top1"] for r in with_top5["results"]]
+    table, md = format_table(out), format_markdown(out)
+    assert "top-5" not in table and "top-5" not in md and "top-5 %" in format_table(with_top5)
+    assert "55.00" in table and "| 1 | tract-l0.1 | 0.1 | 1 | 55.00 | 1.0 | 1.50x |" in md
+
+
+def test_run_summary_without_top5():
+    from trainact.harness.train import has_top5, summarize_run
+
+    assert not has_top5(5) and has_top5(6)
+    rows = [{"epoch": e, "train_loss": 1.0, "train_acc": 50.0, "test_top1": a, "lr": 0.1, "seconds": 1.0,
+             "eval_seconds": 0.1} for e, a in ((1, 40.0), (2, 45.0))]
+    summary = summarize_run(RunSpec(2, "baseline", 0.1, 0), rows, images_per_epoch=10, first_layer="conv1")
+    assert "final_top5" not in summary and "best_top5" not in summary
+    assert summary["final_top1"] == 45.0 and summary["best_epoch"] == 2
+    rows = [{**r, "test_top5": t} for r, t in zip(rows, (80.0, 79.0))]
+    summary = summarize_run(RunSpec(2, "baseline", 0.1, 0), rows, images_per_epoch=10, first_layer="conv1")
+    assert list(summary)[3:7] == ["final_top1", "final_top5", "best_top1", "best_top5"]  # the layout of before
+    assert summary["final_top5"] == 79.0 and summary["best_top5"] == 80.0
+
+
 # ---------------------------------------------------------------------------------------------- training
 def test_lr_schedules():
     from trainact.harness.train import lr_factor
