@@ -191,6 +191,39 @@ def test_failure_during_training_leaves_nothing_complete(tmp_path, capsys, monke
     assert not (out / "b1/tract-l0.1/lr0.08/s0/summary.json").exists()
 
 
+@pytest.mark.parametrize("hidden, argv, needle", [
+    (["torchvision"], ["--model", "tv:resnet18"],
+     'trainact compare --model tv:resnet18 needs torchvision, which is not installed: pip install "trainact[vision]"'),
+    (["timm"], ["--model", "timm:resnet18"], 'needs timm, which is not installed: pip install "trainact[vision]"'),
+    (["matplotlib"], [], 'trainact compare needs matplotlib, which is not installed: pip install "trainact[harness]"'),
+    (["tqdm", "matplotlib"], [], 'needs tqdm and matplotlib, which are not installed: pip install "trainact[harness]"'),
+    (["PIL"], ["--data", "/nonexistent/images.tar"], 'needs Pillow, which is not installed: pip install "trainact[harness]"'),
+    (["tqdm", "timm"], ["--model", "timm:vit_tiny_patch16_224"], 'pip install "trainact[harness,vision]"'),
+], ids=["torchvision", "timm", "matplotlib", "two-missing", "pillow", "two-extras"])
+def test_a_missing_optional_package_is_one_line_and_exit_2_before_anything_runs(tmp_path, capsys, monkeypatch,
+                                                                                   hidden, argv, needle):
+    from trainact.harness import train
+
+    for name in hidden:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
+    monkeypatch.setattr(train, "load_data", lambda *a, **k: pytest.fail("data loaded before the check"))
+    monkeypatch.setattr(train, "run_one", lambda *a, **k: pytest.fail("trained before the check"))
+    out = tmp_path / "out"
+    base = [] if "--data" in argv else TINY[:2]
+    assert main(["compare", *base, "--budgets", "1", "--out", str(out), *argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trainact compare: error: ") and needle in lines[0]
+    assert not out.exists()
+
+
+def test_report_without_matplotlib_needs_no_plots(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["report", str(tmp_path)]) == 2
+    assert 'needs matplotlib, which is not installed: pip install "trainact[harness]"' in capsys.readouterr().err
+    assert main(["report", "--no-plots", str(tmp_path)]) == 1  # gets past the check: no config.json here
+    assert "config.json" in capsys.readouterr().err
+
+
 def test_one_epoch_budget_with_default_warmup_and_five_classes(tmp_path, capsys):
     """`--budgets 1` works with the default (no) warm-up; with 5 classes top-5 is neither stored nor shown."""
     out = tmp_path / "five"
