@@ -59,6 +59,7 @@ def test_compare_end_to_end_then_report_and_rerun(tmp_path, capsys):
     assert [s["tract_budget"] for s in top["speedups"]] == [1, 2]
     assert top["throughput"]["loader_images_per_second"] > 0
     _assert_pngs(out)
+    assert not (out / ".trainact.lock").exists()  # released at the end
     assert "tract-l0.1" in printed and "speed-up" in printed
     table = printed.split("\nloader ")[0].strip()
 
@@ -242,6 +243,47 @@ def test_one_epoch_budget_with_default_warmup_and_five_classes(tmp_path, capsys)
     _assert_pngs(out)
     assert main(["report", "--markdown", str(out)]) == 0
     assert "top-5" not in capsys.readouterr().out
+
+
+def test_a_plotting_failure_keeps_a_complete_summary(tmp_path, capsys, monkeypatch):
+    from trainact.harness import plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(plots, "make_plots", broken)
+    out = tmp_path / "plotfail"
+    assert _compare(out, "--budgets", "1", "--methods", "baseline") == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the training log: one line
+    assert last.startswith(f"trainact compare: error: the results are complete in {out}/summary.json, but drawing "
+                           "the plots failed (RuntimeError: no fonts)") and f"`trainact report {out}`" in last
+    top = json.loads((out / "summary.json").read_text())
+    assert top["completed"] is True and top["missing"] == [] and len(top["results"]) == 1
+    assert top["throughput"]["loader_images_per_second"] > 0
+    assert not (out / ".trainact.lock").exists()
+    monkeypatch.undo()
+    assert main(["report", str(out)]) == 0  # the plots, drawn again from the JSON
+    _assert_pngs(out)
+
+
+def test_a_second_compare_on_a_folder_in_use_names_the_holder(tmp_path, capsys, monkeypatch):
+    import socket
+
+    from trainact.harness import train
+
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        out = tmp_path / "busy"
+        out.mkdir()
+        (out / ".trainact.lock").write_text(json.dumps({"pid": proc.pid, "host": socket.gethostname(),
+                                                         "command": "trainact compare --out busy"}))
+        monkeypatch.setattr(train, "load_data", lambda *a, **k: pytest.fail("data loaded despite the lock"))
+        assert _compare(out, "--budgets", "1") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"output folder {out} is in use by pid {proc.pid}" in err[0]
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_report_on_a_non_output_dir_fails(tmp_path, capsys):

@@ -9,8 +9,8 @@
     trainact report runs/compare                       # tables and plots again, from the saved JSON alone
 
 Exit status: 0 on success, 2 on bad usage (unknown option, bad value, contradictory flags, a missing optional
-package), 1 when the run fails (unreadable data, a model that cannot be built, ...); `--debug` prints the
-traceback.
+package, an output folder in use by another comparison), 1 when the run fails (unreadable data, a model that
+cannot be built, ...); `--debug` prints the traceback.
 """
 from __future__ import annotations
 
@@ -292,7 +292,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             train.check_out_dir(cfg)
         except ValueError as err:
             raise UsageError(str(err)) from None
-        train.run_compare(cfg, dist=dist, device=device)
+        from trainact.harness.lock import OutDirLocked
+
+        try:
+            train.run_compare(cfg, dist=dist, device=device)
+        except OutDirLocked as err:
+            raise UsageError(str(err)) from None
     finally:
         train.shutdown_distributed()
     return 0

@@ -11,6 +11,9 @@ One run trains one model for `budget` epochs with its own per-step schedule and 
   a pure function of the step, so it needs no state of its own. The checkpoint is deleted when the run completes;
 - summary.json, written last: final and best top-1/top-5, timing, `completed: true`.
 
+The comparison's own summary.json is written before its plots are drawn (a plotting failure cannot lose results),
+and its output folder is locked while it runs (`harness/lock.py`: a second comparison on it stops, naming the pid).
+
 A run whose summary.json says completed is skipped. A run with a checkpoint continues from it, and on the CPU its
 metrics equal those of an uninterrupted run: initial weights come from `torch.manual_seed(seed)` (so the baseline
 and TrAct of a seed start from identical weights), data order and augmentation from (seed, epoch).
@@ -504,9 +507,37 @@ def check_out_dir(cfg: CompareConfig) -> None:
                          f"choose another --out or delete it{hint}")
 
 
+class PlotError(ValueError):
+    """The comparison finished and its summary.json is written, but drawing the plots failed."""
+
+
 def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Optional[torch.device] = None,
                 log: Callable[[str], None] = _log, out=None) -> dict:
-    """The whole comparison: lr grid, TrAct at the baseline's best lr, summary.json, plots, the table."""
+    """The whole comparison: lr grid, TrAct at the baseline's best lr, summary.json, the table, plots.
+
+    The output folder is locked for the duration (rank 0 holds the lock for a torchrun job): a second comparison
+    on it raises :class:`~trainact.harness.lock.OutDirLocked` naming the holder's pid, on every rank.
+    """
+    from trainact.harness.lock import OutDirLock, OutDirLocked
+
+    lock, busy = None, None
+    if dist.is_main:
+        try:
+            lock = OutDirLock.acquire(cfg.out)
+        except OutDirLocked as err:
+            busy = str(err)
+    busy = dist.broadcast(busy)
+    if busy is not None:
+        raise OutDirLocked(busy)
+    try:
+        return _run_compare(cfg, dist=dist, device=device, log=log, out=out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.device],
+                 log: Callable[[str], None], out) -> dict:
     from trainact.harness import results as R
     from trainact.harness.data import measure_loader_throughput
 
@@ -549,7 +580,7 @@ def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Option
     for spec in final_runs(cfg, best):
         run(spec)
 
-    summary = None
+    summary, plot_error = None, None
     if dist.is_main:
         summary = R.summarize(out_dir, cfg)
         runs = R.load_runs(out_dir)
@@ -557,15 +588,23 @@ def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Option
             "loader_images_per_second": env["loader_images_per_second"],
             "train_images_per_second": {r["label"] + f"@{r['budget']}": r["train_images_per_second"]["mean"]
                                         for r in summary["results"]}}
-        from trainact.harness.plots import make_plots
-
-        make_plots(out_dir, summary, runs)
         summary["completed"] = summary["complete"]
-        R.write_json_atomic(out_dir / "summary.json", summary)
+        R.write_json_atomic(out_dir / "summary.json", summary)  # before the plots: they cannot lose the results
         print(R.format_table(summary), file=out, flush=True)
         print(f"\nloader {env['loader_images_per_second']:.0f} images/s vs training "
               + ", ".join(f"{k} {v:.0f}" for k, v in summary["throughput"]["train_images_per_second"].items())
               + " images/s", file=out)
-        print(f"results: {out_dir}/summary.json, plots: {out_dir}/*.png", file=out, flush=True)
+        try:
+            from trainact.harness.plots import make_plots
+
+            make_plots(out_dir, summary, runs)
+        except Exception as err:  # noqa: BLE001  (any plotting failure: the results are safe, say how to redo it)
+            plot_error = err
+        else:
+            print(f"results: {out_dir}/summary.json, plots: {out_dir}/*.png", file=out, flush=True)
     dist.barrier()
+    if plot_error is not None:
+        raise PlotError(f"the results are complete in {out_dir}/summary.json, but drawing the plots failed "
+                        f"({type(plot_error).__name__}: {plot_error}); `trainact report {out_dir}` draws them "
+                        "again") from plot_error
     return summary
