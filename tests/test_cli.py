@@ -190,6 +190,7 @@ def test_failure_during_training_leaves_nothing_complete(tmp_path, capsys, monke
     done = _summaries(out)
     assert list(done) == ["b1/baseline/lr0.08/s0"]  # the first run finished, the second did not
     assert not (out / "b1/tract-l0.1/lr0.08/s0/summary.json").exists()
+    assert not (out / ".trainact.lock").exists()  # a failed comparison frees its folder
 
 
 @pytest.mark.parametrize("hidden, argv, needle", [
