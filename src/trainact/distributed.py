@@ -86,7 +86,7 @@ def check_ranks_agree(layer, device: torch.device, dtype: torch.dtype = torch.fl
                 f"every rank must use the same"
             )
         dtypes = [_DTYPES[int(c[2])] for c in gathered]
-        if len(set(dtypes)) > 1:
+        if len(set(dtypes)) > 1 and cfg.sync != "local":  # statistics that are all-reduced must match
             raise RuntimeError(
                 f"{layer._tract_label()}: the solve dtype differs across ranks ({dtypes}): solve_dtype='auto' takes "
                 f"float64 where the layer's input or weight is float64; give every rank the same model and input "
