@@ -59,6 +59,7 @@ def test_compare_end_to_end_then_report_and_rerun(tmp_path, capsys):
     assert [s["tract_budget"] for s in top["speedups"]] == [1, 2]
     assert top["throughput"]["loader_images_per_second"] > 0
     _assert_pngs(out)
+    assert not (out / ".trainact.lock").exists()  # released at the end
     assert "tract-l0.1" in printed and "speed-up" in printed
     table = printed.split("\nloader ")[0].strip()
 
@@ -193,6 +194,101 @@ def test_failure_during_training_leaves_nothing_complete(tmp_path, capsys, monke
     done = _summaries(out)
     assert list(done) == ["b1/baseline/lr0.08/s0"]  # the first run finished, the second did not
     assert not (out / "b1/tract-l0.1/lr0.08/s0/summary.json").exists()
+    assert not (out / ".trainact.lock").exists()  # a failed comparison frees its folder
+
+
+@pytest.mark.parametrize("hidden, argv, needle", [
+    (["torchvision"], ["--model", "tv:resnet18"],
+     'trainact compare --model tv:resnet18 needs torchvision, which is not installed: pip install "trainact[vision]"'),
+    (["timm"], ["--model", "timm:resnet18"], 'needs timm, which is not installed: pip install "trainact[vision]"'),
+    (["matplotlib"], [], 'trainact compare needs matplotlib, which is not installed: pip install "trainact[harness]"'),
+    (["tqdm", "matplotlib"], [], 'needs tqdm and matplotlib, which are not installed: pip install "trainact[harness]"'),
+    (["PIL"], ["--data", "/nonexistent/images.tar"], 'needs Pillow, which is not installed: pip install "trainact[harness]"'),
+    (["tqdm", "timm"], ["--model", "timm:vit_tiny_patch16_224"], 'pip install "trainact[harness,vision]"'),
+], ids=["torchvision", "timm", "matplotlib", "two-missing", "pillow", "two-extras"])
+def test_a_missing_optional_package_is_one_line_and_exit_2_before_anything_runs(tmp_path, capsys, monkeypatch,
+                                                                                   hidden, argv, needle):
+    from trainact.harness import train
+
+    for name in hidden:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
+    monkeypatch.setattr(train, "load_data", lambda *a, **k: pytest.fail("data loaded before the check"))
+    monkeypatch.setattr(train, "run_one", lambda *a, **k: pytest.fail("trained before the check"))
+    out = tmp_path / "out"
+    base = [] if "--data" in argv else TINY[:2]
+    assert main(["compare", *base, "--budgets", "1", "--out", str(out), *argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trainact compare: error: ") and needle in lines[0]
+    assert not out.exists()
+
+
+def test_report_without_matplotlib_needs_no_plots(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["report", str(tmp_path)]) == 2
+    assert 'needs matplotlib, which is not installed: pip install "trainact[harness]"' in capsys.readouterr().err
+    assert main(["report", "--no-plots", str(tmp_path)]) == 1  # gets past the check: no config.json here
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_one_epoch_budget_with_default_warmup_and_five_classes(tmp_path, capsys):
+    """`--budgets 1` works with the default (no) warm-up; with 5 classes top-5 is neither stored nor shown."""
+    out = tmp_path / "five"
+    argv = ["compare", "--synthetic", "train_size=160,test_size=64,image_size=16,num_classes=5", "--width", "4",
+            "--batch-size", "32", "--device", "cpu", "--budgets", "1", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["config"]["warmup_epochs"] == 0.0
+    for run_id, s in _summaries(out).items():
+        assert s["completed"] and "final_top5" not in s and "best_top5" not in s
+        rows = [json.loads(line) for line in (out / run_id / "metrics.jsonl").read_text().splitlines()]
+        assert all("test_top5" not in r for r in rows) and rows[-1]["test_top1"] == s["final_top1"]
+    top = json.loads((out / "summary.json").read_text())
+    assert top["completed"] and len(top["results"]) == 2 and all("top5" not in r for r in top["results"])
+    assert "top-1 %" in printed and "top-5" not in printed
+    _assert_pngs(out)
+    assert main(["report", "--markdown", str(out)]) == 0
+    assert "top-5" not in capsys.readouterr().out
+
+
+def test_a_plotting_failure_keeps_a_complete_summary(tmp_path, capsys, monkeypatch):
+    from trainact.harness import plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(plots, "make_plots", broken)
+    out = tmp_path / "plotfail"
+    assert _compare(out, "--budgets", "1", "--methods", "baseline") == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the training log: one line
+    assert last.startswith(f"trainact compare: error: the results are complete in {out}/summary.json, but drawing "
+                           "the plots failed (RuntimeError: no fonts)") and f"`trainact report {out}`" in last
+    top = json.loads((out / "summary.json").read_text())
+    assert top["completed"] is True and top["missing"] == [] and len(top["results"]) == 1
+    assert top["throughput"]["loader_images_per_second"] > 0
+    assert not (out / ".trainact.lock").exists()
+    monkeypatch.undo()
+    assert main(["report", str(out)]) == 0  # the plots, drawn again from the JSON
+    _assert_pngs(out)
+
+
+def test_a_second_compare_on_a_folder_in_use_names_the_holder(tmp_path, capsys, monkeypatch):
+    import socket
+
+    from trainact.harness import train
+
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        out = tmp_path / "busy"
+        out.mkdir()
+        (out / ".trainact.lock").write_text(json.dumps({"pid": proc.pid, "host": socket.gethostname(),
+                                                         "command": "trainact compare --out busy"}))
+        monkeypatch.setattr(train, "load_data", lambda *a, **k: pytest.fail("data loaded despite the lock"))
+        assert _compare(out, "--budgets", "1") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"output folder {out} is in use by pid {proc.pid}" in err[0]
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_report_on_a_non_output_dir_fails(tmp_path, capsys):

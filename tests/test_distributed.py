@@ -45,9 +45,9 @@ def reference_grad(xs, ys, **opts) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------- DDP
 
 
-def _ddp_grad(rank, world, sizes, sync, steps):
+def _ddp_grad(rank, world, sizes, sync, steps, solve_dtype=torch.float64):
     model = model_f64()
-    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64, sync=sync)
+    trainact.apply(model, 0.1, layer="0", solve_dtype=solve_dtype, sync=sync)
     ddp = DDP(model)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.5, momentum=0.9)
     total = sum(sizes)
@@ -74,6 +74,28 @@ def test_ddp_global_covariance_equals_single_process_on_concatenated_batch():
     for res in results:
         assert_close(res["grads"][0], ref, **REL)
         assert res["identical"]  # parameters bitwise identical across ranks after 3 steps
+
+
+@pytest.mark.distributed
+def test_ddp_default_solve_dtype_all_reduces_float64_statistics_of_a_float64_model():
+    sizes = [3, 4]
+    results = multiproc.run(_ddp_grad, sizes, "auto", 1, "auto")
+    xs, ys = zip(*(data(s, seed=r) for r, s in enumerate(sizes)))
+    for res in results:
+        assert_close(res["grads"][0], reference_grad(xs, ys), **REL)
+
+
+def _mixed_dtypes(rank, world):
+    model = model_f64()
+    trainact.apply(model, layer="0", solve_dtype="auto" if rank == 0 else torch.float32)
+    x, y = data(4, seed=rank)
+    sum_loss(model, x, y, 1.0).backward()
+
+
+@pytest.mark.distributed
+def test_solve_dtypes_differing_across_ranks_raise():
+    errors = multiproc.run_expect_errors(_mixed_dtypes)
+    assert errors and "solve dtype differs across ranks ([torch.float64, torch.float32])" in errors[0]
 
 
 @pytest.mark.distributed
@@ -153,6 +175,33 @@ def test_accumulated_micro_batches_equal_one_big_batch():
     assert trainact.precondition_grads(model) == ["TrAct layer '0'"]
     assert_close(model[0].weight.grad, reference_grad(*zip(*micro)), **REL)
     assert trainact.precondition_grads(model) == []  # statistics consumed
+
+
+def test_accumulated_statistics_take_the_wider_dtype():
+    """A float64 contribution makes the pooled Gram float64, in either order; float32 alone stays float32."""
+    from trainact.distributed import add_pending
+
+    for first, second, expected in [(torch.float32, torch.float64, torch.float64),
+                                    (torch.float64, torch.float32, torch.float64),
+                                    (torch.float32, torch.float32, torch.float32)]:
+        layer = trainact.TrAct(nn.Linear(2, 1), defer=True)
+        add_pending(layer, torch.full((1, 2, 2), 1.0, dtype=first), 3)
+        add_pending(layer, torch.full((1, 2, 2), 2.0, dtype=second), 4)
+        gram, rows = layer._tract_pending
+        assert gram.dtype == expected and rows == 7 and torch.equal(gram, torch.full((1, 2, 2), 3.0, dtype=expected))
+        trainact.discard_pending([layer])
+
+
+def test_deferred_float64_model_with_default_options_is_exact():
+    """Micro-batches of a float64 model: default solve_dtype pools and solves in float64 (the oracle to 1e-10)."""
+    micro = [data(3, seed=s) for s in range(3)]
+    model = model_f64()
+    trainact.apply(model, 0.1, layer="0", defer=True)
+    for x, y in micro:
+        sum_loss(model, x, y, 1 / 9).backward()
+    assert model[0]._tract_pending[0].dtype == torch.float64
+    trainact.precondition_grads(model)
+    assert_close(model[0].weight.grad, reference_grad(*zip(*micro)), **REL)
 
 
 def test_step_with_pending_statistics_raises_and_attach_fixes_it():

@@ -182,6 +182,40 @@ def test_conv_property(dims, cin_per_group, groups, cout_per_group, kernel, stri
     check_against_oracle(layer, x, lam)
 
 
+# ------------------------------------------------------------------------------- default options on a float64 layer
+
+
+DEFAULT_CASES = [
+    (nn.Conv1d(4, 6, 3, dilation=2, padding="same", padding_mode="reflect"), (3, 4, 13)),
+    (nn.Conv1d(4, 6, 2, stride=2, groups=2, bias=False), (2, 4, 12)),
+    (nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, padding_mode="circular"), (3, 4, 9, 8)),
+    (nn.Conv2d(3, 8, 7, stride=2, padding=3), (3, 3, 20, 18)),  # a stem: the band Gram algorithm
+    (nn.Conv2d(4, 6, (3, 2), padding="same", dilation=(1, 2), padding_mode="replicate"), (2, 4, 7, 9)),
+    (nn.Conv2d(4, 6, 3, stride=2), (1, 4, 5, 5)),  # r = 4 < n = 36: Woodbury
+    (nn.Conv3d(4, 6, 3, padding=2, dilation=2, groups=2), (2, 4, 6, 5, 7)),
+    (nn.Conv3d(2, 4, 3, stride=(1, 2, 2), padding=1, padding_mode="reflect"), (2, 2, 6, 9, 7)),
+    (nn.Linear(12, 7), (64, 12)),
+    (nn.Linear(12, 7, bias=False), (4, 9, 12)),  # (B, T, n) tokens
+    (nn.Linear(12, 7), (2, 3, 5, 12)),
+    (nn.Linear(50, 8), (7, 50)),  # r < n: Woodbury
+]
+
+
+@pytest.mark.parametrize("case", range(len(DEFAULT_CASES)), ids=lambda i: f"{type(DEFAULT_CASES[i][0]).__name__}-{i}")
+def test_float64_layer_with_default_options_matches_the_float64_oracle(case):
+    """solve_dtype='auto' solves a float64 layer in float64: the ridge oracle to 1e-10, no option needed."""
+    layer, shape = DEFAULT_CASES[case]
+    torch.manual_seed(20 + case)
+    layer = copy.deepcopy(layer).double()
+    x = torch.randn(shape, dtype=torch.float64)
+    with torch.no_grad():
+        grad_out = torch.randn_like(layer(x))
+    w, _, _ = grads(trainact.TrAct(layer, 0.1), x, grad_out)
+    ref = ridge_oracle(layer, x, grad_out, 0.1)
+    assert w.dtype == torch.float64
+    assert_close(w, ref, rtol=1e-10, atol=1e-13 * ref.abs().max().item())
+
+
 # -------------------------------------------------------------------------------------------------- reference code
 
 

@@ -47,6 +47,8 @@ def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_pat
     cfg = E._parse(E.command(name, tmp_path))
     assert isinstance(cfg, CompareConfig) and cfg.data == E.DATA and cfg.out == f"runs/{name}"
     assert len(cfg.seeds) >= 3  # the evidence protocol: at least 3 seeds everywhere
+    # the default warm-up changed (1 epoch, then 0): every experiment names its own, so its runs stay comparable
+    assert "--warmup-epochs" in e["args"], f"{name} relies on the default warm-up"
     for source in e["reuse"]:
         assert not cfg.differences(E._parse(E.command(source))), f"{name} cannot share runs with {source}"
 

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import pytest
 import torch
 
 from trainact.harness.config import CompareConfig
 from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs, select_best_lr
+from trainact.harness.train import DistEnv
 from trainact.harness.results import RunResult, analyse, format_markdown, format_table, grid_edge_notes, match_budget
 
 TINY_DATA = {"train_size": 160, "test_size": 64, "image_size": 16}
@@ -64,6 +67,23 @@ def test_config_rejects_with_the_offending_value(kw, needle):
     with pytest.raises(ValueError, match=None) as info:
         CompareConfig(**kw)
     assert needle in str(info.value)
+
+
+def test_default_warmup_is_the_papers_and_fits_a_one_epoch_budget():
+    assert CompareConfig().warmup_epochs == 0.0
+    assert CompareConfig(budgets=(1,)).budgets == (1,)  # was refused: a 1-epoch warm-up in a 1-epoch budget
+
+
+def test_a_folder_trained_with_the_old_default_warmup_says_how_to_resume(tmp_path):
+    from trainact.harness.train import check_out_dir
+
+    out = tmp_path / "old"
+    out.mkdir()
+    old = CompareConfig(warmup_epochs=1.0, out=str(out))
+    (out / "config.json").write_text(json.dumps({"config": old.to_dict()}))
+    with pytest.raises(ValueError, match=r"warmup_epochs: 1\.0 there, 0\.0 now.*pass --warmup-epochs 1 as it was"):
+        check_out_dir(CompareConfig(out=str(out)))
+    check_out_dir(CompareConfig(warmup_epochs=1.0, out=str(out)))  # resumes
 
 
 def test_config_differences_ignore_extensible_fields():
@@ -197,6 +217,150 @@ def test_a_selected_lr_at_the_grids_edge_is_flagged():
                   [_fake(b, "baseline", lr, 0, a) for (b, lr), a in accs.items()])
     assert grid_edge_notes(out) == ["1 epoch: the selected lr 0.01 is the smallest of the grid; the baseline's "
                                     "best lr may lie outside it"]
+
+
+def test_five_classes_or_fewer_have_no_top5_anywhere():
+    """Top-5 of 5 classes is 100 % by construction: runs without it give rows and tables without it."""
+    cfg = CompareConfig(budgets=(1, 2), seeds=(0,), lrs=(0.1,), lams=(0.1,), warmup_epochs=0)
+    runs = [_fake(b, m, 0.1, 0, a, lam=0.1 if m == "tract" else None) for b, m, a in
+            ((1, "baseline", 50), (2, "baseline", 60), (1, "tract", 55), (2, "tract", 61))]
+    with_top5 = analyse(cfg, runs)
+    for r in runs:
+        del r.summary["final_top5"]
+    out = analyse(cfg, runs)
+    assert all("top5" not in r for r in out["results"]) and all("top5" in r for r in with_top5["results"])
+    assert [r["top1"] for r in out["results"]] == [r["top1"] for r in with_top5["results"]]
+    table, md = format_table(out), format_markdown(out)
+    assert "top-5" not in table and "top-5" not in md and "top-5 %" in format_table(with_top5)
+    assert "55.00" in table and "| 1 | tract-l0.1 | 0.1 | 1 | 55.00 | 1.0 | 1.50x |" in md
+
+
+def test_run_summary_without_top5():
+    from trainact.harness.train import has_top5, summarize_run
+
+    assert not has_top5(5) and has_top5(6)
+    rows = [{"epoch": e, "train_loss": 1.0, "train_acc": 50.0, "test_top1": a, "lr": 0.1, "seconds": 1.0,
+             "eval_seconds": 0.1} for e, a in ((1, 40.0), (2, 45.0))]
+    summary = summarize_run(RunSpec(2, "baseline", 0.1, 0), rows, images_per_epoch=10, first_layer="conv1")
+    assert "final_top5" not in summary and "best_top5" not in summary
+    assert summary["final_top1"] == 45.0 and summary["best_epoch"] == 2
+    rows = [{**r, "test_top5": t} for r, t in zip(rows, (80.0, 79.0))]
+    summary = summarize_run(RunSpec(2, "baseline", 0.1, 0), rows, images_per_epoch=10, first_layer="conv1")
+    assert list(summary)[3:7] == ["final_top1", "final_top5", "best_top1", "best_top5"]  # the layout of before
+    assert summary["final_top5"] == 79.0 and summary["best_top5"] == 80.0
+
+
+# ---------------------------------------------------------------------------------------------- output lock
+def _write_lock(folder, **info):
+    import socket
+
+    from trainact.harness.lock import LOCK_NAME
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), **info}))
+    return folder / LOCK_NAME
+
+
+@pytest.fixture
+def live_pid():
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "30"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_a_folder_locked_by_a_live_process_is_refused_naming_its_pid(tmp_path, live_pid):
+    from trainact.harness.lock import OutDirLock, OutDirLocked
+
+    path = _write_lock(tmp_path / "out", pid=live_pid, command="trainact compare --out out")
+    with pytest.raises(OutDirLocked, match=rf"in use by pid {live_pid} on .*\(trainact compare --out out\)"):
+        OutDirLock.acquire(tmp_path / "out")
+    assert json.loads(path.read_text())["pid"] == live_pid  # left alone
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_and_released(tmp_path, capsys):
+    import os
+    import subprocess
+
+    from trainact.harness.lock import OutDirLock
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # its pid no longer runs
+    path = _write_lock(tmp_path / "out", pid=proc.pid)
+    lock = OutDirLock.acquire(tmp_path / "out")
+    err = capsys.readouterr().err
+    assert f"taking over the lock of {tmp_path / 'out'}: pid {proc.pid} on " in err and "no longer runs" in err
+    info = json.loads(path.read_text())
+    assert info["pid"] == os.getpid() and info["command"]
+    lock.release()
+    assert not path.exists() and (tmp_path / "out").is_dir()  # the folder existed before: it stays
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_holder(tmp_path, live_pid):
+    from trainact.harness.lock import OutDirLock, _start_time
+
+    if _start_time(live_pid) in (None, "1"):
+        pytest.skip("no /proc: process start times unavailable")
+    path = _write_lock(tmp_path / "out", pid=live_pid, start="1")  # the recorded process started at tick 1
+    OutDirLock.acquire(tmp_path / "out").release()
+    assert not path.exists()
+
+
+def test_foreign_hosts_and_garbage_locks_are_refused(tmp_path):
+    from trainact.harness.lock import LOCK_NAME, OutDirLock, OutDirLocked
+
+    _write_lock(tmp_path / "a", pid=1, host="elsewhere")
+    with pytest.raises(OutDirLocked, match=r"pid 1 on elsewhere.*cannot be checked .*delete .*\.trainact\.lock"):
+        OutDirLock.acquire(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / LOCK_NAME).write_text("{not json")
+    with pytest.raises(OutDirLocked, match="is not a trainact lock file"):
+        OutDirLock.acquire(tmp_path / "b")
+
+
+def test_a_lock_that_created_the_folder_removes_it_when_nothing_was_written(tmp_path):
+    from trainact.harness.lock import OutDirLock
+
+    OutDirLock.acquire(tmp_path / "new").release()
+    assert not (tmp_path / "new").exists()
+    lock = OutDirLock.acquire(tmp_path / "kept")
+    (tmp_path / "kept" / "config.json").write_text("{}")
+    lock.release()
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["config.json"]
+
+
+@dataclass(frozen=True)
+class _Rank1(DistEnv):
+    """Rank 1 of a two-process job, with rank 0's broadcast answer given."""
+
+    answer: Optional[str] = None
+    rank: int = 1
+    world_size: int = 2
+
+    def broadcast(self, obj):
+        assert obj is None  # rank 1 contributes nothing: only rank 0 takes the lock
+        return self.answer
+
+    def barrier(self):
+        pass
+
+
+def test_only_rank_0_takes_the_lock_and_every_rank_hears_its_answer(tmp_path, live_pid, monkeypatch):
+    from trainact.harness import train
+    from trainact.harness.lock import OutDirLocked
+
+    out = tmp_path / "out"
+    path = _write_lock(out, pid=live_pid)  # the lock of rank 0 of the same job, say
+    ran = []
+    monkeypatch.setattr(train, "_run_compare", lambda cfg, **kw: ran.append(kw["dist"].rank) or {"ok": True})
+    cfg = tiny_cfg(tmp_path, out=str(out))
+    assert train.run_compare(cfg, dist=_Rank1(answer=None)) == {"ok": True} and ran == [1]  # shares the folder
+    assert json.loads(path.read_text())["pid"] == live_pid  # rank 1 neither took nor released it
+    with pytest.raises(OutDirLocked, match="in use by pid 4242"):  # rank 0 was refused: so is rank 1
+        train.run_compare(cfg, dist=_Rank1(answer="output folder x is in use by pid 4242"))
+    assert ran == [1]
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -140,6 +140,47 @@ def test_solve_in_float64_and_small_blocks_give_the_same_result():
 
 
 @pytest.mark.parametrize(
+    "layer_dtype,solve_dtype,expected",
+    [
+        (torch.float32, "auto", torch.float32),
+        (torch.bfloat16, "auto", torch.float32),
+        (torch.float64, "auto", torch.float64),
+        (torch.float64, torch.float32, torch.float32),  # an explicit choice is honoured
+        (torch.float32, torch.float64, torch.float64),
+    ],
+)
+@pytest.mark.parametrize("woodbury_rows", [False, True])
+def test_auto_solve_dtype_follows_the_layer(layer_dtype, solve_dtype, expected, woodbury_rows, monkeypatch):
+    """'auto' solves in float64 only for a float64 layer; the gradient keeps the layer's dtype either way."""
+    seen = []
+    for fn in ("gram", "patch_matrix"):
+        real = getattr(patches, fn)
+        monkeypatch.setattr(patches, fn, lambda *a, _real=real, **k: seen.append(k["dtype"]) or _real(*a, **k))
+    conv = nn.Conv2d(3, 4, 3, stride=2).to(layer_dtype)
+    x = torch.randn(1 if woodbury_rows else 4, 3, 5 if woodbury_rows else 9, 5 if woodbury_rows else 9, dtype=layer_dtype)
+    tract = trainact.TrAct(conv, solve_dtype=solve_dtype)
+    try:
+        tract(x).sum().backward()
+    except RuntimeError as err:  # some CPU builds lack bf16 convolutions
+        pytest.skip(f"{layer_dtype} conv unavailable on this CPU build: {err}")
+    assert seen == [expected] and conv.weight.grad.dtype == layer_dtype
+    assert ("solve_dtype" in repr(tract)) == (solve_dtype != "auto")
+    assert tract.tract.solve_dtype == solve_dtype
+
+
+def test_auto_resolution_rule():
+    from trainact.tract import resolve_solve_dtype
+
+    assert resolve_solve_dtype("auto", torch.float32, torch.bfloat16) == torch.float32
+    assert resolve_solve_dtype("auto", torch.float32, torch.float64) == torch.float64  # any float64 input wins
+    assert resolve_solve_dtype(torch.float32, torch.float64) == torch.float32
+    grad64, gram32 = torch.randn(1, 2, 3, dtype=torch.float64), torch.eye(3)[None] * 4
+    out = trainact.precondition(grad64, gram32, 2, 0.5)  # float64 grad: solved (and returned) in float64
+    assert out.dtype == torch.float64
+    assert_close(out, grad64 / 2.5, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize(
     "layer,shape",
     [
         (nn.Conv2d(3, 8, 7, stride=2, padding=3), (5, 3, 30, 30)),
@@ -332,8 +373,11 @@ def test_wrapping_twice_is_refused():
 
 
 def test_bad_options():
-    with pytest.raises(ValueError, match="solve_dtype"):
-        trainact.TrAct(nn.Linear(3, 2), solve_dtype=torch.float16)
+    for bad in (torch.float16, torch.bfloat16, "float64", "AUTO", None, 64):
+        with pytest.raises(ValueError, match=rf"solve_dtype must be 'auto', torch.float32 or torch.float64, got {bad!r}"):
+            trainact.TrAct(nn.Linear(3, 2), solve_dtype=bad)
+    with pytest.raises(ValueError, match="solve_dtype must be 'auto'.*got 'float32'"):
+        trainact.precondition(torch.zeros(1, 2, 3), torch.zeros(1, 3, 3), 1, 0.1, solve_dtype="float32")
     with pytest.raises(ValueError, match="block_bytes"):
         trainact.TrAct(nn.Linear(3, 2), block_bytes=0)
     with pytest.raises(TypeError, match="relative"):
@@ -401,7 +445,7 @@ def test_apply_detects_by_data_flow_not_registration_order():
 
 
 def test_apply_ambiguous_and_missing():
-    with pytest.raises(ValueError, match=r"ambiguous first layer: \['a', 'b'\]"):
+    with pytest.raises(ValueError, match=r"ambiguous first layer: \['a', 'b'\] .*pass layer='all'"):
         trainact.apply(TwoStems())
     assert trainact.apply(TwoStems(), layer="b") == "b"
     with pytest.raises(ValueError, match="no nn.Linear"):
@@ -410,6 +454,129 @@ def test_apply_ambiguous_and_missing():
         trainact.apply(tiny_cnn(), layer="nope")
     with pytest.raises(TypeError, match="unsupported module ReLU"):
         trainact.apply(tiny_cnn(), layer="1")
+
+
+class CrossScale(nn.Module):
+    """CrossViT-like: two patch embeddings read the image, one of them after a parameter-free resize."""
+
+    def __init__(self):
+        super().__init__()
+        self.small = nn.ModuleDict({"proj": nn.Conv2d(3, 6, 4, stride=4)})
+        self.large = nn.ModuleDict({"proj": nn.Conv2d(3, 6, 4, stride=4, bias=False)})
+        self.mix = nn.Linear(6, 6)  # reads embedded tokens: not a first layer
+        self.head = nn.Linear(12, 5)
+
+    def forward(self, x):
+        a = self.small["proj"](x).flatten(2).transpose(1, 2)  # (B, 16, 6)
+        b = self.large["proj"](nn.functional.interpolate(x, scale_factor=0.5)).flatten(2).transpose(1, 2)  # (B, 4, 6)
+        a = self.mix(a)
+        return self.head(torch.cat([a.mean(1), b.mean(1)], dim=1))
+
+
+class ReparamStem(nn.Module):
+    """FastViT/MobileOne-like stem: parallel k x k and 1 x 1 conv branches (+ BN) all read the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)) for _ in range(2)]
+        )
+        self.scale = nn.Sequential(nn.Conv2d(3, 8, 1, stride=2, bias=False), nn.BatchNorm2d(8))
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)  # reads the stem's output: not a first layer
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = sum(branch(x) for branch in self.branches) + self.scale(x)
+        return self.head(self.dw(torch.relu(y)).mean((2, 3)))
+
+
+def chained_convs() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 5))
+
+
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (CrossScale, ["small.proj", "large.proj"]),
+        (ReparamStem, ["branches.0.0", "branches.1.0", "scale.0"]),
+        (chained_convs, ["0"]),  # a conv reading another conv's output is not wrapped
+    ],
+    ids=["two-patch-embeddings", "reparam-stem", "chained-convs"],
+)
+def test_apply_all_wraps_every_layer_reading_the_input(make, expected):
+    """Each wrapped layer's gradient after a training step equals the ridge oracle on that layer's own rows."""
+    torch.manual_seed(16)
+    model = make().double().train()
+    plain = {n: type(m) for n, m in model.named_modules()}
+    params = list(model.parameters())
+    seen = {}
+
+    def keep(name):
+        def hook(module, args, out):
+            seen[name] = {"x": args[0].detach()}
+            out.register_hook(lambda g: seen[name].setdefault("g", g))
+
+        return hook
+
+    for name in expected:
+        model.get_submodule(name).register_forward_hook(keep(name))
+    names = trainact.apply(model, 0.1, layer="all", example_input=torch.randn(2, 3, 16, 16, dtype=torch.float64))
+    assert names == expected
+    assert [n for n, m in model.named_modules() if trainact.is_tract(m)] == sorted(expected, key=list(plain).index)
+    x, y = torch.randn(6, 3, 16, 16, dtype=torch.float64), torch.randint(0, 5, (6,))
+    nn.functional.cross_entropy(model(x), y).backward()
+    for name in expected:
+        layer = model.get_submodule(name)
+        assert torch.isfinite(layer.weight.grad).all()
+        ref = ridge_oracle(layer, seen[name]["x"], seen[name]["g"], 0.1)
+        assert_close(layer.weight.grad, ref, rtol=1e-9, atol=1e-12 * ref.abs().max().item())
+    assert trainact.remove(model) == sorted(expected, key=list(plain).index)
+    assert {n: type(m) for n, m in model.named_modules()} == plain and list(model.parameters()) == params
+
+
+def test_apply_all_guesses_the_input_and_ambiguity_points_to_it():
+    with pytest.raises(ValueError, match=r"ambiguous first layer: \['branches.0.0', 'branches.1.0', 'scale.0'\].*layer='all'"):
+        trainact.apply(ReparamStem())
+    assert trainact.apply(ReparamStem(), layer="all") == ["branches.0.0", "branches.1.0", "scale.0"]
+    assert trainact.find_input_layers(TwoStems()) == ["a", "b"]
+    assert trainact.apply(tiny_cnn(), layer="all") == ["0"]  # a list even for one layer
+
+
+def test_apply_with_a_list_of_names():
+    model = CrossScale()
+    assert trainact.apply(model, 0.2, layer=("large.proj", "mix"), relative=True) == ["large.proj", "mix"]
+    assert model.mix.tract.lam == 0.2 and model.mix.tract.relative and model.large["proj"]._tract_name == "large.proj"
+    assert not trainact.is_tract(model.small["proj"])
+    assert trainact.remove(model) == ["large.proj", "mix"]
+
+
+def test_apply_with_bad_lists_changes_nothing():
+    model = CrossScale()
+    with pytest.raises(ValueError, match=r"no submodule\(s\) \['small.prj', 'nope'\].*'small.proj', 'large.proj'"):
+        trainact.apply(model, layer=["small.prj", "large.proj", "nope"])
+    with pytest.raises(ValueError, match="empty"):
+        trainact.apply(model, layer=[])
+    with pytest.raises(ValueError, match=r"\['mix'\] named more than once"):
+        trainact.apply(model, layer=["mix", "large.proj", "mix"])
+    with pytest.raises(TypeError, match=r"layer names must be qualified module names \(str\), got \[3\]"):
+        trainact.apply(model, layer=["mix", 3])
+    with pytest.raises(TypeError, match="unsupported module ModuleDict"):
+        trainact.apply(model, layer=["mix", "small"])
+    with pytest.raises(TypeError, match=r"layer must be None, 'all', .* got \{'mix'\}"):
+        trainact.apply(model, layer={"mix"})
+    with pytest.raises(ValueError, match="lam"):
+        trainact.apply(model, -1.0, layer=["mix", "large.proj"])
+    assert not any(trainact.is_tract(m) for m in model.modules())  # every check runs before the first replacement
+    model.alias = model.mix
+    with pytest.raises(ValueError, match=r"\['alias'\] name a module already named"):
+        trainact.apply(model, layer=["mix", "alias"])
+
+
+def test_apply_all_with_only_unsupported_consumers():
+    model = nn.Sequential(nn.ConvTranspose2d(3, 4, 3), nn.Conv2d(4, 2, 3))
+    with pytest.raises(ValueError, match=r"no nn.Linear / nn.Conv1d/2d/3d layer consumes the input .*unsupported \['0 \(ConvTranspose2d\)'\]"):
+        trainact.apply(model, layer="all", example_input=torch.randn(1, 3, 8, 8))
 
 
 def test_apply_restores_training_mode_and_leaves_batchnorm_alone():

@@ -6,6 +6,7 @@ directly.  Forward, bias, all other layers and inference are unchanged.
 
     import trainact
     name = trainact.apply(model, lam=0.1)        # or: model.conv1 = trainact.TrAct(model.conv1)
+    # or: names = trainact.apply(model, layer="all")   every layer reading the input (patch embeddings, stems)
     ...train as usual, any optimizer...
     trainact.remove(model)                        # back to plain layers, same Parameters
 
@@ -13,6 +14,7 @@ The formula lives in ``trainact/tract.py``; how each layer type yields its patch
 This package imports torch only; the experiment harness (``trainact compare``) lives in ``trainact.harness``.
 """
 from .detect import find_first_layer as find_first_layer
+from .detect import find_input_layers as find_input_layers
 from .distributed import attach as attach
 from .distributed import discard_pending as discard_pending
 from .distributed import precondition_grads as precondition_grads
@@ -40,6 +42,7 @@ __all__ = [
     "attach",
     "discard_pending",
     "find_first_layer",
+    "find_input_layers",
     "is_tract",
     "precondition",
     "precondition_grads",

@@ -8,8 +8,9 @@
     torchrun --nproc_per_node 4 -m trainact compare --data ... --device cuda
     trainact report runs/compare                       # tables and plots again, from the saved JSON alone
 
-Exit status: 0 on success, 2 on bad usage (unknown option, bad value, contradictory flags), 1 when the run
-fails (unreadable data, a model that cannot be built, ...); `--debug` prints the traceback.
+Exit status: 0 on success, 2 on bad usage (unknown option, bad value, contradictory flags, a missing optional
+package, an output folder in use by another comparison), 1 when the run fails (unreadable data, a model that
+cannot be built, ...); `--debug` prints the traceback.
 """
 from __future__ import annotations
 
@@ -224,6 +225,41 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         device=args.device, eval_every=args.eval_every, threads=args.threads, out=args.out)
 
 
+# What `trainact compare` imports beyond torch: module -> (pip package, extra of trainact that installs it)
+_PACKAGES = {"tqdm": ("tqdm", "harness"), "matplotlib": ("matplotlib", "harness"), "PIL": ("Pillow", "harness"),
+             "numpy": ("numpy", "harness"), "torchvision": ("torchvision", "vision"), "timm": ("timm", "vision")}
+
+
+def _needed_modules(cfg: CompareConfig) -> list[str]:
+    """The optional modules a comparison will import: progress bars and plots always, image decoding for --data
+    (image folders and archives: Pillow; CIFAR pickles: numpy), torchvision or timm for tv:/timm: models."""
+    needed = ["tqdm", "matplotlib"]
+    if cfg.data is not None:
+        needed += ["PIL", "numpy"]
+    if cfg.model.startswith("tv:"):
+        needed.append("torchvision")
+    elif cfg.model.startswith("timm:"):
+        needed.append("timm")
+    return needed
+
+
+def check_requirements(modules: Sequence[str], what: str) -> None:
+    """UsageError (one line: the missing packages and the pip command) unless every module imports."""
+    import importlib
+
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        packages = " and ".join(_PACKAGES[m][0] for m in missing)
+        extras = ",".join(sorted({_PACKAGES[m][1] for m in missing}))
+        raise UsageError(f"{what} needs {packages}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+                         f'pip install "trainact[{extras}]"')
+
+
 def _check_model_name(name: str) -> None:
     if name.startswith(("tv:", "timm:")):
         return
@@ -244,6 +280,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     _check_model_name(cfg.model)
+    model = f" --model {cfg.model}" if cfg.model.startswith(("tv:", "timm:")) else ""
+    check_requirements(_needed_modules(cfg), f"trainact compare{model}")  # before any data loading or training
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
@@ -260,7 +298,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             train.check_out_dir(cfg)
         except ValueError as err:
             raise UsageError(str(err)) from None
-        train.run_compare(cfg, dist=dist, device=device)
+        from trainact.harness.lock import OutDirLocked
+
+        try:
+            train.run_compare(cfg, dist=dist, device=device)
+        except OutDirLocked as err:
+            raise UsageError(str(err)) from None
     finally:
         train.shutdown_distributed()
     return 0
@@ -274,6 +317,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     out_dir = Path(args.dir)
     if not out_dir.is_dir():
         raise UsageError(f"{out_dir} is not a directory")
+    if not args.no_plots:
+        check_requirements(["matplotlib"], "trainact report (without --no-plots)")
     summary = R.summarize(out_dir)
     if not args.no_plots:
         from trainact.harness.plots import make_plots
@@ -300,7 +345,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             traceback.print_exc()
         print(f"trainact {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, OSError) as err:  # DataError is a ValueError
+    except (ValueError, ImportError, OSError) as err:  # DataError is a ValueError; FileNotFoundError an OSError
         if debug:
             traceback.print_exc()
         print(f"trainact {args.command}: error: {err}", file=sys.stderr)

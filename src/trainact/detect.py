@@ -3,8 +3,10 @@
 Detection traces one forward pass (eval mode, so BatchNorm statistics and dropout are left alone; training flags
 are restored afterwards) with hooks on every Linear/Conv.  For each layer it walks the autograd graph of the
 layer's input back towards the model input, stopping at the outputs of layers already seen: a layer whose walk
-reaches the model input without crossing another layer consumes the input.  Exactly one such layer is the answer;
-none or several raise a ``ValueError`` listing the candidates (pass ``layer=`` then).
+reaches the model input without crossing another layer consumes the input.  :func:`find_first_layer` wants exactly
+one such layer; none or several raise a ``ValueError`` listing the candidates (pass ``layer=`` then).
+:func:`find_input_layers` returns all of them that TrAct supports (several patch embeddings, re-parameterisable
+stems with parallel branches), in call order.
 
 The input is ``example_input`` when given.  Otherwise it is inferred: a model attribute ``input_size``
 (C, H, W), timm's ``pretrained_cfg['input_size']``,
@@ -115,36 +117,48 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[str]:
     return direct
 
 
-def find_first_layer(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -> str:
-    """Qualified name of the layer TrAct should wrap (see the module docstring)."""
-    cands = _candidates(model)
-    names = [n for n, _ in cands]
-    supported = [n for n, m in cands if isinstance(m, SUPPORTED)]
-    if not supported:
-        raise ValueError(
-            f"apply: no nn.Linear / nn.Conv1d/2d/3d layer found in {type(model).__name__}"
-            + (f" (found unsupported {names})" if names else "")
-        )
+def _run_first(model: nn.Module, example_input: Optional[torch.Tensor], cands) -> tuple[Optional[list[str]], tuple, list[str]]:
+    """Trace the first input that runs: (direct consumers, input shape, errors of the inputs that did not run)."""
     inputs = [example_input] if example_input is not None else _guess_inputs(model, [m for _, m in cands])
     errors = []
     for x in inputs:
         x = x.detach().clone().requires_grad_(x.is_floating_point())
         try:
-            direct = _trace(model, x)
+            return _trace(model, x), tuple(x.shape), errors
         except Exception as err:  # a guessed shape that does not fit the model
             if example_input is not None:
                 raise
             errors.append(f"{tuple(x.shape)}: {type(err).__name__}")
-            continue
+    return None, (), errors
+
+
+def _supported_names(model: nn.Module, cands) -> list[str]:
+    supported = [n for n, m in cands if isinstance(m, SUPPORTED)]
+    if not supported:
+        names = [n for n, _ in cands]
+        raise ValueError(
+            f"apply: no nn.Linear / nn.Conv1d/2d/3d layer found in {type(model).__name__}"
+            + (f" (found unsupported {names})" if names else "")
+        )
+    return supported
+
+
+def find_first_layer(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -> str:
+    """Qualified name of the layer TrAct should wrap (see the module docstring)."""
+    cands = _candidates(model)
+    supported = _supported_names(model, cands)
+    direct, shape, errors = _run_first(model, example_input, cands)
+    if direct is not None:
         if len(direct) == 1:
             return direct[0]
         if not direct:
             raise ValueError(
-                f"apply: no Linear/Conv layer consumes the input {tuple(x.shape)} directly; candidates: {supported}. "
+                f"apply: no Linear/Conv layer consumes the input {shape} directly; candidates: {supported}. "
                 f"Pass layer='name'"
             )
         raise ValueError(
-            f"apply: ambiguous first layer: {direct} all consume the model input; pass layer='name' to choose one"
+            f"apply: ambiguous first layer: {direct} all consume the model input; pass layer='all' to wrap every "
+            f"one of them, or layer='name' to choose one"
         )
     # No forward ran: fall back to registration order.
     first_name, first = cands[0]
@@ -155,3 +169,31 @@ def find_first_layer(model: nn.Module, *, example_input: Optional[torch.Tensor] 
         f"{first_name!r} ({type(first).__name__}) is not supported; pass example_input= or layer='name'. "
         f"Candidates: {supported}"
     )
+
+
+def find_input_layers(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -> list[str]:
+    """Qualified names of every Linear/Conv TrAct supports whose input is the model input (up to parameter-free
+    ops), in call order: what ``apply(model, layer="all")`` wraps.
+
+    Layers of other families that consume the input (ConvTranspose, Embedding, Bilinear) are not TrAct's to wrap
+    and are left out; if only such layers consume it, or no forward pass runs on a guessed input, a ``ValueError``
+    says so (pass ``example_input=``, or the names as ``layer=[...]``).
+    """
+    cands = _candidates(model)
+    supported = _supported_names(model, cands)
+    direct, shape, errors = _run_first(model, example_input, cands)
+    if direct is None:
+        raise ValueError(
+            f"apply(layer='all'): could not run {type(model).__name__} on a guessed input ({'; '.join(errors)}); "
+            f"pass example_input= or the names as layer=[...]. Candidates: {supported}"
+        )
+    kinds = dict(cands)
+    found = [n for n in direct if isinstance(kinds[n], SUPPORTED)]
+    if not found:
+        others = [f"{n} ({type(kinds[n]).__name__})" for n in direct]
+        raise ValueError(
+            f"apply(layer='all'): no nn.Linear / nn.Conv1d/2d/3d layer consumes the input {shape} directly"
+            + (f"; it goes to unsupported {others}" if others else "")
+            + f". Candidates: {supported}"
+        )
+    return found

@@ -24,6 +24,12 @@ batch's TrAct gradient (tests/test_distributed.py).  Not verified: FSDP1 (``Full
 flat parameters need ``use_orig_params=True`` for TrAct to see the layer's weight), CUDA/NCCL (no GPU here),
 DeepSpeed and other sharding frameworks.
 
+Dtype of the statistics (``solve_dtype="auto"``, the default): float64 when the layer's input or weight is float64,
+float32 otherwise — decided per backward from dtypes that are the same on every rank of a job (the same model, the
+same data pipeline), so the all-reduced tensors have the same dtype everywhere; the first backward of each layer
+checks that the ranks agree (with the sync mode and ``defer``) and raises rather than all-reducing mismatched
+buffers.  Deferred statistics of several backwards are summed in the wider dtype: float64 if any contribution is.
+
 An optimizer step taken while a deferred layer in that optimizer still holds un-preconditioned statistics
 raises, unless the optimizer was attached: a silently different update is never taken.
 """
@@ -61,13 +67,16 @@ def sync_group(sync: str, label: str):
     return dist.group.WORLD if dist.get_world_size() > 1 else None
 
 
-def check_ranks_agree(layer, device: torch.device) -> None:
-    """Once per layer, all ranks compare their TrAct modes: a mismatch would hang or silently differ."""
+_DTYPES = (torch.float32, torch.float64)
+
+
+def check_ranks_agree(layer, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+    """Once per layer, all ranks compare their TrAct modes and solve dtype: a mismatch would hang or silently differ."""
     if getattr(layer, "_tract_agreed", False):
         return
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         cfg = layer.tract
-        code = torch.tensor([SYNC_MODES.index(cfg.sync), int(cfg.defer)], device=device)
+        code = torch.tensor([SYNC_MODES.index(cfg.sync), int(cfg.defer), _DTYPES.index(dtype)], device=device)
         gathered = [torch.zeros_like(code) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, code)
         modes = [(SYNC_MODES[int(c[0])], bool(c[1])) for c in gathered]
@@ -75,6 +84,13 @@ def check_ranks_agree(layer, device: torch.device) -> None:
             raise RuntimeError(
                 f"{layer._tract_label()}: TrAct settings differ across ranks (sync, defer) = {modes}; "
                 f"every rank must use the same"
+            )
+        dtypes = [_DTYPES[int(c[2])] for c in gathered]
+        if len(set(dtypes)) > 1 and cfg.sync != "local":  # statistics that are all-reduced must match
+            raise RuntimeError(
+                f"{layer._tract_label()}: the solve dtype differs across ranks ({dtypes}): solve_dtype='auto' takes "
+                f"float64 where the layer's input or weight is float64; give every rank the same model and input "
+                f"dtypes, or pass solve_dtype explicitly"
             )
     layer._tract_agreed = True
 
@@ -94,11 +110,13 @@ def _ensure_hook() -> None:
 
 
 def add_pending(layer, gram: torch.Tensor, rows: int) -> None:
+    """Add one backward's statistics; the sum is kept in the wider dtype (float64 if any contribution is)."""
     pending = getattr(layer, "_tract_pending", None)
     if pending is None:
         layer._tract_pending = (gram, rows)
     else:
-        layer._tract_pending = (pending[0] + gram, pending[1] + rows)
+        dtype = torch.promote_types(pending[0].dtype, gram.dtype)
+        layer._tract_pending = (pending[0].to(dtype) + gram.to(dtype), pending[1] + rows)
     _PENDING.add(layer)
     _ensure_hook()
 
@@ -121,7 +139,7 @@ def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[st
     and, under DDP with sync != "local", of every rank.  Returns the labels of the layers it preconditioned.
     Every rank must call it at the same point.
     """
-    from .tract import precondition
+    from .tract import precondition, resolve_solve_dtype
 
     done = []
     for layer in pending_layers(target):
@@ -137,7 +155,9 @@ def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[st
                                f"between backward and precondition_grads?)")
         g = layer.tract_geometry.groups
         grad3 = grad.reshape(g, grad.shape[0] // g, -1)  # (g, m_g, n_g)
-        new = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=cfg.solve_dtype, name=label)
+        # "auto": the accumulated statistics' dtype already says whether any input was float64
+        dtype = resolve_solve_dtype(cfg.solve_dtype, gram.dtype, layer.weight.dtype)
+        new = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
         grad.copy_(new.reshape(grad.shape))  # in place: DDP bucket views and optimizer references stay valid
         discard_pending([layer])
         done.append(label)

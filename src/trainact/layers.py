@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
 from . import distributed as _dist
 from . import patches as _patches
-from .tract import check_lam, precondition, precondition_woodbury, solve_dtype_of
+from .tract import check_lam, precondition, precondition_woodbury, resolve_solve_dtype, solve_dtype_of
 
 __all__ = ["TrAct", "TrActConfig", "TrActLayer", "apply", "remove", "is_tract", "SUPPORTED"]
 
@@ -35,7 +35,7 @@ class TrActConfig:
 
     lam: float = 0.1
     relative: bool = False
-    solve_dtype: torch.dtype = torch.float32
+    solve_dtype: Union[str, torch.dtype] = "auto"  # "auto": float64 if the input or the weight is, else float32
     block_bytes: Optional[int] = None  # None: 16 MiB on the CPU, 64 MiB on a GPU (patches.default_block_bytes)
     woodbury: bool = True
     sync: str = "auto"
@@ -92,24 +92,26 @@ class TrActLayer:
         g = geo.groups
         label = self._tract_label()
         group = _dist.sync_group(cfg.sync, label)
-        _dist.check_ranks_agree(self, grad.device)  # once per layer, and only with several ranks
         x = x.detach()
+        # "auto": from the input's and the weight's dtype (grad has the weight's), identical on every DDP rank
+        dtype = resolve_solve_dtype(cfg.solve_dtype, x.dtype, self.weight.dtype, grad.dtype)
+        _dist.check_ranks_agree(self, grad.device, dtype)  # once per layer, and only with several ranks
         rows = _patches.count_rows(x, geo)
         if cfg.defer:  # statistics now, preconditioning once per step (precondition_grads)
-            gram, rows = _patches.gram(x, geo, dtype=cfg.solve_dtype, block_bytes=cfg.block_bytes)
+            gram, rows = _patches.gram(x, geo, dtype=dtype, block_bytes=cfg.block_bytes)
             _dist.add_pending(self, gram, rows)
             return grad
         if rows == 0 and group is None:
             return grad
         grad3 = grad.reshape(g, grad.shape[0] // g, geo.n)  # (g, m_g, n_g)
         if cfg.woodbury and rows < geo.n and group is None:
-            a = _patches.patch_matrix(x, geo, dtype=cfg.solve_dtype)  # (g, r, n_g)
-            out = precondition_woodbury(grad3, a, cfg.lam, relative=cfg.relative, solve_dtype=cfg.solve_dtype, name=label)
+            a = _patches.patch_matrix(x, geo, dtype=dtype)  # (g, r, n_g)
+            out = precondition_woodbury(grad3, a, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
         else:
-            gram, rows = _patches.gram(x, geo, dtype=cfg.solve_dtype, block_bytes=cfg.block_bytes)  # (g, n_g, n_g)
+            gram, rows = _patches.gram(x, geo, dtype=dtype, block_bytes=cfg.block_bytes)  # (g, n_g, n_g)
             if group is not None:  # the global batch's covariance: one all-reduce of n² + 1 numbers
                 gram, rows = _dist.all_reduce_stats(gram, rows, group)
-            out = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=cfg.solve_dtype, name=label)
+            out = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
         return out.reshape(grad.shape)
 
     def extra_repr(self) -> str:
@@ -117,7 +119,7 @@ class TrActLayer:
         extra = f"lam={self.tract.lam}"
         if self.tract.relative:
             extra += ", relative=True"
-        if self.tract.solve_dtype != torch.float32:
+        if self.tract.solve_dtype != "auto":
             extra += f", solve_dtype={self.tract.solve_dtype}"
         if self.tract.sync != "auto":
             extra += f", sync={self.tract.sync!r}"
@@ -197,7 +199,7 @@ def TrAct(
     lam: float = 0.1,
     *,
     relative: bool = False,
-    solve_dtype: torch.dtype = torch.float32,
+    solve_dtype: Union[str, torch.dtype] = "auto",
     block_bytes: Optional[int] = None,
     woodbury: bool = True,
     sync: str = "auto",
@@ -217,8 +219,10 @@ def TrAct(
             smaller is more aggressive.  Assumes standardised inputs (mean 0, std 1 per channel).
         relative: use λ · tr(AᵀA/r)/n as the ridge term, which makes the update invariant to the input scale
             (for [0, 1] or [0, 255] inputs).  Not in the paper.
-        solve_dtype: torch.float32 (default) or torch.float64 for the covariance and the solve; fp32 falls back
-            to fp64 by itself if the factorisation fails.
+        solve_dtype: the dtype of the covariance and the solve.  "auto" (default): float64 when the layer input or
+            the weight (and so its gradient) is float64, float32 otherwise (fp32, bf16, fp16 layers, autocast);
+            torch.float32 or torch.float64 to fix it.  fp32 falls back to fp64 by itself if the factorisation fails.
+            Under DDP every rank resolves "auto" from the same dtypes, so the all-reduced statistics agree.
         block_bytes: the most bytes of unfolded patches materialised at once (default None: 16 MiB on the CPU,
             where a block's copy and GEMM stay in cache, 64 MiB on a GPU, where fewer, larger GEMMs are faster).
         woodbury: use the Woodbury form when the batch has fewer patch rows than features (r < n).
@@ -277,34 +281,80 @@ def apply(
     model: nn.Module,
     lam: float = 0.1,
     *,
-    layer: Optional[str] = None,
+    layer: Union[None, str, list[str], tuple[str, ...]] = None,
     example_input: Optional[torch.Tensor] = None,
     **options: Any,
-) -> str:
+) -> Union[str, list[str]]:
     """Replace the model's first layer (the Linear/Conv that consumes the model input) by its TrAct version.
 
-    Returns the qualified name of the replaced layer.  ``layer="name"`` skips detection.  Detection runs one
-    forward pass in eval mode on ``example_input`` (or on a small input inferred from the model) and picks the
-    Linear/Conv layer whose input is computed from the model input by parameter-free operations only; see
-    :func:`find_first_layer`.  ``options`` are those of :func:`TrAct`.
+    ``layer`` says which:
+
+    * ``None`` (default): the one layer that consumes the model input; returns its qualified name (``str``).
+      Detection runs one forward pass in eval mode on ``example_input`` (or on a small input inferred from the
+      model) and picks the Linear/Conv layer whose input is computed from the model input by parameter-free
+      operations only; see :func:`find_first_layer`.  Several such layers are an error that suggests ``"all"``.
+    * ``"all"``: every such layer (several patch embeddings as in CrossViT, the parallel branches of a
+      re-parameterisable stem as in FastViT/MobileOne); returns their names in call order (``list``).
+      See :func:`find_input_layers`.
+    * ``"name"``: that layer, no detection; returns the name.
+    * a list or tuple of names: exactly those layers; returns them as a list.  (A submodule literally called
+      ``all`` is wrapped with ``layer=["all"]``.)
+
+    Every name is checked before any layer is replaced.  ``options`` are those of :func:`TrAct`;
+    :func:`remove` undoes any of these.
     """
-    from .detect import find_first_layer
+    from .detect import find_first_layer, find_input_layers
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"apply: model must be an nn.Module, got {type(model).__name__}")
     existing = [n for n, m in model.named_modules() if isinstance(m, TrActLayer)]
     if existing:
         raise ValueError(f"apply: the model already has TrAct layer(s) {existing}; call trainact.remove(model) first")
-    if layer is None:
-        layer = find_first_layer(model, example_input=example_input)
-    if not isinstance(layer, str):
-        raise TypeError(f"apply: layer must be a qualified module name (str), got {layer!r}")
-    try:
-        target = model.get_submodule(layer)
-    except AttributeError as err:
-        raise ValueError(f"apply: the model has no submodule {layer!r} ({err})") from None
-    if target is model:
-        raise ValueError("apply: layer='' names the model itself; wrap it with trainact.TrAct(model) instead")
-    _check_supported(target, f"apply(layer={layer!r})")
-    _set_submodule(model, layer, TrAct(target, lam, name=layer, **options))
-    return layer
+    if isinstance(layer, (list, tuple)):
+        names = list(layer)
+        where = f"apply(layer={names!r})"
+        if not names:
+            raise ValueError(f"{where}: the list of layer names is empty; name at least one layer")
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise TypeError(f"{where}: layer names must be qualified module names (str), got {bad!r}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{where}: {repeated} named more than once")
+        single = False
+    elif layer is None:
+        names, where, single = [find_first_layer(model, example_input=example_input)], None, True
+    elif layer == "all":
+        names, where, single = find_input_layers(model, example_input=example_input), "apply(layer='all')", False
+    elif isinstance(layer, str):
+        names, where, single = [layer], None, True
+    else:
+        raise TypeError(
+            f"apply: layer must be None, 'all', a qualified module name (str) or a list of names, got {layer!r}"
+        )
+    targets = []
+    unknown = []
+    for name in names:
+        try:
+            targets.append(model.get_submodule(name))
+        except AttributeError as err:
+            unknown.append((name, str(err)))
+    if unknown:
+        if single:
+            name, err = unknown[0]
+            raise ValueError(f"apply: the model has no submodule {name!r} ({err})") from None
+        raise ValueError(
+            f"{where}: the model has no submodule(s) {[n for n, _ in unknown]}; "
+            f"Linear/Conv layers it has: {[n for n, m in model.named_modules() if isinstance(m, SUPPORTED) and n]}"
+        ) from None
+    shared = [n for i, (n, t) in enumerate(zip(names, targets)) if any(t is u for u in targets[:i])]
+    if shared:
+        raise ValueError(f"{where}: {shared} name a module already named earlier in the list (one module, two names)")
+    for name, target in zip(names, targets):
+        if target is model:
+            raise ValueError(f"apply: layer={name!r} names the model itself; wrap it with trainact.TrAct(model) instead")
+        _check_supported(target, f"apply(layer={name!r})")
+    wrapped = [TrAct(target, lam, name=name, **options) for name, target in zip(names, targets)]  # validates options
+    for name, new in zip(names, wrapped):
+        _set_submodule(model, name, new)
+    return names[0] if single else names

@@ -15,7 +15,9 @@ only sees
 
 The linear algebra always runs in fp32 or fp64 (``solve_dtype``) whatever the activation dtype, uses a Cholesky
 factorisation of the symmetric positive definite matrix (never an explicit inverse), and retries in fp64 if the
-fp32 factorisation fails.  The result is returned in the dtype of ``grad``.
+fp32 factorisation fails.  The result is returned in the dtype of ``grad``.  ``solve_dtype="auto"`` (the default)
+is float64 when any of the tensors involved is float64 and float32 otherwise (:func:`resolve_solve_dtype`), so a
+float64 model gets a float64-exact gradient and every other precision (fp32, bf16, fp16, autocast) an fp32 solve.
 
 λ semantics: with ``relative=True`` the ridge term is λ · tr(AᵀA / r) / n, i.e. λ times the mean per-feature second
 moment of the patches.  This makes the update invariant to a rescaling of the input (x -> c·x): the paper's λ
@@ -24,11 +26,15 @@ assumes standardised inputs (paper §4.5), the relative form carries the same me
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Union
 
 import torch
 
-__all__ = ["precondition", "precondition_woodbury", "check_lam", "TrActNumericalError"]
+__all__ = [
+    "precondition", "precondition_woodbury", "check_lam", "solve_dtype_of", "resolve_solve_dtype", "TrActNumericalError",
+]
+
+SolveDtype = Union[str, torch.dtype]  # "auto", torch.float32 or torch.float64
 
 
 class TrActNumericalError(FloatingPointError):
@@ -69,7 +75,7 @@ def precondition(
     lam: float,
     *,
     relative: bool = False,
-    solve_dtype: torch.dtype = torch.float32,
+    solve_dtype: SolveDtype = "auto",
     name: str = "TrAct layer",
 ) -> torch.Tensor:
     """Return ``grad · (gram / rows + λ I)⁻¹`` per group.
@@ -78,10 +84,12 @@ def precondition(
     GradScaler needs to detect an overflow step).
     gram: (g, n, n) sum of aᵀa over all rows, in ``solve_dtype`` (or any float dtype; it is cast).
     rows: r, the number of patch rows that went into ``gram`` (> 0).
+    solve_dtype: "auto" (float64 if ``grad`` or ``gram`` is float64, else float32), torch.float32 or torch.float64.
 
     Raises :class:`TrActNumericalError` if ``gram`` is not finite (the layer *input* contained inf/NaN) or if the
     matrix cannot be factorised even in float64.
     """
+    solve_dtype = resolve_solve_dtype(solve_dtype_of(solve_dtype, where=name), grad.dtype, gram.dtype)
     g, m, n = grad.shape
     if gram.shape != (g, n, n):
         raise ValueError(f"{name}: gram has shape {tuple(gram.shape)}, expected {(g, n, n)} for grad {tuple(grad.shape)}")
@@ -117,7 +125,7 @@ def precondition_woodbury(
     lam: float,
     *,
     relative: bool = False,
-    solve_dtype: torch.dtype = torch.float32,
+    solve_dtype: SolveDtype = "auto",
     name: str = "TrAct layer",
 ) -> torch.Tensor:
     """Same result as :func:`precondition`, via the Woodbury identity, for r < n.
@@ -125,7 +133,9 @@ def precondition_woodbury(
         (AᵀA / r + λ I)⁻¹ = (1/λ) (I − Aᵀ (λ r I + A Aᵀ)⁻¹ A)
 
     grad: (g, m, n); patches: (g, r, n).  Costs an r x r factorisation instead of an n x n one.
+    solve_dtype: "auto" (float64 if ``grad`` or ``patches`` is float64, else float32), torch.float32 or torch.float64.
     """
+    solve_dtype = resolve_solve_dtype(solve_dtype_of(solve_dtype, where=name), grad.dtype, patches.dtype)
     g, r, n = patches.shape
     out_dtype = grad.dtype
     a = patches.to(solve_dtype)  # (g, r, n)
@@ -151,9 +161,24 @@ def precondition_woodbury(
     return out.to(out_dtype)
 
 
-def solve_dtype_of(value: Optional[torch.dtype]) -> torch.dtype:
-    if value is None:
-        return torch.float32
-    if value not in (torch.float32, torch.float64):
-        raise ValueError(f"TrAct: solve_dtype must be torch.float32 or torch.float64, got {value!r}")
-    return value
+def solve_dtype_of(value: object, *, where: str = "TrAct") -> SolveDtype:
+    """Validate a ``solve_dtype`` option: "auto", torch.float32 or torch.float64 (returned unchanged)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, torch.dtype) and value in (torch.float32, torch.float64):
+        return value
+    raise ValueError(
+        f"{where}: solve_dtype must be 'auto', torch.float32 or torch.float64, got {value!r}"
+        + ("" if isinstance(value, (str, torch.dtype)) else f" of type {type(value).__name__}")
+    )
+
+
+def resolve_solve_dtype(option: SolveDtype, *dtypes: torch.dtype) -> torch.dtype:
+    """The dtype a solve runs in: an explicit option as given; "auto": float64 if any of ``dtypes`` is, else float32.
+
+    A layer passes the dtypes of its input and of its weight (whose gradient has the weight's dtype): both are the
+    same on every rank of a DDP job, so every rank accumulates and all-reduces its statistics in the same dtype.
+    """
+    if option != "auto":
+        return option  # type: ignore[return-value]
+    return torch.float64 if torch.float64 in dtypes else torch.float32

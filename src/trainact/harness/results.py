@@ -171,11 +171,12 @@ def analyse(cfg: CompareConfig, runs: Sequence[RunResult]) -> dict:
             missing += [s.run_id for s in specs if s not in by_spec]
             if not done:
                 continue
+            top5 = [r.summary.get("final_top5") for r in done]  # absent with 5 classes or fewer
             rows.append({
                 "method": method, "label": label, "lam": lam, "budget": b, "lr": best[b],
                 "seeds": [r.spec.seed for r in done],
                 "top1": stats([r.summary["final_top1"] for r in done]),
-                "top5": stats([r.summary["final_top5"] for r in done]),
+                **({"top5": stats(top5)} if None not in top5 else {}),
                 "best_top1": stats([r.summary["best_top1"] for r in done]),
                 "seconds_per_epoch": stats([r.summary["seconds_per_epoch"] for r in done]),
                 "train_images_per_second": stats([r.summary["train_images_per_second"] for r in done]),
@@ -230,23 +231,32 @@ def _footer(analysis: dict, note_prefix: str, missing_line: str) -> list[str]:
     return lines
 
 
+def _has_top5(analysis: dict) -> bool:
+    """Whether the table has a top-5 column: only where runs stored top-5 (more than 5 classes)."""
+    return any("top5" in r for r in analysis["results"])
+
+
 def format_table(analysis: dict) -> str:
     """The final terminal table: mean ± std over seeds of the final test accuracy, and the speed-up."""
     def pm(s):
         return f"{s['mean']:6.2f} ± {s['std']:5.2f}" if s["std"] is not None else f"{s['mean']:6.2f}        "
 
     lines = []
+    top5 = _has_top5(analysis)
     if any(not g["selected"] for g in analysis["lr_grid"]):
         lines.append("baseline lr grid (final test top-1 %, mean over the grid seeds; * = selected):")
         for g in analysis["lr_grid"]:
             lines.append(f"  budget {g['budget']:>4}  lr {fmt_num(g['lr']):>8}  {pm(g['top1'])}  (n={g['top1']['n']})"
                          + ("  *" if g["selected"] else ""))
         lines.append("")
-    header = f"{'budget':>6}  {'method':<14} {'lr':>8} {'n':>2}  {'top-1 %':>15}  {'top-5 %':>15}  {'s/epoch':>8}  speed-up"
+    header = (f"{'budget':>6}  {'method':<14} {'lr':>8} {'n':>2}  {'top-1 %':>15}  "
+              + (f"{'top-5 %':>15}  " if top5 else "") + f"{'s/epoch':>8}  speed-up")
     lines += [header, "-" * len(header)]
+    absent = "-".rjust(14)  # as wide as pm()
     for r in analysis["results"]:
+        cell5 = f"{pm(r['top5']) if 'top5' in r else absent}  " if top5 else ""
         lines.append(f"{r['budget']:>6}  {r['label']:<14} {fmt_num(r['lr']):>8} {r['top1']['n']:>2}  "
-                     f"{pm(r['top1'])}  {pm(r['top5'])}  {r['seconds_per_epoch']['mean']:8.2f}  "
+                     f"{pm(r['top1'])}  {cell5}{r['seconds_per_epoch']['mean']:8.2f}  "
                      f"{r.get('speedup', '')}")
     missing_line = f"missing runs ({len(analysis['missing'])}): " + _first_few(analysis["missing"])
     return "\n".join(lines + _footer(analysis, "  note: ", missing_line))
@@ -266,11 +276,14 @@ def format_markdown(analysis: dict, *, title: str = "") -> str:
             per_budget.setdefault(g["budget"], []).append(f"**{text}**" if g["selected"] else text)
         lines += ["Baseline lr grid (final test top-1 %, grid seeds; bold = selected, TrAct uses it): "
                   + "; ".join(f"{b} epochs: " + ", ".join(v) for b, v in per_budget.items()), ""]
-    lines += ["| budget (epochs) | method | lr | seeds | test top-1 % | test top-5 % | s/epoch | speed-up |",
-              "|---:|---|---:|---:|---:|---:|---:|---|"]
+    top5 = _has_top5(analysis)
+    lines += ["| budget (epochs) | method | lr | seeds | test top-1 % | " + ("test top-5 % | " if top5 else "")
+              + "s/epoch | speed-up |",
+              "|---:|---|---:|---:|---:|" + ("---:|" if top5 else "") + "---:|---|"]
     for r in analysis["results"]:
+        cell5 = f"{pm(r['top5']) if 'top5' in r else '-'} | " if top5 else ""
         lines.append(f"| {r['budget']} | {r['label']} | {fmt_num(r['lr'])} | {r['top1']['n']} | {pm(r['top1'])} | "
-                     f"{pm(r['top5'])} | {r['seconds_per_epoch']['mean']:.1f} | {r.get('speedup', '')} |")
+                     f"{cell5}{r['seconds_per_epoch']['mean']:.1f} | {r.get('speedup', '')} |")
     missing_line = (f"Missing runs ({len(analysis['missing'])}, comparison unfinished): "
                     + _first_few(analysis["missing"]))
     return "\n".join(lines + _footer(analysis, "- ", missing_line))

@@ -4,11 +4,15 @@ One run trains one model for `budget` epochs with its own per-step schedule and 
 `OUT/<run id>/`:
 - config.json: the full config, the run, the environment (git sha, torch version, device);
 - metrics.jsonl: one line per epoch (epoch, train_loss, train_acc, test_top1, test_top5, lr, seconds =
-  training time of the epoch without evaluation, eval_seconds); accuracies in %;
+  training time of the epoch without evaluation, eval_seconds); accuracies in %. Top-5 only with more than 5
+  classes (with 5 or fewer it is 100 % by construction, so test_top5, final_top5 and best_top5 are left out);
 - checkpoint.pt while the run is in progress: model, optimizer(s), GradScaler, epoch, step, RNG states and the
   metrics so far, written after every epoch to a temporary file and renamed over the old one. The lr schedule is
   a pure function of the step, so it needs no state of its own. The checkpoint is deleted when the run completes;
 - summary.json, written last: final and best top-1/top-5, timing, `completed: true`.
+
+The comparison's own summary.json is written before its plots are drawn (a plotting failure cannot lose results),
+and its output folder is locked while it runs (`harness/lock.py`: a second comparison on it stops, naming the pid).
 
 A run whose summary.json says completed is skipped. A run with a checkpoint continues from it, and on the CPU its
 metrics equal those of an uninterrupted run: initial weights come from `torch.manual_seed(seed)` (so the baseline
@@ -236,9 +240,19 @@ def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, d
     return train, test
 
 
+TOP_K = 5
+
+
+def has_top5(num_classes: int) -> bool:
+    """Top-5 accuracy says something only with more than 5 classes (otherwise it is 100 %)."""
+    return num_classes > TOP_K
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, ctx, device: torch.device, dist: DistEnv = DistEnv()) -> tuple[float, float]:
-    """Test top-1 and top-5 (%) over the whole test set (each rank its shard, summed over ranks)."""
+def evaluate(model: nn.Module, loader, ctx, device: torch.device,
+             dist: DistEnv = DistEnv()) -> tuple[float, Optional[float]]:
+    """Test top-1 and top-5 (%) over the whole test set (each rank its shard, summed over ranks); top-5 is None
+    with 5 classes or fewer."""
     model.eval()
     counts = torch.zeros(3, dtype=torch.int64, device=device)  # top-1 hits, top-5 hits, images
     for x, y in loader.epoch(0):
@@ -251,7 +265,7 @@ def evaluate(model: nn.Module, loader, ctx, device: torch.device, dist: DistEnv 
         counts[2] += y.shape[0]
     dist.all_reduce_(counts)
     c1, c5, n = counts.tolist()
-    return 100.0 * c1 / n, 100.0 * c5 / n
+    return 100.0 * c1 / n, 100.0 * c5 / n if has_top5(out.shape[1]) else None
 
 
 def _sync(device: torch.device) -> None:
@@ -434,6 +448,8 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
         row = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": 100.0 * correct / count,
                "test_top1": top1, "test_top5": top5, "lr": opts[0].param_groups[0]["lr"], "seconds": seconds,
                "eval_seconds": eval_seconds}
+        if not has_top5(len(dataset.classes)):
+            del row["test_top5"]  # 100 % by construction: not stored
         history.append(row)
         if dist.is_main:
             with open(metrics_path, "a") as fh:
@@ -442,7 +458,8 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
                 _save_atomic({"model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
                               "scaler": scaler.state_dict(), "epoch": epoch + 1, "rng": _rng_state(device),
                               "history": history, "run": run.to_dict()}, ckpt_path)
-            test = f" | test top-1 {top1:.2f}% top-5 {top5:.2f}%" if evaluated else ""
+            test = (f" | test top-1 {top1:.2f}%" + (f" top-5 {top5:.2f}%" if top5 is not None else "")
+                    if evaluated else "")
             (_bar_log if show_bar else log)(f"[{run.run_id}] epoch {epoch + 1}/{run.budget} loss {row['train_loss']:.4f} "
                 f"acc {row['train_acc']:.2f}%{test} | {seconds:.1f}s (+{eval_seconds:.1f}s eval)")
         if on_epoch_end is not None:
@@ -459,19 +476,23 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
 
 def summarize_run(run: RunSpec, history: list, *, images_per_epoch: int, first_layer: str) -> dict:
     """summary.json of a finished run. seconds_per_epoch leaves out the first epoch (one-time start-up costs)
-    when there is more than one."""
+    when there is more than one. final_top5 and best_top5 only where the metrics have top-5 (> 5 classes)."""
     evals = [r for r in history if r["test_top1"] is not None]
     best = max(evals, key=lambda r: (r["test_top1"], -r["epoch"]))
     secs = [r["seconds"] for r in history]
     steady = secs[1:] if len(secs) > 1 else secs
     train_seconds = sum(secs)
-    return {"run": run.to_dict(), "epochs": len(history), "first_layer": first_layer,
-            "final_top1": history[-1]["test_top1"], "final_top5": history[-1]["test_top5"],
-            "best_top1": best["test_top1"], "best_top5": max(r["test_top5"] for r in evals),
-            "best_epoch": best["epoch"], "train_seconds": train_seconds,
-            "seconds_per_epoch": sum(steady) / len(steady), "eval_seconds": sum(r["eval_seconds"] for r in history),
-            "train_images_per_second": images_per_epoch / (sum(steady) / len(steady)),
-            "completed": True}
+    top5 = [r["test_top5"] for r in evals if r.get("test_top5") is not None]  # none with 5 classes or fewer
+    summary = {"run": run.to_dict(), "epochs": len(history), "first_layer": first_layer,
+               "final_top1": history[-1]["test_top1"], "final_top5": history[-1].get("test_top5"),
+               "best_top1": best["test_top1"], "best_top5": max(top5) if top5 else None,
+               "best_epoch": best["epoch"], "train_seconds": train_seconds,
+               "seconds_per_epoch": sum(steady) / len(steady), "eval_seconds": sum(r["eval_seconds"] for r in history),
+               "train_images_per_second": images_per_epoch / (sum(steady) / len(steady)),
+               "completed": True}
+    if summary["final_top5"] is None:
+        del summary["final_top5"], summary["best_top5"]
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------- comparison
@@ -505,13 +526,44 @@ def check_out_dir(cfg: CompareConfig) -> None:
     diff = old.differences(cfg)
     if diff:
         what = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in ((k, *v) for k, v in diff.items()))
+        hint = ""
+        if diff.get("warmup_epochs", (None, None))[1] == 0.0:  # the default was 1 epoch before it became 0
+            hint = f" (to resume it, pass --warmup-epochs {diff['warmup_epochs'][0]:g} as it was run with)"
         raise ValueError(f"--out {cfg.out} holds results of a different configuration ({what}); "
-                         "choose another --out or delete it")
+                         f"choose another --out or delete it{hint}")
+
+
+class PlotError(ValueError):
+    """The comparison finished and its summary.json is written, but drawing the plots failed."""
 
 
 def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Optional[torch.device] = None,
                 log: Callable[[str], None] = _log, out=None) -> dict:
-    """The whole comparison: lr grid, TrAct at the baseline's best lr, summary.json, plots, the table."""
+    """The whole comparison: lr grid, TrAct at the baseline's best lr, summary.json, the table, plots.
+
+    The output folder is locked for the duration (rank 0 holds the lock for a torchrun job): a second comparison
+    on it raises :class:`~trainact.harness.lock.OutDirLocked` naming the holder's pid, on every rank.
+    """
+    from trainact.harness.lock import OutDirLock, OutDirLocked
+
+    lock, busy = None, None
+    if dist.is_main:
+        try:
+            lock = OutDirLock.acquire(cfg.out)
+        except OutDirLocked as err:
+            busy = str(err)
+    busy = dist.broadcast(busy)
+    if busy is not None:
+        raise OutDirLocked(busy)
+    try:
+        return _run_compare(cfg, dist=dist, device=device, log=log, out=out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.device],
+                 log: Callable[[str], None], out) -> dict:
     from trainact.harness import results as R
     from trainact.harness.data import measure_loader_throughput
 
@@ -554,7 +606,7 @@ def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Option
     for spec in final_runs(cfg, best):
         run(spec)
 
-    summary = None
+    summary, plot_error = None, None
     if dist.is_main:
         summary = R.summarize(out_dir, cfg)
         runs = R.load_runs(out_dir)
@@ -562,15 +614,23 @@ def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Option
             "loader_images_per_second": env["loader_images_per_second"],
             "train_images_per_second": {r["label"] + f"@{r['budget']}": r["train_images_per_second"]["mean"]
                                         for r in summary["results"]}}
-        from trainact.harness.plots import make_plots
-
-        make_plots(out_dir, summary, runs)
         summary["completed"] = summary["complete"]
-        R.write_json_atomic(out_dir / "summary.json", summary)
+        R.write_json_atomic(out_dir / "summary.json", summary)  # before the plots: they cannot lose the results
         print(R.format_table(summary), file=out, flush=True)
         print(f"\nloader {env['loader_images_per_second']:.0f} images/s vs training "
               + ", ".join(f"{k} {v:.0f}" for k, v in summary["throughput"]["train_images_per_second"].items())
               + " images/s", file=out)
-        print(f"results: {out_dir}/summary.json, plots: {out_dir}/*.png", file=out, flush=True)
+        try:
+            from trainact.harness.plots import make_plots
+
+            make_plots(out_dir, summary, runs)
+        except Exception as err:  # noqa: BLE001  (any plotting failure: the results are safe, say how to redo it)
+            plot_error = err
+        else:
+            print(f"results: {out_dir}/summary.json, plots: {out_dir}/*.png", file=out, flush=True)
     dist.barrier()
+    if plot_error is not None:
+        raise PlotError(f"the results are complete in {out_dir}/summary.json, but drawing the plots failed "
+                        f"({type(plot_error).__name__}: {plot_error}); `trainact report {out_dir}` draws them "
+                        "again") from plot_error
     return summary
