@@ -353,13 +353,22 @@ def test_unsupported_module_names_the_supported_ones(module):
         trainact.TrAct(module)
 
 
-def test_subclass_with_own_forward_is_refused():
-    class PaddedConv(nn.Conv2d):
+def test_subclass_with_own_forward_keeps_it_and_gets_tract_on_its_call():
+    class PaddedConv(nn.Conv2d):  # its forward pads, then the base forward makes the one conv call
         def forward(self, x):
-            return super().forward(nn.functional.pad(x, (1, 1, 1, 1)))
+            return super().forward(nn.functional.pad(x, (1, 2, 0, 1), mode="reflect"))
 
-    with pytest.raises(TypeError, match="overrides forward"):
-        trainact.TrAct(PaddedConv(3, 4, 3))
+    torch.manual_seed(5)
+    conv = PaddedConv(3, 4, 3).double()
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    tract = trainact.TrAct(copy.deepcopy(conv), 0.1)
+    out = tract(x)
+    assert torch.equal(out, conv(x))  # the subclass's forward is kept, not replaced
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    plain = nn.Conv2d(3, 4, 3).double()  # the call's geometry, on the input as padded by the forward
+    expected = ridge_oracle(plain, nn.functional.pad(x, (1, 2, 0, 1), mode="reflect"), grad_out, 0.1)
+    assert_close(tract.weight.grad, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_wrapping_twice_is_refused():
@@ -672,3 +681,106 @@ def test_float32_factorisation_failure_retries_in_float64(monkeypatch):
     with pytest.raises(trainact.TrActNumericalError, match="failed in float64"):
         monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda m, *a, **k: (real(m)[0], torch.ones((), dtype=torch.int32)))
         trainact.precondition(grad, gram.float(), 64, 0.1)
+
+
+# --- subclasses whose forward transforms the weight (timm's StdConv2d, ScaledStdConv2d, *Same) ----------------
+
+
+def _standardise(w: torch.Tensor, eps: float, gain=None) -> torch.Tensor:
+    """Per output channel (w - mean) / sqrt(var + eps) over (in, *kernel), as timm's weight standardisation."""
+    flat = w.reshape(w.shape[0], -1)
+    out = (flat - flat.mean(1, keepdim=True)) / (flat.var(1, unbiased=False, keepdim=True) + eps).sqrt()
+    out = out.reshape_as(w)
+    return out if gain is None else out * gain
+
+
+class StdConv(nn.Conv2d):
+    """timm's StdConv2d in miniature: standardise the weight, then one F.conv2d."""
+
+    def forward(self, x):
+        return nn.functional.conv2d(x, _standardise(self.weight, 1e-6), self.bias, self.stride, self.padding,
+                                    self.dilation, self.groups)
+
+
+class ScaledStdConvSame(nn.Conv2d):
+    """ScaledStdConv2dSame in miniature: a learned gain, and 'same' padding done by F.pad before a padding-0 call."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, padding=0, **k)
+        self.gain = nn.Parameter(torch.rand(self.out_channels, 1, 1, 1, dtype=self.weight.dtype) + 0.5)
+
+    def pad(self, x):
+        total = [max((-(-s // st) - 1) * st + (k - 1) * d + 1 - s, 0)
+                 for s, st, k, d in zip(x.shape[-2:], self.stride, self.kernel_size, self.dilation)]
+        return nn.functional.pad(x, [total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2])
+
+    def forward(self, x):
+        w = _standardise(self.weight, 1e-5, self.gain)
+        return nn.functional.conv2d(self.pad(x), w, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(StdConv, dict(stride=2, padding=1)), (StdConv, dict(groups=2, padding=2)),
+                                        (ScaledStdConvSame, dict(stride=2))], ids=["std", "std-groups", "scaled-same"])
+def test_a_weight_transforming_conv_gets_tract_on_the_weight_its_call_uses(cls, kwargs):
+    torch.manual_seed(11)
+    layer = cls(4, 6, 3, **kwargs).double()
+    x = torch.randn(2, 4, 9, 8, dtype=torch.float64)
+    tract = trainact.TrAct(layer, 0.05)  # float64 in: a float64-exact solve by default
+    out = tract(x)
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+
+    # the oracle: the ridge problem of the call the forward makes (its weight, its input after padding, its
+    # geometry), mapped back to the stored parameters by autograd
+    weight = layer.weight.detach().clone().requires_grad_(True)
+    if cls is StdConv:
+        eff, x_call, call = _standardise(weight, 1e-6), x, nn.Conv2d(4, 6, 3, bias=False, **kwargs)
+        params = (weight,)
+    else:
+        gain = layer.gain.detach().clone().requires_grad_(True)
+        eff, x_call, call = _standardise(weight, 1e-5, gain), layer.pad(x), nn.Conv2d(4, 6, 3, stride=2, bias=False)
+        params = (weight, gain)
+    call = call.double()
+    expected_eff = ridge_oracle(call, x_call, grad_out, 0.05)
+    expected = torch.autograd.grad(eff, params, expected_eff)
+    assert_close(tract.weight.grad, expected[0], rtol=1e-10, atol=1e-12)
+    if cls is ScaledStdConvSame:
+        assert_close(tract.gain.grad, expected[1], rtol=1e-10, atol=1e-12)  # the gain follows the chain rule too
+    plain = copy.deepcopy(layer)
+    plain(x).backward(grad_out)
+    assert_close(tract.bias.grad, plain.bias.grad, rtol=0, atol=0)  # bias: untouched
+    assert isinstance(tract, cls) and torch.equal(tract(x), plain(x))
+    seq = nn.Sequential(tract)
+    trainact.remove(seq)
+    assert type(seq[0]) is cls
+
+
+def test_a_forward_with_zero_or_several_calls_or_deferred_statistics_is_refused():
+    class Twice(nn.Conv2d):
+        def forward(self, x):
+            return nn.functional.conv2d(x, self.weight, self.bias, padding=1) + nn.functional.conv2d(x, self.weight)[..., :1, :1]
+
+    class Unfolded(nn.Conv2d):
+        def forward(self, x):
+            cols = nn.functional.unfold(x, self.kernel_size)  # (B, n, L): no conv call at all
+            return (self.weight.flatten(1) @ cols).unflatten(-1, (x.shape[-2] - 2, x.shape[-1] - 2))
+
+    x = torch.randn(1, 3, 6, 6)
+    with pytest.raises(TypeError, match="Twice.forward makes more than one convolution/linear call"):
+        trainact.TrAct(Twice(3, 4, 3))(x)
+    with pytest.raises(TypeError, match="Unfolded.forward makes no convolution/linear call"):
+        trainact.TrAct(Unfolded(3, 4, 3, bias=False))(x)
+    with pytest.raises(ValueError, match="defer=True is not supported for StdConv"):
+        trainact.TrAct(StdConv(3, 4, 3), defer=True)
+
+
+def test_the_core_package_imports_torch_only():
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; before = set(sys.modules); import trainact, trainact.integrations; "
+            "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} - {'trainact'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    new = [m for m in ast.literal_eval(out) if m not in sys.stdlib_module_names]
+    assert new == [], f"importing trainact pulled in {new} beyond torch"

@@ -180,7 +180,28 @@ def attach(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return optimizer
 
 
-def _step_pre_hook(optimizer, args, kwargs) -> None:
+def _step_pre_hook(optimizer, args, kwargs):
+    """Before an optimizer's update its deferred layers must be preconditioned (attached: here; else an error).
+
+    ``step(closure)`` (LBFGS, Lightning) runs the closure, and with it the last micro-batch's backward and the
+    caller's own preconditioning, *inside* step: the check then runs after the closure, not before it."""
+    # args as step() got them, self first: (optimizer, closure?)
+    closure = kwargs["closure"] if "closure" in kwargs else (args[1] if len(args) > 1 else None)
+    if closure is None:
+        _settle(optimizer)
+        return None
+
+    def settled():
+        result = closure()
+        _settle(optimizer)
+        return result
+
+    if "closure" in kwargs:
+        return args, {**kwargs, "closure": settled}
+    return (args[0], settled, *args[2:]), kwargs
+
+
+def _settle(optimizer) -> None:
     if not len(_PENDING):
         return
     params = {id(p) for group in optimizer.param_groups for p in group["params"]}

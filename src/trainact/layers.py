@@ -46,8 +46,9 @@ class _Precondition(torch.autograd.Function):
     """Identity on the weight; backward turns the plain weight gradient into the TrAct gradient."""
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, x: torch.Tensor, layer: "TrActLayer") -> torch.Tensor:  # type: ignore[override]
-        ctx.layer = layer
+    def forward(ctx, weight: torch.Tensor, x: torch.Tensor, layer: "TrActLayer",  # type: ignore[override]
+                geo: Optional[_patches.Geometry] = None) -> torch.Tensor:
+        ctx.layer, ctx.geo = layer, geo
         ctx.save_for_backward(x)  # the layer's own backward keeps x alive anyway: no extra memory
         return weight.view_as(weight)
 
@@ -61,7 +62,65 @@ class _Precondition(torch.autograd.Function):
             )
         (x,) = ctx.saved_tensors
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return layer._tract_gradient(grad, x), None, None
+            return layer._tract_gradient(grad, x, ctx.geo), None, None, None
+
+
+_FUNCTIONAL = {  # the functional calls a weight-transforming subclass may make, and their spatial dims
+    nn.functional.linear: 0, nn.functional.conv1d: 1, nn.functional.conv2d: 2, nn.functional.conv3d: 3,
+}
+
+
+def _call_geometry(func, weight: torch.Tensor, args: tuple, kwargs: dict) -> _patches.Geometry:
+    """The patch geometry of one functional linear/conv call, from the call's own arguments."""
+    d = _FUNCTIONAL[func]
+    if d == 0:
+        return _patches.Geometry(kind="linear", n=weight.shape[1])
+    names = ("stride", "padding", "dilation", "groups")
+    given = dict(zip(names, args[3:]), **{k: v for k, v in kwargs.items() if k in names})
+
+    def per_dim(v, default):
+        v = given.get(v, default)
+        return tuple(v) if isinstance(v, (tuple, list)) else (v,) * d
+
+    kernel, dilation = tuple(weight.shape[2:]), per_dim("dilation", 1)
+    padding = given.get("padding", 0)
+    if isinstance(padding, str):
+        per = [(0, 0)] * d if padding == "valid" else _patches._same_padding(kernel, dilation)
+    else:
+        per = [(p, p) for p in per_dim("padding", 0)]
+    pad = tuple(v for left, right in reversed(per) for v in (left, right))
+    groups = int(given.get("groups", 1))
+    return _patches.Geometry(kind="conv", n=weight.shape[1] * int(torch.Size(kernel).numel()), groups=groups,
+                             kernel=kernel, stride=per_dim("stride", 1), dilation=dilation, pad=pad)
+
+
+class _Intercept(torch.overrides.TorchFunctionMode):
+    """Runs the forward of a weight-transforming subclass (timm's StdConv2d, ...) and preconditions the weight
+    *as passed to* its one functional convolution / linear call, with that call's input and geometry."""
+
+    def __init__(self, layer: "TrActLayer"):
+        super().__init__()
+        self.layer, self.calls = layer, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _FUNCTIONAL:
+            self.calls += 1
+            if self.calls > 1:
+                raise TypeError(f"{self.layer._tract_label()}: {_plain_class(type(self.layer)).__name__}.forward makes "
+                                f"more than one convolution/linear call; TrAct needs exactly one")
+            args = list(args)
+            x = args[0] if args else kwargs["input"]
+            w_key = 1 if len(args) > 1 else "weight"
+            weight = args[w_key] if w_key == 1 else kwargs[w_key]
+            if torch.is_grad_enabled() and weight.requires_grad:
+                geo = _call_geometry(func, weight, tuple(args), kwargs)
+                weight = _Precondition.apply(weight, x.detach(), self.layer, geo)
+                if w_key == 1:
+                    args[1] = weight
+                else:
+                    kwargs[w_key] = weight
+        return func(*args, **kwargs)
 
 
 class TrActLayer:
@@ -70,7 +129,17 @@ class TrActLayer:
     tract: TrActConfig
     _tract_name: Optional[str]
 
+    _tract_transforms_weight: bool = False  # the original class overrides forward (e.g. weight standardisation)
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self._tract_transforms_weight:
+            mode = _Intercept(self)
+            with mode:
+                out = super().forward(input)  # type: ignore[misc]
+            if mode.calls == 0:
+                raise TypeError(f"{self._tract_label()}: {_plain_class(type(self)).__name__}.forward makes no "
+                                f"convolution/linear call TrAct can see (torch.nn.functional.linear/conv1d-3d)")
+            return out
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
             weight = _Precondition.apply(weight, input.detach(), self)  # x: data only, not a graph input
@@ -85,10 +154,12 @@ class TrActLayer:
     def tract_geometry(self) -> _patches.Geometry:
         return _patches.geometry_of(self)
 
-    def _tract_gradient(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The TrAct weight gradient from the plain one and the layer input (used by backward)."""
+    def _tract_gradient(self, grad: torch.Tensor, x: torch.Tensor,
+                        geo: Optional[_patches.Geometry] = None) -> torch.Tensor:
+        """The TrAct weight gradient from the plain one and the layer input (used by backward); `geo`: the
+        geometry of the call that used the weight, where it is not the module's own."""
         cfg = self.tract
-        geo = self.tract_geometry
+        geo = geo or self.tract_geometry
         g = geo.groups
         label = self._tract_label()
         group = _dist.sync_group(cfg.sync, label)
@@ -140,7 +211,9 @@ _TRANSIENT = ("_tract_pending", "_tract_agreed")  # per-process state, never cop
 
 def _tract_class(cls: type) -> type:
     if cls not in _CLASSES:
-        _CLASSES[cls] = type(f"TrAct{cls.__name__}", (TrActLayer, cls), {"__module__": __name__})
+        base = next(c for c in SUPPORTED if issubclass(cls, c))
+        _CLASSES[cls] = type(f"TrAct{cls.__name__}", (TrActLayer, cls),
+                             {"__module__": __name__, "_tract_transforms_weight": cls.forward is not base.forward})
     return _CLASSES[cls]
 
 
@@ -166,13 +239,7 @@ def _check_supported(module: Any, where: str) -> None:
     if not isinstance(module, SUPPORTED):
         raise TypeError(
             f"{where}: unsupported module {type(module).__name__}; TrAct supports {_SUPPORTED_NAMES} "
-            f"(and subclasses that keep their forward)"
-        )
-    base = next(c for c in SUPPORTED if isinstance(module, c))
-    if type(module).forward is not base.forward:
-        raise TypeError(
-            f"{where}: {type(module).__name__} overrides forward(); TrAct replaces the forward of {base.__name__} and "
-            f"would silently drop that change. Supported: {_SUPPORTED_NAMES}"
+            f"(and subclasses, also those whose forward transforms the weight before one functional call)"
         )
 
 
@@ -235,7 +302,11 @@ def TrAct(
     """
     _check_supported(module, "TrAct")
     cfg = _config(lam, relative, solve_dtype, block_bytes, woodbury, sync, defer)
-    new = object.__new__(_tract_class(type(module)))
+    cls = _tract_class(type(module))
+    if defer and cls._tract_transforms_weight:
+        raise ValueError(f"TrAct: defer=True is not supported for {type(module).__name__}, whose forward transforms "
+                         f"the weight: TrAct applies to the transformed weight's gradient inside backward")
+    new = object.__new__(cls)
     new.__dict__.update(module.__dict__)
     for key, value in module.__dict__.items():  # own dicts, shared contents (Parameters, buffers, hooks)
         if isinstance(value, dict):
