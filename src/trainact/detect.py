@@ -22,7 +22,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+from .patches import SUPPORTED
+
 # Families that TrAct cannot wrap but that would be the first layer if they consume the input.
 _OTHER_LAYERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Embedding, nn.Bilinear)
 

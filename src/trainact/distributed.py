@@ -121,15 +121,13 @@ def add_pending(layer, gram: torch.Tensor, rows: int) -> None:
     _ensure_hook()
 
 
-def _layers(target: Union[nn.Module, Iterable[nn.Module]]) -> list:
-    from .layers import TrActLayer
-
-    modules = target.modules() if isinstance(target, nn.Module) else target
-    return [m for m in modules if isinstance(m, TrActLayer)]
+def _modules(target: Union[nn.Module, Iterable[nn.Module]]) -> Iterable[nn.Module]:
+    return target.modules() if isinstance(target, nn.Module) else target
 
 
 def pending_layers(target: Union[nn.Module, Iterable[nn.Module]]) -> list:
-    return [m for m in _layers(target) if getattr(m, "_tract_pending", None) is not None]
+    """The deferred TrAct layers among `target`'s modules that hold statistics not yet consumed."""
+    return [m for m in _modules(target) if m in _PENDING]
 
 
 def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[str]:
@@ -139,34 +137,16 @@ def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[st
     and, under DDP with sync != "local", of every rank.  Returns the labels of the layers it preconditioned.
     Every rank must call it at the same point.
     """
-    from .tract import precondition, resolve_solve_dtype
-
     done = []
     for layer in pending_layers(target):
-        gram, rows = layer._tract_pending
-        cfg = layer.tract
-        label = layer._tract_label()
-        group = sync_group(cfg.sync, label)
-        if group is not None:
-            gram, rows = all_reduce_stats(gram, rows, group)
-        grad = layer.weight.grad
-        if grad is None:
-            raise RuntimeError(f"{label}: statistics are pending but weight.grad is None (was zero_grad called "
-                               f"between backward and precondition_grads?)")
-        g = layer.tract_geometry.groups
-        grad3 = grad.reshape(g, grad.shape[0] // g, -1)  # (g, m_g, n_g)
-        # "auto": the accumulated statistics' dtype already says whether any input was float64
-        dtype = resolve_solve_dtype(cfg.solve_dtype, gram.dtype, layer.weight.dtype)
-        new = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
-        grad.copy_(new.reshape(grad.shape))  # in place: DDP bucket views and optimizer references stay valid
-        discard_pending([layer])
-        done.append(label)
+        layer._tract_precondition_pending()
+        done.append(layer._tract_label())
     return done
 
 
 def discard_pending(target: Union[nn.Module, Iterable[nn.Module]]) -> None:
     """Drop accumulated statistics (e.g. after a step the GradScaler skipped without preconditioning)."""
-    for layer in _layers(target):
+    for layer in pending_layers(target):
         layer._tract_pending = None
         _PENDING.discard(layer)
 

@@ -13,7 +13,7 @@ Parameter objects (an optimizer built before wrapping keeps working) and has the
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
 
 import torch
@@ -25,21 +25,71 @@ from .tract import check_lam, precondition, precondition_woodbury, resolve_solve
 
 __all__ = ["TrAct", "TrActConfig", "TrActLayer", "apply", "remove", "is_tract", "SUPPORTED"]
 
-SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_SUPPORTED_NAMES = "nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d"
+SUPPORTED, _SUPPORTED_NAMES = _patches.SUPPORTED, _patches.SUPPORTED_NAMES
+
+
+_UNSET: Any = object()  # "lam not given" (None is a bad λ, not a default)
 
 
 @dataclass(frozen=True)
 class TrActConfig:
-    """Options of one TrAct layer (see :func:`TrAct`)."""
+    """The options of a TrAct layer, validated when made (one place: ``TrAct``, ``apply`` and the Lightning
+    callback take these names as keyword arguments, or a ready ``config=``).
+
+    lam: λ > 0.  The paper uses 0.05, 0.1 and 0.2 and recommends 0.1 to start, 0.2 for long training; smaller is
+        more aggressive.  Assumes standardised inputs (mean 0, std 1 per channel).
+    relative: use λ · tr(AᵀA/r)/n as the ridge term, which makes the update invariant to the input scale (for
+        [0, 1] or [0, 255] inputs).  Not in the paper.
+    solve_dtype: the dtype of the covariance and the solve.  "auto" (default): float64 when the layer input or the
+        weight (and so its gradient) is float64, float32 otherwise (fp32, bf16, fp16 layers, autocast);
+        torch.float32 or torch.float64 to fix it.  fp32 falls back to fp64 by itself if the factorisation fails.
+        Under DDP every rank resolves "auto" from the same dtypes, so the all-reduced statistics agree.
+    block_bytes: the most bytes of unfolded patches materialised at once (default None: 16 MiB on the CPU, where a
+        block's copy and GEMM stay in cache, 64 MiB on a GPU, where fewer, larger GEMMs are faster).
+    woodbury: use the Woodbury form when the batch has fewer patch rows than features (r < n).
+    sync: under an initialised process group with several ranks, "auto" (default) and "global" precondition with
+        the covariance of the global batch (one all-reduce of n² + 1 numbers), "local" with each rank's own (the
+        paper's code).  "global" raises if no process group is initialised.
+    defer: accumulate statistics in backward and precondition once per optimizer step with
+        :func:`trainact.precondition_grads` (exact gradient accumulation, multi-crop pooling).
+    """
 
     lam: float = 0.1
     relative: bool = False
-    solve_dtype: Union[str, torch.dtype] = "auto"  # "auto": float64 if the input or the weight is, else float32
-    block_bytes: Optional[int] = None  # None: 16 MiB on the CPU, 64 MiB on a GPU (patches.default_block_bytes)
+    solve_dtype: Union[str, torch.dtype] = "auto"
+    block_bytes: Optional[int] = None
     woodbury: bool = True
     sync: str = "auto"
     defer: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lam", check_lam(self.lam))
+        for flag in ("relative", "woodbury", "defer"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"TrAct: {flag} must be True or False, got {getattr(self, flag)!r}")
+        b = self.block_bytes
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise ValueError(f"TrAct: block_bytes must be a positive integer number of bytes or None, got {b!r}")
+        if self.sync not in _dist.SYNC_MODES:
+            raise ValueError(f"TrAct: sync must be one of {_dist.SYNC_MODES}, got {self.sync!r}")
+        object.__setattr__(self, "solve_dtype", solve_dtype_of(self.solve_dtype))
+
+    @classmethod
+    def of(cls, lam: Any = _UNSET, config: Optional["TrActConfig"] = None, **options: Any) -> "TrActConfig":
+        """A config from ``config=`` or from ``lam`` and keyword options (not both); unknown names are an error.
+        ``lam`` left out (``_UNSET``) means the default, 0.1."""
+        if config is not None:
+            if lam is not _UNSET or options:
+                raise TypeError(f"TrAct: pass either config= or lam/options, not both (got lam={lam!r}, "
+                                f"options {sorted(options)})")
+            if not isinstance(config, cls):
+                raise TypeError(f"TrAct: config must be a TrActConfig, got {type(config).__name__}")
+            return config
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise TypeError(f"TrAct: unknown option(s) {unknown}; the options are {names}")
+        return cls(**({} if lam is _UNSET else {"lam": lam}), **options)
 
 
 class _Precondition(torch.autograd.Function):
@@ -185,6 +235,26 @@ class TrActLayer:
             out = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
         return out.reshape(grad.shape)
 
+    def _tract_precondition_pending(self) -> None:
+        """The deferred step: weight.grad (the plain gradient of every backward since the last step) becomes the
+        TrAct gradient, with the pooled statistics of those backwards (and, under DDP, of every rank)."""
+        gram, rows = self._tract_pending
+        cfg, label = self.tract, self._tract_label()
+        group = _dist.sync_group(cfg.sync, label)
+        if group is not None:
+            gram, rows = _dist.all_reduce_stats(gram, rows, group)
+        grad = self.weight.grad
+        if grad is None:
+            raise RuntimeError(f"{label}: statistics are pending but weight.grad is None (was zero_grad called "
+                               f"between backward and precondition_grads?)")
+        g = self.tract_geometry.groups
+        grad3 = grad.reshape(g, grad.shape[0] // g, -1)  # (g, m_g, n_g)
+        # "auto": the accumulated statistics' dtype already says whether any input was float64
+        dtype = resolve_solve_dtype(cfg.solve_dtype, gram.dtype, self.weight.dtype)
+        new = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
+        grad.copy_(new.reshape(grad.shape))  # in place: DDP bucket views and optimizer references stay valid
+        _dist.discard_pending([self])
+
     def extra_repr(self) -> str:
         base = super().extra_repr()  # type: ignore[misc]
         extra = f"lam={self.tract.lam}"
@@ -243,35 +313,13 @@ def _check_supported(module: Any, where: str) -> None:
         )
 
 
-def _config(lam: Any, relative: Any, solve_dtype: Any, block_bytes: Any, woodbury: Any, sync: Any, defer: Any) -> TrActConfig:
-    lam = check_lam(lam)
-    if not isinstance(relative, bool):
-        raise TypeError(f"TrAct: relative must be True or False, got {relative!r}")
-    if block_bytes is not None and (isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes < 1):
-        raise ValueError(f"TrAct: block_bytes must be a positive integer number of bytes or None, got {block_bytes!r}")
-    if not isinstance(woodbury, bool):
-        raise TypeError(f"TrAct: woodbury must be True or False, got {woodbury!r}")
-    if sync not in _dist.SYNC_MODES:
-        raise ValueError(f"TrAct: sync must be one of {_dist.SYNC_MODES}, got {sync!r}")
-    if not isinstance(defer, bool):
-        raise TypeError(f"TrAct: defer must be True or False, got {defer!r}")
-    return TrActConfig(
-        lam=lam, relative=relative, solve_dtype=solve_dtype_of(solve_dtype), block_bytes=block_bytes,
-        woodbury=woodbury, sync=sync, defer=defer,
-    )
-
-
 def TrAct(
     module: nn.Module,
-    lam: float = 0.1,
+    lam: float = _UNSET,
     *,
-    relative: bool = False,
-    solve_dtype: Union[str, torch.dtype] = "auto",
-    block_bytes: Optional[int] = None,
-    woodbury: bool = True,
-    sync: str = "auto",
-    defer: bool = False,
+    config: Optional[TrActConfig] = None,
     name: Optional[str] = None,
+    **options: Any,
 ) -> nn.Module:
     """Return the TrAct version of a first layer (``nn.Linear`` or ``nn.Conv1d/2d/3d``).
 
@@ -279,31 +327,17 @@ def TrAct(
     forward output is identical; only the weight gradient changes to ``Gᵀ A (AᵀA/r + λI)⁻¹``.  The module passed
     in is not modified::
 
-        model.conv1 = trainact.TrAct(model.conv1)          # the paper's usage
+        model.conv1 = trainact.TrAct(model.conv1)                     # the paper's usage, λ = 0.1
+        model.conv1 = trainact.TrAct(model.conv1, 0.2, defer=True)    # options: see TrActConfig
+        model.conv1 = trainact.TrAct(model.conv1, config=TrActConfig(lam=0.2))
 
-    Args:
-        lam: λ > 0.  The paper uses 0.05, 0.1 and 0.2 and recommends 0.1 to start, 0.2 for long training;
-            smaller is more aggressive.  Assumes standardised inputs (mean 0, std 1 per channel).
-        relative: use λ · tr(AᵀA/r)/n as the ridge term, which makes the update invariant to the input scale
-            (for [0, 1] or [0, 255] inputs).  Not in the paper.
-        solve_dtype: the dtype of the covariance and the solve.  "auto" (default): float64 when the layer input or
-            the weight (and so its gradient) is float64, float32 otherwise (fp32, bf16, fp16 layers, autocast);
-            torch.float32 or torch.float64 to fix it.  fp32 falls back to fp64 by itself if the factorisation fails.
-            Under DDP every rank resolves "auto" from the same dtypes, so the all-reduced statistics agree.
-        block_bytes: the most bytes of unfolded patches materialised at once (default None: 16 MiB on the CPU,
-            where a block's copy and GEMM stay in cache, 64 MiB on a GPU, where fewer, larger GEMMs are faster).
-        woodbury: use the Woodbury form when the batch has fewer patch rows than features (r < n).
-        sync: under an initialised process group with several ranks, "auto" (default) and "global" precondition
-            with the covariance of the global batch (one all-reduce of n² + 1 numbers), "local" with each rank's
-            own (the paper's code).  "global" raises if no process group is initialised.
-        defer: accumulate statistics in backward and precondition once per optimizer step with
-            :func:`trainact.precondition_grads` (exact gradient accumulation, multi-crop pooling).
-        name: label used in error messages (``apply`` sets the qualified name).
+    ``lam`` and ``options`` are the fields of :class:`TrActConfig` (documented there), or ``config`` one made
+    before; ``name`` is the label used in error messages (``apply`` sets the qualified name).
     """
     _check_supported(module, "TrAct")
-    cfg = _config(lam, relative, solve_dtype, block_bytes, woodbury, sync, defer)
+    cfg = TrActConfig.of(lam, config, **options)
     cls = _tract_class(type(module))
-    if defer and cls._tract_transforms_weight:
+    if cfg.defer and cls._tract_transforms_weight:
         raise ValueError(f"TrAct: defer=True is not supported for {type(module).__name__}, whose forward transforms "
                          f"the weight: TrAct applies to the transformed weight's gradient inside backward")
     new = object.__new__(cls)

@@ -20,7 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Geometry", "geometry_of", "gram", "patch_matrix", "default_block_bytes", "DEFAULT_BLOCK_BYTES"]
+__all__ = ["Geometry", "geometry_of", "gram", "patch_matrix", "default_block_bytes", "DEFAULT_BLOCK_BYTES", "SUPPORTED"]
+
+SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the layer types TrAct knows the patches of
+SUPPORTED_NAMES = ", ".join(f"nn.{c.__name__}" for c in SUPPORTED)
 
 DEFAULT_BLOCK_BYTES = 16 * 2**20  # CPU: cache-friendly, the copy and GEMM of a block stay in L2/L3
 ACCELERATOR_BLOCK_BYTES = 64 * 2**20  # GPU: fewer, larger GEMMs (a 7x7/2 stem at batch 32: 0.6x the time of 16 MiB)

@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 import torch
 
 import trainact
-from trainact.layers import TrActLayer, _config
+from trainact.layers import TrActConfig, TrActLayer
 
 try:
     from lightning.pytorch.callbacks import Callback
@@ -50,11 +50,7 @@ class TrAct(Callback):
             raise ValueError(f"TrAct callback: defer must be 'auto', True or False, got {defer!r}")
         if "defer" in options:
             raise TypeError("TrAct callback: pass defer once")
-        _config(lam, options.get("relative", False), options.get("solve_dtype", "auto"),  # fail now, not in setup
-                options.get("block_bytes"), options.get("woodbury", True), options.get("sync", "auto"), False)
-        unknown = sorted(set(options) - {"relative", "solve_dtype", "block_bytes", "woodbury", "sync"})
-        if unknown:
-            raise TypeError(f"TrAct callback: unknown option(s) {unknown}")
+        TrActConfig.of(lam, **options)  # bad options fail now, not in setup
         self.lam, self.layer, self.example_input, self.defer, self.options = lam, layer, example_input, defer, options
         self.names: Union[None, str, list] = None
 
