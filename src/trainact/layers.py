@@ -382,6 +382,31 @@ def remove(model: nn.Module) -> list[str]:
 untract = _untract
 
 
+def _which_layers(model: nn.Module, layer: Any, example_input: Optional[torch.Tensor]) -> tuple[list, Optional[str], bool]:
+    """apply's `layer` argument -> (qualified names, the call as errors name it, whether one name is returned)."""
+    from .detect import find_first_layer, find_input_layers
+
+    if isinstance(layer, (list, tuple)):
+        names = list(layer)
+        where = f"apply(layer={names!r})"
+        if not names:
+            raise ValueError(f"{where}: the list of layer names is empty; name at least one layer")
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise TypeError(f"{where}: layer names must be qualified module names (str), got {bad!r}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{where}: {repeated} named more than once")
+        return names, where, False
+    if layer is None:
+        return [find_first_layer(model, example_input=example_input)], None, True
+    if layer == "all":
+        return find_input_layers(model, example_input=example_input), "apply(layer='all')", False
+    if isinstance(layer, str):
+        return [layer], None, True
+    raise TypeError(f"apply: layer must be None, 'all', a qualified module name (str) or a list of names, got {layer!r}")
+
+
 def apply(
     model: nn.Module,
     lam: float = 0.1,
@@ -408,35 +433,12 @@ def apply(
     Every name is checked before any layer is replaced.  ``options`` are those of :func:`TrAct`;
     :func:`remove` undoes any of these.
     """
-    from .detect import find_first_layer, find_input_layers
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"apply: model must be an nn.Module, got {type(model).__name__}")
     existing = [n for n, m in model.named_modules() if isinstance(m, TrActLayer)]
     if existing:
         raise ValueError(f"apply: the model already has TrAct layer(s) {existing}; call trainact.remove(model) first")
-    if isinstance(layer, (list, tuple)):
-        names = list(layer)
-        where = f"apply(layer={names!r})"
-        if not names:
-            raise ValueError(f"{where}: the list of layer names is empty; name at least one layer")
-        bad = [n for n in names if not isinstance(n, str)]
-        if bad:
-            raise TypeError(f"{where}: layer names must be qualified module names (str), got {bad!r}")
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"{where}: {repeated} named more than once")
-        single = False
-    elif layer is None:
-        names, where, single = [find_first_layer(model, example_input=example_input)], None, True
-    elif layer == "all":
-        names, where, single = find_input_layers(model, example_input=example_input), "apply(layer='all')", False
-    elif isinstance(layer, str):
-        names, where, single = [layer], None, True
-    else:
-        raise TypeError(
-            f"apply: layer must be None, 'all', a qualified module name (str) or a list of names, got {layer!r}"
-        )
+    names, where, single = _which_layers(model, layer, example_input)
     targets = []
     unknown = []
     for name in names:

@@ -38,16 +38,21 @@ def _colors(labels: Sequence[str]) -> dict:
 def make_plots(out_dir, analysis: dict, runs: Sequence[RunResult]) -> list[Path]:
     """Write the three PNGs into `out_dir`; returns their paths."""
     plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     out_dir = Path(out_dir)
     selected = {(r["label"], r["budget"]): r["lr"] for r in analysis["results"]}
     labels = sorted({l for l, _ in selected}, key=lambda l: (l != "baseline", l))
     colors = _colors(labels)
     budgets = sorted({b for _, b in selected})
-    paths = []
+    figures = (("accuracy_vs_epoch.png", _accuracy_vs_epoch(plt, runs, selected, labels, colors, budgets)),
+               ("accuracy_vs_budget.png", _accuracy_vs_budget(plt, analysis, labels, colors, budgets)),
+               ("speedup.png", _speedup(plt, analysis, labels, colors, budgets)))
+    return [_save(fig, out_dir / name, plt) for name, fig in figures]
 
-    # ---- test top-1 vs epoch, one panel per budget
+
+def _accuracy_vs_epoch(plt, runs, selected: dict, labels: list, colors: dict, budgets: list):
+    """Test top-1 against the epoch, one panel per budget (mean over seeds, min-max band)."""
+    from matplotlib.ticker import MaxNLocator
+
     ncols = max(1, len(budgets))
     fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 3.6), squeeze=False, sharey=True)
     for ax, b in zip(axes[0], budgets):
@@ -75,9 +80,11 @@ def make_plots(out_dir, analysis: dict, runs: Sequence[RunResult]) -> list[Path]
     axes[0][0].set_ylabel("test top-1 (%)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    paths.append(_save(fig, out_dir / "accuracy_vs_epoch.png", plt))
+    return fig
 
-    # ---- final top-1 vs budget
+
+def _accuracy_vs_budget(plt, analysis: dict, labels: list, colors: dict, budgets: list):
+    """Final top-1 against the budget (mean ± std over seeds)."""
     fig, ax = plt.subplots(figsize=(5, 3.8))
     for label in labels:
         rows = sorted((r for r in analysis["results"] if r["label"] == label), key=lambda r: r["budget"])
@@ -93,9 +100,11 @@ def make_plots(out_dir, analysis: dict, runs: Sequence[RunResult]) -> list[Path]
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    paths.append(_save(fig, out_dir / "accuracy_vs_budget.png", plt))
+    return fig
 
-    # ---- speed-up: matched baseline budget vs TrAct budget
+
+def _speedup(plt, analysis: dict, labels: list, colors: dict, budgets: list):
+    """The matched baseline budget against the TrAct budget (▲ at least, ▼ less than)."""
     fig, ax = plt.subplots(figsize=(5, 3.8))
     lo, hi = (min(budgets), max(budgets)) if budgets else (1, 2)
     for s in analysis["speedups"]:
@@ -122,8 +131,7 @@ def make_plots(out_dir, analysis: dict, runs: Sequence[RunResult]) -> list[Path]
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    paths.append(_save(fig, out_dir / "speedup.png", plt))
-    return paths
+    return fig
 
 
 def _save(fig, path: Path, plt) -> Path:
