@@ -171,7 +171,7 @@ def test_conv_property(dims, cin_per_group, groups, cout_per_group, kernel, stri
         stride = 1  # PyTorch forbids 'same' with stride > 1
     torch.manual_seed(seed)
     span = dilation * (kernel - 1) + 1
-    size = span + extra + (0 if isinstance(pad, str) else 0)
+    size = span + extra
     if mode != "zeros":
         size = max(size, 2 * (pad if isinstance(pad, int) else span) + 1)  # reflect needs pad < size
     layer = CONV[dims](

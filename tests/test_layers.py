@@ -116,8 +116,7 @@ def test_float32_default_matches_float64_oracle():
     x = torch.randn(8, 3, 12, 12) * 2 + 0.5
     grad_out = torch.randn(8, 16, 12, 12)
     w = trainact.TrAct(conv)
-    xr = x.clone()
-    w(xr).backward(grad_out)
+    w(x).backward(grad_out)
     assert w.weight.grad.dtype == torch.float32
     ref = ridge_oracle(conv.double(), x.double(), grad_out.double(), 0.1)
     assert_close(w.weight.grad.double(), ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
@@ -212,6 +211,33 @@ def test_memory_blocks_are_bounded(layer, shape, monkeypatch):
     assert_close(small, big, rtol=1e-5, atol=1e-4)
 
 
+def test_band_algorithm_blocks_are_bounded(monkeypatch):
+    """The band algorithm (a 7x7/2 stem on the CPU) lays out a few samples at a time, within block_bytes."""
+    layer, x = nn.Conv2d(3, 8, 7, stride=2, padding=3), torch.randn(5, 3, 30, 30)
+    geo = patches.geometry_of(layer)
+    per_sample = 15 * (35 + 7) * 21 * 4  # output columns x (padded lines + k) x Cg·k x float32: 52 920 bytes
+    budget = 2 * per_sample
+    sizes = []
+    real_zeros = torch.zeros
+
+    def zeros(*shape, **kwargs):
+        out = real_zeros(*shape, **kwargs)
+        sizes.append(out.numel() * out.element_size())
+        return out
+
+    monkeypatch.setattr(patches.torch, "zeros", zeros)
+    banded = patches._gram_band(x, geo, torch.float32, budget)
+    monkeypatch.setattr(patches.torch, "zeros", real_zeros)
+    assert banded is not None and patches._band_applies(geo, x.device)
+    blocks = [b for b in sizes if b == 2 * per_sample or b == per_sample]  # the laid-out samples of each block
+    assert len(blocks) == 3 and max(blocks) <= budget  # 5 samples: 2 + 2 + 1
+    from oracle import layer_patches
+
+    a = layer_patches(copy.deepcopy(layer).double(), x.double())[0]  # (r, n) from the layer's own convolution
+    assert banded[1] == a.shape[0]
+    assert_close(banded[0].double(), a.T @ a, rtol=1e-5, atol=1e-3)
+
+
 def test_patch_embedding_uses_a_view_of_the_input():
     conv = nn.Conv2d(3, 8, 4, stride=4)
     x = torch.randn(2, 3, 16, 16)
@@ -219,22 +245,40 @@ def test_patch_embedding_uses_a_view_of_the_input():
     assert view.data_ptr() == x.data_ptr() and view._base is x  # no copy before the bounded block
 
 
+def _record_plain(layer) -> dict:
+    """Record the plain weight gradient and the input that reach a TrAct layer's backward."""
+    seen, tract_gradient = {}, layer._tract_gradient
+    layer._tract_gradient = lambda grad, x, geo=None: (seen.update(plain=grad.clone(), x=x.clone()),
+                                                       tract_gradient(grad, x, geo))[1]
+    return seen
+
+
+def _formula(conv: nn.Conv2d, plain: torch.Tensor, x: torch.Tensor, lam: float) -> torch.Tensor:
+    """plain · (AᵀA/r + λI)⁻¹ in float64, A from the layer's own convolution (tests/oracle.py)."""
+    from oracle import layer_patches
+
+    a = layer_patches(copy.deepcopy(conv).double(), x.double())[0]  # (r, n)
+    mat = a.T @ a / a.shape[0] + lam * torch.eye(a.shape[1], dtype=torch.float64)
+    return (plain.double().reshape(plain.shape[0], -1) @ torch.linalg.inv(mat)).reshape(plain.shape)
+
+
 def test_autocast_bf16_cpu():
     torch.manual_seed(7)
     model = tiny_cnn()
     trainact.apply(model)
+    seen = _record_plain(model[0])
     x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
         assert out.dtype == torch.bfloat16
         loss = nn.functional.cross_entropy(out.float(), y)
-    # capture the plain (autocast) weight gradient arriving at the TrAct node, then compare to the formula
-    captured = {}
-    model[0].weight.register_hook(lambda g: captured.setdefault("tract", g))
     loss.backward()
     g = model[0].weight.grad
     assert g.dtype == torch.float32 and torch.isfinite(g).all()
-    # same step in fp32 without autocast: TrAct grads agree to bf16 accuracy
+    # the formula on what arrived: the (bf16-accurate) plain gradient times the fp32 input's (AᵀA/r + λI)⁻¹
+    assert seen["x"].dtype == torch.float32 and seen["plain"].dtype == torch.float32
+    assert_close(g.double(), _formula(model[0], seen["plain"], seen["x"], 0.1), rtol=1e-5, atol=1e-7)
+    # and the same step in fp32 without autocast agrees to bf16 accuracy
     fp32 = tract_grad_of(model, x, y)
     assert_close(g, fp32, rtol=0.05, atol=0.02 * fp32.abs().max().item())
 
@@ -252,7 +296,13 @@ def test_low_precision_layer(dtype):
         pytest.skip(f"{dtype} conv unavailable on this CPU build: {err}")
     assert low.weight.grad.dtype == dtype
     ref = ridge_oracle(conv.double(), x.to(dtype).double(), grad_out.to(dtype).double(), 0.1)
-    assert_close(low.weight.grad.double(), ref, rtol=0.05, atol=0.03 * ref.abs().max().item())
+    assert_close(low.weight.grad.double(), ref, rtol=0.05, atol=0.03 * ref.abs().max().item())  # dtype's conv
+    # exactly the formula on the low-precision plain gradient, solved in fp32, rounded once to the dtype
+    seen = _record_plain(low)
+    low.weight.grad = None
+    low(x.to(dtype)).backward(grad_out.to(dtype))
+    expected = _formula(conv, seen["plain"], seen["x"], 0.1).to(dtype)
+    assert_close(low.weight.grad, expected, rtol=2 * torch.finfo(dtype).eps, atol=1e-6 * ref.abs().max().item())
 
 
 def test_nonfinite_output_gradient_propagates_without_raising():
