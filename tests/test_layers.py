@@ -235,7 +235,7 @@ def test_band_algorithm_blocks_are_bounded(monkeypatch):
 
     a = layer_patches(copy.deepcopy(layer).double(), x.double())[0]  # (r, n) from the layer's own convolution
     assert banded[1] == a.shape[0]
-    assert_close(banded[0].double(), a.T @ a, rtol=1e-5, atol=1e-3)
+    assert_close(banded[0][0].double(), a.T @ a, rtol=1e-5, atol=1e-3)  # (g = 1, n, n)
 
 
 def test_patch_embedding_uses_a_view_of_the_input():
