@@ -1,10 +1,13 @@
-"""CUDA checks: autocast fp16/bf16, GradScaler, and CPU/GPU agreement. Skipped without a GPU.
+"""GPU checks: float64 against the oracle, autocast fp16/bf16 with a GradScaler, a skipped overflow step, and
+CPU/GPU agreement. Skipped where the device is not there.
 
-Run on a machine with CUDA: `python -m pytest -m gpu tests/test_gpu.py`.
+On a GPU machine: `python -m pytest -m gpu tests/test_gpu.py` (the device is $TRAINACT_TEST_DEVICE, default
+"cuda"; e.g. TRAINACT_TEST_DEVICE=cuda:1).
 """
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
@@ -14,7 +17,16 @@ from torch.testing import assert_close
 import trainact
 from oracle import ridge_oracle
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+DEVICE = torch.device(os.environ.get("TRAINACT_TEST_DEVICE", "cuda"))
+
+
+def _available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    return device.type == "cpu"
+
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _available(DEVICE), reason=f"needs {DEVICE}")]
 
 
 def stem_model() -> nn.Sequential:
@@ -27,22 +39,22 @@ def test_cuda_float64_matches_oracle():
     conv = nn.Conv2d(3, 8, 7, stride=2, padding=3).double()
     x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
     grad_out = torch.randn(4, 8, 16, 16, dtype=torch.float64)
-    layer = trainact.TrAct(copy.deepcopy(conv).cuda(), solve_dtype=torch.float64)
-    layer(x.cuda()).backward(grad_out.cuda())
+    layer = trainact.TrAct(copy.deepcopy(conv).to(DEVICE), solve_dtype=torch.float64)
+    layer(x.to(DEVICE)).backward(grad_out.to(DEVICE))
     assert_close(layer.weight.grad.cpu(), ridge_oracle(conv, x, grad_out, 0.1), rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_autocast_and_gradscaler(dtype):
     torch.manual_seed(1)
-    model = stem_model().cuda()
+    model = stem_model().to(DEVICE)
     trainact.apply(model)
-    x, y = torch.randn(32, 3, 64, 64, device="cuda"), torch.randint(0, 10, (32,), device="cuda")
+    x, y = torch.randn(32, 3, 64, 64, device=DEVICE), torch.randint(0, 10, (32,), device=DEVICE)
     ref = copy.deepcopy(model)  # the same step in fp32
     nn.functional.cross_entropy(ref(x), y).backward()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    with torch.autocast("cuda", dtype=dtype):
+    scaler = torch.amp.GradScaler(DEVICE.type, enabled=dtype == torch.float16)
+    with torch.autocast(DEVICE.type, dtype=dtype):
         loss = nn.functional.cross_entropy(model(x), y)
     scaler.scale(loss).backward()
     scaler.unscale_(opt)
@@ -55,14 +67,14 @@ def test_cuda_autocast_and_gradscaler(dtype):
 
 
 def test_cuda_overflow_step_is_skipped():
-    model = stem_model().cuda()
+    model = stem_model().to(DEVICE)
     trainact.apply(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**24)
+    scaler = torch.amp.GradScaler(DEVICE.type, init_scale=2.0**24)
     before = model[0].weight.detach().clone()
-    with torch.autocast("cuda", dtype=torch.float16):
-        loss = nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32, device="cuda")),
-                                           torch.zeros(8, dtype=torch.long, device="cuda"))
+    with torch.autocast(DEVICE.type, dtype=torch.float16):
+        loss = nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32, device=DEVICE)),
+                                           torch.zeros(8, dtype=torch.long, device=DEVICE))
     scaler.scale(loss * 1e6).backward()
     scaler.step(opt)
     scaler.update()
@@ -74,7 +86,7 @@ def test_cpu_and_cuda_agree():
     model = stem_model()
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     grads = []
-    for device in ("cpu", "cuda"):
+    for device in ("cpu", DEVICE):
         m = copy.deepcopy(model).to(device)
         trainact.apply(m)
         nn.functional.cross_entropy(m(x.to(device)), y.to(device)).backward()
