@@ -201,6 +201,17 @@ def test_analyse_mean_std_and_speedup_from_hand_made_runs():
     assert not partial["complete"] and "b1/baseline/lr0.1/s0" in partial["missing"]
 
 
+def test_a_lambda_with_many_digits_finds_its_own_runs():
+    lam = 0.1234567  # its label is rounded (tract-l0.123457); the analysis must not parse λ back from it
+    cfg = CompareConfig(budgets=(1,), seeds=(0, 1), lrs=(0.1,), lams=(lam,), warmup_epochs=0)
+    runs = [_fake(1, "baseline", 0.1, s, 50.0 + s) for s in (0, 1)] + [_fake(1, "tract", 0.1, s, 55.0 + s, lam=lam)
+                                                                        for s in (0, 1)]
+    out = analyse(cfg, runs)
+    assert out["complete"] and out["missing"] == []
+    (tract,) = [r for r in out["results"] if r["method"] == "tract"]
+    assert tract["lam"] == lam and tract["label"] == "tract-l0.123457" and tract["top1"]["mean"] == 55.5
+
+
 def test_a_selected_lr_at_the_grids_edge_is_flagged():
     cfg = CompareConfig(budgets=(1, 2), seeds=(0,), lrs=(0.01, 0.1, 1.0), lams=(0.1,), warmup_epochs=0)
     accs = {(1, 0.01): 40, (1, 0.1): 50, (1, 1.0): 45, (2, 0.01): 30, (2, 0.1): 50, (2, 1.0): 60}

@@ -12,8 +12,9 @@ The input is ``example_input`` when given.  Otherwise it is inferred: a model at
 (C, H, W), timm's ``pretrained_cfg['input_size']``,
 torchvision's ``image_size``, a batch of 2 images of 32 or 224 pixels with the channel count of one of the
 first two convolutions, or a batch of rows for the first Linear.  If
-no forward succeeds (a model whose input cannot be guessed), the first Linear/Conv in registration order is used
-when it is a convolution or an ``nn.Linear`` whose input is the flattened image, as for the project's ViT.
+no forward succeeds (a model whose input cannot be guessed), the first module in registration order among the
+Linear/Conv-like layers is used if TrAct supports it — a guess, with no trace behind it: pass ``example_input=``
+(or ``layer=``) for such a model — and an error naming the failed forwards is raised otherwise.
 """
 from __future__ import annotations
 

@@ -158,14 +158,14 @@ def analyse(cfg: CompareConfig, runs: Sequence[RunResult]) -> dict:
                             "top1": stats(accs), "selected": best.get(b) == lr})
 
     # mean ± std over seeds at the selected lr
-    labels = (["baseline"] if "baseline" in cfg.methods else []) + (
-        [f"tract-l{fmt_num(lam)}" for lam in cfg.lams] if "tract" in cfg.methods else [])
+    methods = ([("baseline", None)] if "baseline" in cfg.methods else []) + (
+        [("tract", lam) for lam in cfg.lams] if "tract" in cfg.methods else [])  # λ as configured, never re-parsed
     rows, missing = [], []
     for b in cfg.budgets:
         if b not in best:
             continue
-        for label in labels:
-            method, lam = ("baseline", None) if label == "baseline" else ("tract", float(label[len("tract-l"):]))
+        for method, lam in methods:
+            label = RunSpec(b, method, best[b], 0, lam=lam).label
             specs = [RunSpec(b, method, best[b], s, lam=lam) for s in cfg.seeds]
             done = [by_spec[s] for s in specs if s in by_spec]
             missing += [s.run_id for s in specs if s not in by_spec]
