@@ -120,7 +120,8 @@ def allreduce_section(r: dict) -> list[str]:
 
 def gram_section(r: dict) -> list[str]:
     lines = [
-        "## GPU: which Gram algorithm (band vs one dense GEMM per block)",
+        f"## {'GPU' if str(r['device']).startswith('cuda') else 'CPU'}: which Gram algorithm (band vs one dense "
+        "GEMM per block)",
         "",
         f"Command: `{r['command']}` (seed {r['seed']}); {machine(r)}.",
         "The same TrAct layer with the band algorithm forced on and off, each repetition running plain, band and "
