@@ -217,6 +217,11 @@ def with_budgets(name: str, args: list, budgets: Optional[str]) -> list:
     return args[:i + 1] + [",".join(map(str, chosen))] + args[i + 2:]
 
 
+def compare(args: list, log) -> int:
+    """`trainact compare ARGS` in its own process (a long run's memory and a crash stay there), output to `log`."""
+    return subprocess.call([sys.executable, "-m", "trainact", "compare", *args], stdout=log, stderr=log)
+
+
 def run(names: list, root: Path, budgets: Optional[str] = None) -> int:
     for name in names:
         with_budgets(name, command(name), budgets)  # unknown names and budgets fail before anything runs
@@ -227,7 +232,7 @@ def run(names: list, root: Path, budgets: Optional[str] = None) -> int:
               flush=True)
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f"{name}.log", "a") as log:
-            rc = subprocess.call([sys.executable, "-m", "trainact", "compare", *args], stdout=log, stderr=log)
+            rc = compare(args, log)
         if rc:
             print(f"{name} failed (exit {rc}); see {root / (name + '.log')}", file=sys.stderr)
             return rc

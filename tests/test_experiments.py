@@ -27,12 +27,23 @@ TINY = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4
         "--warmup-epochs", "0", "--device", "cpu", "--threads", "1"]
 
 
+def _in_process(args: list, log) -> int:
+    """The runner's `trainact compare`, in this process (the tiny runs take a second; a process start takes more)."""
+    import contextlib
+
+    from trainact.cli import main
+
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        return main(["compare", *args])
+
+
 @pytest.fixture
 def registry(tmp_path, monkeypatch) -> dict:
-    """An empty experiment registry whose experiments collect into tmp_path/collected."""
+    """An empty experiment registry whose experiments collect into tmp_path/collected and run in this process."""
     experiments: dict = {}
     monkeypatch.setattr(E, "EXPERIMENTS", experiments)
     monkeypatch.setattr(E, "COLLECTED", tmp_path / "collected")
+    monkeypatch.setattr(E, "compare", _in_process)
     return experiments
 
 
