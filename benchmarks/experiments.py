@@ -164,7 +164,7 @@ def command(name: str, root: Optional[Path] = None, *, out: Optional[str] = None
 
 
 def _parse(args: list) -> CompareConfig:
-    from trainact.cli import build_parser, config_from_args
+    from trainact.harness.cli import build_parser, config_from_args
 
     return config_from_args(build_parser().parse_args(["compare", *args]))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainact.cli import main
+from trainact.harness.cli import main
 from trainact.harness.plots import PLOT_FILES
 
 TINY = ["--synthetic", "train_size=160,test_size=64,image_size=16", "--width", "4", "--batch-size", "32",
@@ -156,7 +156,7 @@ def test_help_everywhere(capsys):
 ])
 def test_bad_input_fails_clearly_and_marks_nothing_complete(tmp_path, capsys, argv, code, needle):
     if code is None:  # a valid combination: only check that it is accepted by the config
-        from trainact.cli import build_parser, config_from_args
+        from trainact.harness.cli import build_parser, config_from_args
 
         cfg = config_from_args(build_parser().parse_args(["compare", *argv]))
         assert cfg.first_layer_sgd and cfg.effective_first_layer_lr == 0.1

@@ -31,7 +31,7 @@ def _in_process(args: list, log) -> int:
     """The runner's `trainact compare`, in this process (the tiny runs take a second; a process start takes more)."""
     import contextlib
 
-    from trainact.cli import main
+    from trainact.harness.cli import main
 
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         return main(["compare", *args])

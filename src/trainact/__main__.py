@@ -1,4 +1,4 @@
 """`python -m trainact ...` is the `trainact` command (also under `torchrun ... -m trainact compare`)."""
-from trainact.cli import main
+from trainact.harness.cli import main
 
 raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The code base stays easy to change: no import cycle in the package, no module over 500 lines, no function over
+80 lines (the argparse builder aside)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "trainact"
+LONG_FUNCTION_EXEMPT = {"build_parser"}  # one argument per line: long by nature, flat and easy to change
+
+
+def _modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__"): p
+            for p in sorted(SRC.rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, known: set) -> set:
+    """The package modules `name` imports, at module level or inside functions (a lazy import is still a cycle)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                out.add(full if full in known else base)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {m for m in out if m in known and m != name}
+
+
+def test_no_import_cycle_in_the_package():
+    mods = _modules()
+    graph = {name: _imports(name, path, set(mods)) for name, path in mods.items()}
+    # a package's __init__ re-exports its modules: an edge from a module to its own package is not a cycle
+    graph = {n: {m for m in deps if not n.startswith(m + ".")} for n, deps in graph.items()}
+    state: dict = {}
+
+    def visit(n, stack):
+        state[n] = "open"
+        for m in sorted(graph[n]):
+            assert state.get(m) != "open", f"import cycle: {' -> '.join(stack + [n, m])}"
+            if m not in state:
+                visit(m, stack + [n])
+        state[n] = "done"
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n, [])
+
+
+def test_modules_and_functions_stay_short():
+    long_modules, long_functions = [], []
+    for name, path in _modules().items():
+        text = path.read_text()
+        if text.count("\n") > 500:
+            long_modules.append(f"{name} ({text.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in LONG_FUNCTION_EXEMPT:
+                length = node.end_lineno - node.lineno + 1
+                if length > 80:
+                    long_functions.append(f"{name}.{node.name} ({length} lines)")
+    assert not long_modules, f"modules over 500 lines: {long_modules}"
+    assert not long_functions, f"functions over 80 lines: {long_functions}"
