@@ -210,9 +210,14 @@ def test_ranks_take_disjoint_shards_of_one_permutation(both):
         shards.append([i for i, e in loader._sampler])
         assert len(loader) == 2
     flat = [i for s in shards for i in s]
-    assert sorted(flat) == list(range(12))  # disjoint, together every image (12 = 3 x 4: no padding needed)
+    assert sorted(flat) == list(range(12))  # disjoint, together every image (12 = 3 x 4)
     order = torch.randperm(12, generator=torch.Generator().manual_seed(5 + 2)).tolist()  # DistributedSampler's
     assert shards == [order[r::3] for r in range(3)]
+    five = [list(StreamLoader(st, rank=r, world_size=5, **kw)._sampler) for r in range(5)]
+    flat = [i for s in five for i, _ in s]
+    assert [len(s) for s in five] == [2] * 5 and len(set(flat)) == 10  # disjoint and equal: 2 of 12 sit out
+    with pytest.raises(ValueError, match="has 12 images, fewer than the 13 processes"):
+        StreamLoader(st, rank=0, world_size=13, **kw)
 
 
 def test_stream_without_image_size_crops_like_the_in_memory_loader(tmp_path):

@@ -6,6 +6,9 @@
     trainact compare --optimizer adam --lr 0.01,0.001 --budgets 100,200   # the paper's lr rule: TrAct uses
                                                                           # the baseline's best lr per budget
     torchrun --nproc_per_node 4 -m trainact compare --data ... --device cuda
+    torchrun --nproc_per_node 8 -m trainact compare --data imagenet/ --image-size 224 --loader stream \\
+        --model tv:resnet50 --schedule step --milestones 0.333,0.667 --gamma 0.1 ...   # images of any size,
+                                                                          # decoded per batch, x0.1 at 1/3 and 2/3
     trainact report runs/compare                       # tables and plots again, from the saved JSON alone
 
 Exit status: 0 on success, 2 on bad usage (unknown option, bad value, contradictory flags, a missing optional
@@ -134,6 +137,8 @@ EXAMPLES = """examples:
       --budgets 100,200,400,800 --seeds 0,1,2,3,4 --lr 0.08 --lam 0.01,0.1,1 --out runs/cifar10-sgd
   trainact compare --optimizer adam --lr 0.01,0.001 ...   # TrAct gets the baseline's best lr per budget
   torchrun --nproc_per_node 4 -m trainact compare --data ... --device cuda
+  torchrun --nproc_per_node 8 -m trainact compare --data imagenet/ --image-size 224 \\
+      --loader stream --schedule step --milestones 0.333,0.667 ...   # ImageNet-style data
   trainact report runs/compare                      # table + plots again, from the JSON files alone
 
 exit status: 0 success, 2 bad usage (unknown option, bad value, contradictory flags), 1 failure."""

@@ -14,9 +14,10 @@ BatchLoader's arithmetic. So evaluation gives the in-memory loader's inputs bit 
 accuracy is the same with either loader.
 
 Order and sharding. Training uses torch's DistributedSampler (every rank a disjoint shard of one permutation,
-seeded by the run seed, `set_epoch` every epoch; the last batches are padded by repeating images so that every
-rank takes the same number of steps, as DDP needs). Evaluation uses an unpadded sharding (rank r takes images
-r, r + world_size, ...), so every test image is counted exactly once when the counts are all-reduced.
+seeded by the run seed, `set_epoch` every epoch, drop_last: the permutation's last n mod world_size images sit out
+the epoch, a different few each epoch, so that the shards are disjoint and every rank takes the same number of
+steps, as DDP needs; one process drops nothing). Evaluation uses an unpadded sharding (rank r takes images r,
+r + world_size, ...), so every test image is counted exactly once when the counts are all-reduced.
 
 Augmentation. Per image: a random crop (zero padding `crop_padding` without --image-size, like BatchLoader; a
 random N x N window of the stored S x S square with it) and a horizontal flip with p = 0.5, drawn from a generator
@@ -33,7 +34,9 @@ Files. A directory is read file by file. A zip archive is opened once per proces
 zip members are addressable by name). An uncompressed tar is read by offset (`os.pread` on a handle each process
 opens itself, at the member offsets listed once in the main process). A compressed tar (.tar.gz, .tgz, bz2, xz)
 cannot be read at random, so on first use its image files are extracted once into the cache directory
-(`<cache>/<name>-<key>.files/`, written under a temporary name and renamed when complete) and read from there.
+(`<cache>/<name>-<key>.files/`, written under a temporary name and renamed when complete) and read from there;
+its listing still costs one decompression pass per process and run, so for ImageNet-sized data prefer a directory
+or an uncompressed tar.
 
 Channel statistics (for standardisation) are computed over the stored train images (the S x S squares with
 --image-size, the images as stored without) of a seeded sample of at most STATS_SAMPLE of them (all of them in
@@ -315,7 +318,7 @@ class StreamLoader:
     interface of BatchLoader (`epoch(e)`, `len`, `num_images`, `example`). See the module docstring for the
     sampling, the augmentation and how archives are read.
 
-    batch_size is per rank. train=True: DistributedSampler(shuffle, seed=seed, padded), augmentation as
+    batch_size is per rank. train=True: DistributedSampler(shuffle, seed=seed, drop_last), augmentation as
     BatchLoader's (crop_padding without image_size, a crop of the stored square with it). train=False: images
     rank, rank + world_size, ... in file order, unaugmented (each test image on exactly one rank).
     """
@@ -357,8 +360,9 @@ class StreamLoader:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         files, labels = ((dataset.train_files, dataset.train_labels) if split == "train"
                          else (dataset.test_files, dataset.test_labels))
-        if not files:
-            raise ValueError(f"the {split} split of {dataset.source} has no images")
+        if len(files) < (world_size if train else 1):
+            raise ValueError(f"the {split} split of {dataset.source} has {len(files)} images, fewer than the "
+                             f"{world_size} processes")
         self.train, self.batch_size, self.dtype = bool(train), batch_size, dtype
         self.rank, self.world_size, self.workers = rank, world_size, workers
         self.device = torch.device(device)
@@ -367,7 +371,7 @@ class StreamLoader:
                                crop_padding=0 if dataset.image_size is not None else crop_padding, seed=seed)
         if self.train:
             base = DistributedSampler(self._images, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                                      drop_last=False)
+                                      drop_last=True)
         else:
             base = range(rank, len(files), world_size)  # unpadded: every image on exactly one rank
         self._sampler = _Keyed(base)
