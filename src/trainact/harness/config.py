@@ -285,10 +285,6 @@ class CompareConfig:
         raise ValueError(f"schedule {self.schedule!r} has no milestones")
 
     @property
-    def effective_memory_budget(self) -> int:
-        return DEFAULT_MEMORY_BUDGET if self.memory_budget is None else int(self.memory_budget)
-
-    @property
     def effective_first_layer_lr(self) -> float:
         return DEFAULT_FIRST_LAYER_LR if self.first_layer_lr is None else float(self.first_layer_lr)
 
