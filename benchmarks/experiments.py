@@ -16,6 +16,10 @@ Reuse: an experiment may name others whose finished runs it shares (the same set
 The runs already collected into the repository are reused the same way, so a long experiment spans sessions
 and machines: `run NAME --budgets 1,2` trains part of it, `collect` keeps it, a later `run NAME` does the rest.
 An experiment may take its lr from another's lr grid (`lr_from`), the paper's rule of never re-tuning for TrAct.
+
+The paper's ImageNet protocols are registered too (imagenet-*); they need an ImageNet folder at IMAGENET and a
+GPU node: `list` prints their launch line (`torchrun --nproc_per_node 8 -m trainact compare ...`), and `run`
+launches them that way, after checking that their data is there (without it, it stops before anything starts).
 """
 from __future__ import annotations
 
@@ -48,12 +52,17 @@ BUDGETS = ["--budgets", "1,2,4,8"]
 ABLATION_BUDGET = 2  # the λ sweep, the §4.5 ablations and the open question: one budget
 
 EXPERIMENTS: dict[str, dict] = {}
+TO_BE_MEASURED = "to be measured"
 
 
-def experiment(name: str, title: str, args: list, *, reuse=(), lr_from: Optional[tuple] = None) -> None:
+def experiment(name: str, title: str, args: list, *, reuse=(), lr_from: Optional[tuple] = None,
+               nproc_per_node: int = 1, epoch_time: Optional[str] = None) -> None:
     """Register an experiment. lr_from = (source, budget) or (source, (budget, ...)): its one `--lr` is the lr
-    the source's grid selected at that budget; with several budgets, the one they all selected."""
-    EXPERIMENTS[name] = {"title": title, "args": list(args), "reuse": tuple(reuse), "lr_from": lr_from}
+    the source's grid selected at that budget; with several budgets, the one they all selected. nproc_per_node > 1:
+    launched as `torchrun --nproc_per_node N -m trainact compare ...`; epoch_time: its wall time per epoch on one
+    GPU, as far as known."""
+    EXPERIMENTS[name] = {"title": title, "args": list(args), "reuse": tuple(reuse), "lr_from": lr_from,
+                         "nproc_per_node": nproc_per_node, "epoch_time": epoch_time}
 
 
 def lr_budgets(spec: tuple) -> tuple:
@@ -123,6 +132,39 @@ experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the res
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam",
                              "--first-layer-sgd", "--first-layer-lr", "0.08", "--warmup-epochs", "0"],
            lr_from=("fig3-adam", ABLATION_BUDGET))
+
+# The paper's large-scale protocols (PAPER-NUMBERS.md, Tables 2 and 3). They cannot run on this machine: each needs
+# ImageNet-1k in the ImageFolder layout, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the 50 000 validation images
+# sorted into their class folders), at IMAGENET (a symlink will do), and an 8-GPU node; `run` launches them as
+# `torchrun --nproc_per_node 8 -m trainact compare ...` (--batch-size is the global batch). The images are streamed
+# from disk (--loader stream, 8 workers per GPU by default) at --image-size 224: test images resized to 256 and
+# centre-cropped; train images a random 224 crop of the 256 x 256 centre square plus a flip, which is weaker than
+# the RandomResizedCrop of the usual ImageNet recipes, so absolute accuracies may trail the paper's; baseline and
+# TrAct get the same pipeline. Wall time per epoch on one GPU: to be measured.
+IMAGENET = "../shared/data/imagenet"  # placeholder: an ImageNet-layout folder (or a symlink to one) goes here
+_IMAGENET = ["--data", IMAGENET, "--image-size", "224", "--loader", "stream", "--amp", "bf16", "--device", "cuda"]
+# Table 2: torchvision's ResNet-50, SGD momentum 0.9, weight decay 1e-4, batch 256, lr x0.1 at 1/3 and 2/3 of the
+# budget, λ = 0.1. The paper's best base lr was 0.141 at 30 epochs and 0.1 at 60 and 90 (grid 0.2 ... 0.05); as one
+# experiment has one lr for all its budgets (TrAct takes the baseline's), each budget is its own experiment.
+_RESNET50 = _IMAGENET + SEEDS + ["--model", "tv:resnet50", "--batch-size", "256", "--optimizer", "sgd",
+                                 "--momentum", "0.9", "--weight-decay", "1e-4", "--schedule", "step",
+                                 "--milestones", "0.333,0.667", "--gamma", "0.1", "--lam", "0.1", "--warmup-epochs", "0"]
+for _budget, _lr in ((30, "0.141"), (60, "0.1"), (90, "0.1")):
+    experiment(f"imagenet-resnet50-{_budget}",
+               f"Table 2: ResNet-50 on ImageNet, {_budget} epochs (SGD lr {_lr}, x0.1 at 1/3 and 2/3, 8 GPUs)",
+               _RESNET50 + ["--budgets", str(_budget), "--lr", _lr], nproc_per_node=8, epoch_time=TO_BE_MEASURED)
+# Table 3: DeiT-III ViT-S (timm's deit3_small_patch16_224, TrAct on patch_embed.proj), batch 2048, 400 epochs with
+# λ = 0.1 and 800 with λ = 0.2. DeiT-III's recipe is LAMB (lr 4e-3), 5 warm-up epochs then cosine, weight decay
+# 0.05, 3-Augment, Mixup/CutMix, binary cross-entropy and stochastic depth 0.05; the harness has the schedule,
+# the weight decay and the batch, not the rest, so this is AdamW at DeiT's linear-scaling lr (5e-4 x 2048 / 512),
+# with the harness's augmentation: a TrAct-vs-baseline comparison under one recipe, not Table 3's absolute numbers.
+_DEIT3_S = _IMAGENET + SEEDS + ["--model", "timm:deit3_small_patch16_224", "--batch-size", "2048",
+                                "--optimizer", "adamw", "--lr", "2e-3", "--weight-decay", "0.05",
+                                "--schedule", "cosine", "--warmup-epochs", "5"]
+for _budget, _lam in ((400, "0.1"), (800, "0.2")):
+    experiment(f"imagenet-deit3-s-{_budget}",
+               f"Table 3: DeiT-III ViT-S on ImageNet, {_budget} epochs, λ {_lam} (AdamW, cosine, 8 GPUs)",
+               _DEIT3_S + ["--budgets", str(_budget), "--lam", _lam], nproc_per_node=8, epoch_time=TO_BE_MEASURED)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -217,14 +259,36 @@ def with_budgets(name: str, args: list, budgets: Optional[str]) -> list:
     return args[:i + 1] + [",".join(map(str, chosen))] + args[i + 2:]
 
 
-def compare(args: list, log) -> int:
-    """`trainact compare ARGS` in its own process (a long run's memory and a crash stay there), output to `log`."""
-    return subprocess.call([sys.executable, "-m", "trainact", "compare", *args], stdout=log, stderr=log)
+def launcher(name: str) -> list:
+    """The command that runs `trainact compare` for experiment `name` (torchrun for multi-GPU experiments)."""
+    n = EXPERIMENTS[name]["nproc_per_node"]
+    if n > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "-m", "trainact", "compare"]
+    return [sys.executable, "-m", "trainact", "compare"]
+
+
+def check_data(name: str) -> None:
+    """Stop (naming the path) when experiment `name`'s --data is not there, before anything is started."""
+    args = EXPERIMENTS[name]["args"]
+    if "--data" not in args:
+        return
+    data = Path(args[args.index("--data") + 1])
+    if not data.exists():
+        what = ("an ImageNet folder: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (a symlink will do)"
+                if str(data) == IMAGENET else "the data set")
+        raise SystemExit(f"{name}: its data {data} is missing (resolved from {Path.cwd()}); put {what} there first")
+
+
+def compare(name: str, args: list, log) -> int:
+    """`trainact compare ARGS` of experiment `name` in its own process(es) (a long run's memory and a crash stay
+    there), output to `log`."""
+    return subprocess.call([*launcher(name), *args], stdout=log, stderr=log)
 
 
 def run(names: list, root: Path, budgets: Optional[str] = None) -> int:
     for name in names:
         with_budgets(name, command(name), budgets)  # unknown names and budgets fail before anything runs
+        check_data(name)
     for name in names:
         copied = reuse_runs(name, root)
         args = with_budgets(name, command(name, root, out=str(root / name)), budgets)
@@ -232,7 +296,7 @@ def run(names: list, root: Path, budgets: Optional[str] = None) -> int:
               flush=True)
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f"{name}.log", "a") as log:
-            rc = compare(args, log)
+            rc = compare(name, args, log)
         if rc:
             print(f"{name} failed (exit {rc}); see {root / (name + '.log')}", file=sys.stderr)
             return rc
@@ -317,7 +381,11 @@ def main(argv=None) -> int:
     names = a.names or (list(EXPERIMENTS) if a.action != "run" else [])
     if a.action == "list":
         for name in names:
-            print(f"{name}: {EXPERIMENTS[name]['title']}\n  trainact compare {shlex.join(command(name))}\n")
+            e = EXPERIMENTS[name]
+            launch = "trainact compare" if e["nproc_per_node"] == 1 else \
+                f"torchrun --nproc_per_node {e['nproc_per_node']} -m trainact compare"
+            extra = f"  wall time per epoch on one GPU: {e['epoch_time']}\n" if e["epoch_time"] else ""
+            print(f"{name}: {e['title']}\n  {launch} {shlex.join(command(name))}\n{extra}")
         return 0
     if a.action == "collect":
         collect(names, root)

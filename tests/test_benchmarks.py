@@ -97,3 +97,27 @@ def test_report_renders_the_gpu_gram_and_sync_results(tmp_path, monkeypatch):
     assert "## GPU: tests" in text and "Nothing on this page" not in text
     sync = json.loads((tmp_path / "sync-cuda.json").read_text())["results"][0]
     assert f"{sync['sync_cost']:+.1%}" in text  # the figure comes from the JSON
+
+
+@pytest.mark.slow
+def test_stream_memory_benchmark_on_a_tiny_folder(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    bench = _load("bench_stream_memory")
+    out = tmp_path / "stream-memory.json"
+    args = ["--train", "24", "--test", "6", "--min-side", "20", "--max-side", "40", "--image-size", "16",
+            "--workers", "1", "--batch", "8", "--out", str(out)]
+    assert bench.main(args + ["--budget", "4KiB"]) == 0
+    r = json.loads(out.read_text())
+    assert r["folder"]["decoded_bytes"] == 3 * (24 * 18 * 18 + 6 * 16 * 16) and r["budget_bytes"] == 4096
+    stream, memory = r["results"]["stream"], r["results"]["memory"]
+    assert stream["chosen"] == "stream" and "--memory-budget" in stream["note"] and memory["chosen"] == "memory"
+    assert stream["images"] == memory["images"] == 24
+    assert all(v["peak_rss_bytes"] >= v["floor_rss_bytes"] > 0 for v in (stream, memory))
+    assert stream["workers_peak_rss_bytes"] > 0  # the decoding worker was measured
+    with pytest.raises(SystemExit) as e:
+        bench.main(args + ["--budget", "1GiB", "--out", str(tmp_path / "x.json")])
+    assert e.value.code == 2 and "auto would not stream" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        bench.main(args + ["--variants", "stream,disk", "--out", str(tmp_path / "x.json")])
+    assert e.value.code == 2 and "unknown ['disk']" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -27,7 +27,7 @@ TINY = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4
         "--warmup-epochs", "0", "--device", "cpu", "--threads", "1"]
 
 
-def _in_process(args: list, log) -> int:
+def _in_process(name: str, args: list, log) -> int:
     """The runner's `trainact compare`, in this process (the tiny runs take a second; a process start takes more)."""
     import contextlib
 
@@ -56,7 +56,7 @@ def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_pat
             assert budget in E._parse(E.command(source)).budgets, f"{source} has no {budget}-epoch budget"
         monkeypatch.setattr(E, "_lr_from", lambda n, root: ["--lr", "0.001"])
     cfg = E._parse(E.command(name, tmp_path))
-    assert isinstance(cfg, CompareConfig) and cfg.data == E.DATA and cfg.out == f"runs/{name}"
+    assert isinstance(cfg, CompareConfig) and cfg.data in (E.DATA, E.IMAGENET) and cfg.out == f"runs/{name}"
     assert len(cfg.seeds) >= 3  # the evidence protocol: at least 3 seeds everywhere
     # the default warm-up changed (1 epoch, then 0): every experiment names its own, so its runs stay comparable
     assert "--warmup-epochs" in e["args"], f"{name} relies on the default warm-up"
@@ -185,3 +185,39 @@ def test_an_experiment_reuses_another_experiments_collected_runs(tmp_path, regis
             (tmp_path / "collected" / "base" / run_id / "metrics.jsonl").read_bytes()
     summary = json.loads((tmp_path / "collected" / "lams" / "summary.json").read_text())
     assert summary["complete"] and {r["label"] for r in summary["results"]} == {"baseline", "tract-l0.1", "tract-l1"}
+
+
+IMAGENET_PROTOCOLS = {"imagenet-resnet50-30": (30, 0.141, 0.1), "imagenet-resnet50-60": (60, 0.1, 0.1),
+                      "imagenet-resnet50-90": (90, 0.1, 0.1), "imagenet-deit3-s-400": (400, 0.002, 0.1),
+                      "imagenet-deit3-s-800": (800, 0.002, 0.2)}
+
+
+@pytest.mark.parametrize("name", list(IMAGENET_PROTOCOLS))
+def test_the_papers_imagenet_protocols_are_registered(name):
+    budget, lr, lam = IMAGENET_PROTOCOLS[name]
+    cfg = E._parse(E.command(name))
+    assert cfg.data == E.IMAGENET and cfg.budgets == (budget,) and cfg.lrs == (lr,) and cfg.lams == (lam,)
+    assert (cfg.image_size, cfg.loader, cfg.amp, cfg.device) == (224, "stream", "bf16", "cuda")
+    assert E.EXPERIMENTS[name]["nproc_per_node"] == 8 and E.EXPERIMENTS[name]["epoch_time"] == "to be measured"
+    if "resnet50" in name:  # Table 2
+        assert (cfg.model, cfg.optimizer, cfg.momentum, cfg.weight_decay, cfg.batch_size) == \
+            ("tv:resnet50", "sgd", 0.9, 1e-4, 256)
+        assert (cfg.schedule, cfg.milestones, cfg.gamma, cfg.warmup_epochs) == ("step", (0.333, 0.667), 0.1, 0.0)
+    else:  # Table 3
+        assert (cfg.model, cfg.batch_size, cfg.schedule) == ("timm:deit3_small_patch16_224", 2048, "cosine")
+
+
+def test_list_prints_the_torchrun_launch_and_run_stops_without_the_data(tmp_path, capsys, monkeypatch):
+    assert E.main(["list", "imagenet-resnet50-30", "fig3-sgd"]) == 0
+    out = capsys.readouterr().out
+    assert "  torchrun --nproc_per_node 8 -m trainact compare --data ../shared/data/imagenet " in out
+    assert "wall time per epoch on one GPU: to be measured" in out
+    assert "  trainact compare --data ../shared/data/cifar10-jpeg.tar.gz" in out
+    assert E.launcher("imagenet-deit3-s-400")[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "8"]
+    monkeypatch.chdir(tmp_path)  # no ../shared/data/imagenet from here
+    calls = []
+    monkeypatch.setattr(E.subprocess, "call", lambda *a, **k: calls.append(a) or 0)
+    with pytest.raises(SystemExit, match=r"imagenet-resnet50-30: its data ../shared/data/imagenet is missing .* "
+                                         r"train/<wnid>/\*.JPEG and val/<wnid>/\*.JPEG"):
+        E.main(["run", "imagenet-resnet50-30", "--runs", str(tmp_path / "runs")])
+    assert not calls and not (tmp_path / "runs").exists()  # nothing started, nothing written

@@ -6,6 +6,9 @@
     trainact compare --optimizer adam --lr 0.01,0.001 --budgets 100,200   # the paper's lr rule: TrAct uses
                                                                           # the baseline's best lr per budget
     torchrun --nproc_per_node 4 -m trainact compare --data ... --device cuda
+    torchrun --nproc_per_node 8 -m trainact compare --data imagenet/ --image-size 224 --loader stream \\
+        --model tv:resnet50 --schedule step --milestones 0.333,0.667 --gamma 0.1 ...   # images of any size,
+                                                                          # decoded per batch, x0.1 at 1/3 and 2/3
     trainact report runs/compare                       # tables and plots again, from the saved JSON alone
 
 Exit status: 0 on success, 2 on bad usage (unknown option, bad value, contradictory flags, a missing optional
@@ -19,7 +22,8 @@ import sys
 import traceback
 from typing import Callable, Optional, Sequence
 
-from trainact.harness.config import AMP_MODES, FIRST_LAYER_INITS, INPUT_RANGES, OPTIMIZERS, SCHEDULES, CompareConfig
+from trainact.harness.config import (AMP_MODES, DEFAULT_MEMORY_BUDGET, DEFAULT_STEP_GAMMA, FIRST_LAYER_INITS,
+                                     INPUT_RANGES, LOADERS, OPTIMIZERS, SCHEDULES, CompareConfig)
 
 D = CompareConfig()  # the defaults, shown in --help
 
@@ -70,6 +74,45 @@ def _positive_int(text: str) -> int:
     return v
 
 
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
+          "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
+
+
+def _bytes(text: str) -> int:
+    """A size such as 256MiB, 8GiB, 1.5G or 1000000 (bytes); K/M/G/T are binary (2^10, 2^20, ...) with or
+    without iB."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 256MiB, 8GiB, or a number of bytes)")
+    value = int(float(m.group(1)) * _UNITS[unit])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 byte")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in (0, 1)")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return v
+
+
 def _csv(xs) -> str:
     return ",".join(format(x, "g") if isinstance(x, float) else str(x) for x in xs)
 
@@ -94,6 +137,8 @@ EXAMPLES = """examples:
       --budgets 100,200,400,800 --seeds 0,1,2,3,4 --lr 0.08 --lam 0.01,0.1,1 --out runs/cifar10-sgd
   trainact compare --optimizer adam --lr 0.01,0.001 ...   # TrAct gets the baseline's best lr per budget
   torchrun --nproc_per_node 4 -m trainact compare --data ... --device cuda
+  torchrun --nproc_per_node 8 -m trainact compare --data imagenet/ --image-size 224 \\
+      --loader stream --schedule step --milestones 0.333,0.667 ...   # ImageNet-style data
   trainact report runs/compare                      # table + plots again, from the JSON files alone
 
 exit status: 0 success, 2 bad usage (unknown option, bad value, contradictory flags), 1 failure."""
@@ -132,7 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-range", choices=INPUT_RANGES, default=D.input_range,
                    help="standardized: per-channel mean 0 / std 1; unit: [0,1]; byte: [0,255] (paper §4.5 ablation)")
     g.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no random crop (pad 4) / horizontal flip")
+                   help="no random crop / horizontal flip. The crop is a random window of the training image's "
+                        "size after zero padding by 4 pixels; with --image-size N a random N x N window of the "
+                        "training image resized to shorter side round(N / 0.875) and centre-cropped square (resize "
+                        "+ random crop, not RandomResizedCrop); without augmentation, that square's centre N x N")
+    g.add_argument("--image-size", type=_positive_int, default=D.image_size, metavar="N",
+                   help="image folders/archives of any image sizes: test images resized to shorter side "
+                        "round(N / 0.875) and centre-cropped to N x N (ImageNet's 0.875 crop ratio, 224 of 256); "
+                        "train images see --no-augment (default: images used as stored, all of one size)")
+    g.add_argument("--val-fraction", type=_fraction, default=D.val_fraction, metavar="F",
+                   help="an image folder with train/ only: hold out a class-balanced fraction F of it as the test "
+                        "split (the same split in every run: fixed salt, independent of --seeds)")
+    g.add_argument("--loader", choices=LOADERS, default=D.loader,
+                   help="memory: decode the whole set once into memory (cached on disk); stream: decode every batch "
+                        "from the files with --workers processes (image folders/archives); auto: memory unless the "
+                        f"decoded set (3 bytes a pixel) exceeds --memory-budget, {DEFAULT_MEMORY_BUDGET >> 30} GiB "
+                        "unless given")
+    g.add_argument("--workers", type=_non_negative_int, default=D.workers, metavar="N",
+                   help="decoding processes per GPU/process of the streaming loader, 0: in the training process "
+                        "(default: min(8, CPUs per process))")
+    g.add_argument("--memory-budget", type=_bytes, default=D.memory_budget, metavar="SIZE",
+                   help=f"--loader auto streams data whose decoded size exceeds SIZE, e.g. 256MiB, 8GiB (default: "
+                        f"{DEFAULT_MEMORY_BUDGET >> 30}GiB)")
 
     g = c.add_argument_group("model")
     g.add_argument("--model", default=D.model,
@@ -168,7 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, default=D.weight_decay, help="weight decay (all parameters)")
     g.add_argument("--schedule", choices=SCHEDULES, default=D.schedule,
                    help="cosine: per-step cosine to 0 over each run; multistep: pytorch-cifar100's x0.2 at "
-                        "60/120/160 of 200 epochs, i.e. at 30%%/60%%/80%% of the budget")
+                        "60/120/160 of 200 epochs, i.e. at 30%%/60%%/80%% of the budget; step: x--gamma at each of "
+                        "--milestones")
+    g.add_argument("--milestones", type=_list_of(float, "a number"), default=None, metavar="LIST",
+                   help="--schedule step: increasing fractions of the budget in (0, 1); the lr is multiplied by "
+                        "--gamma from epoch max(1, round(fraction x budget)) on, e.g. 0.333,0.667 (the paper's "
+                        "ImageNet: 10/20 of 30 epochs)")
+    g.add_argument("--gamma", type=float, default=None,
+                   help=f"--schedule step: the lr factor at each milestone (default: {DEFAULT_STEP_GAMMA:g})")
     g.add_argument("--warmup-epochs", type=float, default=D.warmup_epochs, help="linear warm-up (epochs, per step)")
     g.add_argument("--label-smoothing", type=float, default=D.label_smoothing, help="label smoothing")
     g.add_argument("--batch-size", type=_positive_int, default=D.batch_size,
@@ -214,11 +287,13 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     """The CompareConfig of parsed `compare` options (ValueError on bad or contradictory values)."""
     return CompareConfig(
         data=args.data, synthetic=args.synthetic, cache_dir=args.cache_dir, train_subset=args.train_subset, input_range=args.input_range,
-        augment=args.augment, model=args.model, width=args.width, patch_size=args.patch_size, dim=args.dim,
+        augment=args.augment, image_size=args.image_size, val_fraction=args.val_fraction, loader=args.loader,
+        workers=args.workers, memory_budget=args.memory_budget, model=args.model, width=args.width, patch_size=args.patch_size, dim=args.dim,
         depth=args.depth, heads=args.heads, methods=args.methods, lams=args.lams,
         relative_lambda=args.relative_lambda, budgets=args.budgets, seeds=args.seeds, lrs=args.lrs,
         lr_grid_seeds=args.lr_grid_seeds, optimizer=args.optimizer, momentum=args.momentum,
-        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
+        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, milestones=args.milestones,
+        gamma=args.gamma,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, batch_size=args.batch_size, grad_accum=args.grad_accum,
         first_layer_sgd=args.first_layer_sgd, first_layer_lr=args.first_layer_lr,
         first_layer_init=args.first_layer_init, amp=args.amp,

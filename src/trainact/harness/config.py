@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 METHODS = ("baseline", "tract")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "multistep")
+SCHEDULES = ("cosine", "multistep", "step")
+LOADERS = ("auto", "memory", "stream")
 INPUT_RANGES = ("standardized", "unit", "byte")
 AMP_MODES = ("off", "bf16", "fp16")
 # How the first layer starts: the model's own init, or airbench's patch-whitening filters (trainact.harness.whiten)
@@ -26,14 +27,28 @@ FIRST_LAYER_INITS = ("default", "whiten", "whiten-frozen")
 # milestones keep their place as fractions of it: epoch round(0.3 B), round(0.6 B), round(0.8 B).
 MULTISTEP_FRACTIONS = (0.3, 0.6, 0.8)
 MULTISTEP_GAMMA = 0.2
+# `schedule="step"` is the same rule with its milestones (fractions of the budget) and factor given as data, e.g.
+# the paper's ImageNet ResNet-50: milestones (0.333, 0.667), gamma 0.1 (x0.1 at 1/3 and 2/3 of training).
+DEFAULT_STEP_GAMMA = 0.1
+
+# `loader="auto"` keeps a data set in memory unless its decoded uint8 arrays (3 bytes per pixel) would take more
+# than this, and streams it from disk otherwise; `memory_budget` replaces it.
+DEFAULT_MEMORY_BUDGET = 8 * 2**30
 
 # The paper's best SGD lr (ResNet-18 on CIFAR-10, momentum 0.9, cosine): the first layer's lr when
 # `first_layer_sgd` is set and `first_layer_lr` is not.
 DEFAULT_FIRST_LAYER_LR = 0.08
 
+# Fields added after results were collected: config.json carries them only when they differ from the default, so a
+# run with the defaults writes the same bytes as before they existed (and an older file loads with the defaults).
+OPTIONAL_FIELDS = ("image_size", "val_fraction", "loader", "workers", "memory_budget", "milestones", "gamma")
+
 # Fields that may differ between two invocations writing into the same output directory: adding budgets,
 # seeds, lrs or lambdas adds runs; the rest only changes how runs are executed, not what they compute.
-EXTENSIBLE_FIELDS = ("methods", "lams", "budgets", "seeds", "lrs", "lr_grid_seeds", "out", "device", "threads")
+# `workers` only sets how many processes decode a streamed data set: every image's augmentation is drawn from
+# (seed, epoch, index), so the batches do not depend on it.
+EXTENSIBLE_FIELDS = ("methods", "lams", "budgets", "seeds", "lrs", "lr_grid_seeds", "out", "device", "threads",
+                     "workers")
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,12 @@ class CompareConfig:
     train_subset: Optional[int] = None
     input_range: str = "standardized"
     augment: bool = True
+    # the fields below are absent from older config.json files: they load with these defaults (today's behaviour)
+    image_size: Optional[int] = None  # resize image folders to N x N (ImageNet's 0.875 convention); None: as stored
+    val_fraction: Optional[float] = None  # hold out this fraction of a train-only folder (per class) as the test split
+    loader: str = "auto"  # memory | stream | auto (memory unless the decoded set exceeds the memory budget)
+    workers: Optional[int] = None  # decoding processes of the streaming loader; None: min(8, CPUs per process)
+    memory_budget: Optional[int] = None  # bytes; None: DEFAULT_MEMORY_BUDGET
     # model
     model: str = "resnet18"
     width: Optional[int] = 8  # ResNet base width (64 in the paper; 8 keeps the no-argument demo on a CPU)
@@ -69,6 +90,8 @@ class CompareConfig:
     nesterov: bool = False
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    milestones: Optional[tuple] = None  # schedule "step": fractions of the budget in (0, 1), increasing
+    gamma: Optional[float] = None  # schedule "step": the lr factor at each milestone; None: 0.1
     warmup_epochs: float = 0.0  # the paper's: no warm-up (its CIFAR-100 recipe's one epoch is an option)
     label_smoothing: float = 0.0
     batch_size: int = 128  # global batch (all ranks together)
@@ -90,6 +113,10 @@ class CompareConfig:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise ValueError(f"{name} must be a list, got {value!r}")
             object.__setattr__(self, name, tuple(value))
+        if self.milestones is not None:
+            if isinstance(self.milestones, (str, bytes)) or not hasattr(self.milestones, "__iter__"):
+                raise ValueError(f"milestones must be a list of fractions of the budget, got {self.milestones!r}")
+            object.__setattr__(self, "milestones", tuple(self.milestones))
         if self.synthetic is not None:
             if not isinstance(self.synthetic, dict):
                 raise ValueError(f"synthetic must be a dict of options, got {self.synthetic!r}")
@@ -99,6 +126,8 @@ class CompareConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("amp", self.amp, AMP_MODES)
+        _check_choice("loader", self.loader, LOADERS)
+        self._check_data_options()
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not self.model or not isinstance(self.model, str):
@@ -161,6 +190,7 @@ class CompareConfig:
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0, got momentum=0")
         _check_number("weight_decay", self.weight_decay, minimum=0.0)
+        self._check_schedule()
         _check_number("warmup_epochs", self.warmup_epochs, minimum=0.0)
         if self.warmup_epochs >= min(self.budgets):
             raise ValueError(f"warmup_epochs={self.warmup_epochs} must be shorter than the shortest budget "
@@ -194,7 +224,66 @@ class CompareConfig:
         if not self.out:
             raise ValueError("out must be a directory path")
 
+    def _check_data_options(self) -> None:
+        if self.image_size is not None:
+            _check_int("image_size", self.image_size, minimum=1)
+        if self.val_fraction is not None:
+            ok = (isinstance(self.val_fraction, (int, float)) and not isinstance(self.val_fraction, bool)
+                  and 0 < self.val_fraction < 1)
+            if not ok:
+                raise ValueError(f"val_fraction must be a fraction in (0, 1) (--val-fraction), got {self.val_fraction!r}")
+        if self.data is None:
+            for name, flag in (("image_size", "--image-size"), ("val_fraction", "--val-fraction")):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}={getattr(self, name)!r} ({flag}) applies to an image folder or archive "
+                                     "(--data); the built-in synthetic set takes --synthetic image_size=N")
+            if self.loader == "stream":
+                raise ValueError("loader 'stream' (--loader stream) reads an image folder or archive (--data); the "
+                                 "built-in synthetic set is made in memory")
+        if self.workers is not None:
+            _check_int("workers", self.workers, minimum=0)
+            if self.loader == "memory":
+                raise ValueError(f"workers={self.workers} (--workers) applies to the streaming loader, but the loader "
+                                 "is 'memory' (use --loader stream or auto, or drop --workers)")
+        if self.memory_budget is not None:
+            _check_int("memory_budget", self.memory_budget, minimum=1)
+            if self.loader != "auto":
+                raise ValueError(f"memory_budget={self.memory_budget} (--memory-budget) decides --loader auto, but "
+                                 f"the loader is {self.loader!r} (drop one of the two)")
+
+    def _check_schedule(self) -> None:
+        if self.schedule != "step":
+            for name, value in (("milestones", self.milestones), ("gamma", self.gamma)):
+                if value is not None:
+                    raise ValueError(
+                        f"{name}={list(value) if name == 'milestones' else value!r} (--{name}) applies to --schedule "
+                        f"step, not {self.schedule!r} (multistep is the fixed preset: x{MULTISTEP_GAMMA:g} at "
+                        f"{', '.join(format(f, 'g') for f in MULTISTEP_FRACTIONS)} of the budget)")
+            return
+        if not self.milestones:
+            raise ValueError("schedule 'step' needs milestones: fractions of the budget at which the lr is multiplied "
+                             "by gamma, e.g. --milestones 0.333,0.667 --gamma 0.1")
+        for f in self.milestones:
+            ok = isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1
+            if not ok:
+                raise ValueError(f"milestones must be fractions of the budget in (0, 1) (--milestones), got {f!r} in "
+                                 f"{list(self.milestones)}")
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+            raise ValueError(f"milestones must increase (--milestones), got {list(self.milestones)}")
+        if self.gamma is not None:
+            _check_number("gamma", self.gamma, positive=True)
+            if self.gamma > 1:
+                raise ValueError(f"gamma must be in (0, 1] (--gamma: the lr factor at each milestone), got {self.gamma!r}")
+
     # ------------------------------------------------------------------ derived values
+    def step_schedule(self) -> tuple[tuple, float]:
+        """(milestones as fractions of the budget, gamma) of the multistep preset or of `schedule="step"`."""
+        if self.schedule == "multistep":
+            return MULTISTEP_FRACTIONS, MULTISTEP_GAMMA
+        if self.schedule == "step":
+            return self.milestones, DEFAULT_STEP_GAMMA if self.gamma is None else float(self.gamma)
+        raise ValueError(f"schedule {self.schedule!r} has no milestones")
+
     @property
     def effective_first_layer_lr(self) -> float:
         return DEFAULT_FIRST_LAYER_LR if self.first_layer_lr is None else float(self.first_layer_lr)
@@ -213,10 +302,18 @@ class CompareConfig:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     # ------------------------------------------------------------------ JSON
-    def to_dict(self) -> dict:
+    def to_dict(self, *, full: bool = False) -> dict:
+        """The JSON form; the OPTIONAL_FIELDS at their defaults are left out unless `full`."""
         d = dataclasses.asdict(self)
         for name in ("methods", "lams", "budgets", "seeds", "lrs"):
             d[name] = list(d[name])
+        if d["milestones"] is not None:
+            d["milestones"] = list(d["milestones"])
+        if not full:
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for name in OPTIONAL_FIELDS:
+                if d[name] == defaults[name]:
+                    del d[name]
         return d
 
     def to_json(self, **kwargs: Any) -> str:
@@ -236,7 +333,7 @@ class CompareConfig:
 
     def differences(self, other: "CompareConfig", ignore=EXTENSIBLE_FIELDS) -> dict:
         """{field: (self's value, other's value)} for the fields that differ, except `ignore`."""
-        a, b = self.to_dict(), other.to_dict()
+        a, b = self.to_dict(full=True), other.to_dict(full=True)
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
 
 

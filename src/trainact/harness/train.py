@@ -9,7 +9,8 @@ One run trains one model for `budget` epochs with its own per-step schedule and 
 - checkpoint.pt while the run is in progress: model, optimizer(s), GradScaler, epoch, step, RNG states and the
   metrics so far, written after every epoch to a temporary file and renamed over the old one. The lr schedule is
   a pure function of the step, so it needs no state of its own. The checkpoint is deleted when the run completes;
-- summary.json, written last: final and best top-1/top-5, timing, `completed: true`.
+- summary.json, written last: final and best top-1/top-5, timing, `completed: true` (and, for a streamed data set,
+  `test_images`: the number of test images every evaluation counted, each exactly once across ranks).
 
 The comparison's own summary.json is written before its plots are drawn (a plotting failure cannot lose results),
 and its output folder is locked while it runs (`harness/lock.py`: a second comparison on it stops, naming the pid).
@@ -17,6 +18,9 @@ and its output folder is locked while it runs (`harness/lock.py`: a second compa
 A run whose summary.json says completed is skipped. A run with a checkpoint continues from it, and on the CPU its
 metrics equal those of an uninterrupted run: initial weights come from `torch.manual_seed(seed)` (so the baseline
 and TrAct of a seed start from identical weights), data order and augmentation from (seed, epoch).
+With `--loader stream` (harness/data/stream.py) the same holds: checkpoints are written once per epoch, so a
+resumed run restarts its interrupted epoch from the beginning, and it sees the same batches there as an
+uninterrupted run (DistributedSampler's order and each image's crop and flip are functions of (seed, epoch)).
 
 Under `torchrun` every rank trains a DDP replica on its shard of each batch (`--batch-size` is the global batch),
 evaluation is sharded and all-reduced, and rank 0 alone reads and writes files. Note that TrAct's covariance
@@ -39,7 +43,7 @@ import torch
 import torch.nn as nn
 
 import trainact
-from trainact.harness.config import MULTISTEP_FRACTIONS, MULTISTEP_GAMMA, CompareConfig
+from trainact.harness.config import CompareConfig
 from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs
 from trainact.harness.results import git_sha, write_json_atomic
 
@@ -121,8 +125,10 @@ def lr_factor(step: int, steps_per_epoch: int, budget: int, cfg: CompareConfig) 
     """The lr multiplier at `step` (0-based, counted over the whole run).
 
     Linear warm-up over `warmup_epochs` (from 1/warmup_steps to 1), then cosine from 1 to 0 over the rest of
-    the run (per step), or the multistep recipe: ×0.2 at epochs round(0.3 B), round(0.6 B), round(0.8 B) of a
-    B-epoch budget (60/120/160 of 200, as in pytorch-cifar100).
+    the run (per step), or a step schedule: the lr is multiplied by gamma from each milestone epoch on, milestone
+    f (a fraction of the B-epoch budget) being epoch max(1, round(f B)) (Python's round, half to even). multistep is
+    the preset of pytorch-cifar100: ×0.2 at 0.3/0.6/0.8 (60/120/160 of 200); step takes `milestones` and `gamma`
+    (the paper's ImageNet ResNet-50: ×0.1 at 0.333/0.667, epochs 10/20 of 30, 20/40 of 60, 30/60 of 90).
     """
     total = budget * steps_per_epoch
     warm = round(cfg.warmup_epochs * steps_per_epoch)
@@ -130,9 +136,10 @@ def lr_factor(step: int, steps_per_epoch: int, budget: int, cfg: CompareConfig) 
         return (step + 1) / warm
     if cfg.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    fractions, gamma = cfg.step_schedule()
     epoch = step // steps_per_epoch
-    milestones = [max(1, round(f * budget)) for f in MULTISTEP_FRACTIONS]
-    return MULTISTEP_GAMMA ** sum(epoch >= m for m in milestones)
+    milestones = [max(1, round(f * budget)) for f in fractions]
+    return gamma ** sum(epoch >= m for m in milestones)
 
 
 def precision_context(amp: str, device: torch.device):
@@ -192,7 +199,7 @@ def build_run_model(run: RunSpec, cfg: CompareConfig, dataset, device: torch.dev
     """
     from trainact.harness.models import build_model
 
-    n, c, h, w = dataset.train_images.shape  # (N, C, H, W)
+    c, h, w = dataset.input_shape  # what the loader feeds: (C, H, W)
     torch.manual_seed(run.seed)
     model = build_model(cfg.model, num_classes=len(dataset.classes), image_size=h, in_channels=c,
                         **cfg.model_options())
@@ -210,22 +217,42 @@ def whiten_first_layer(model: nn.Module, first: str, cfg: CompareConfig, dataset
     """airbench's first layer: patch-whitening filters (`trainact.harness.whiten.whiten_`) of a sample of the
     training images as the loader feeds them (`cfg.input_range`, no augmentation), sampled by `seed` (so the
     baseline and TrAct of a seed get the same filters); whiten-frozen then stops the weight's gradient."""
-    from trainact.harness.data import input_affine
+    from trainact.harness.data import ImageDataset, input_affine
+    from trainact.harness.data.images import centre_offset
     from trainact.harness.whiten import whiten_
 
+    if not isinstance(dataset, ImageDataset):
+        raise ValueError(f"first_layer_init {cfg.first_layer_init!r} samples the training images in memory, but "
+                         f"{dataset.source} is streamed from disk: use --loader memory")
     layer = model.get_submodule(first)
     if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or layer.groups != 1:
         raise ValueError(f"first_layer_init {cfg.first_layer_init!r} needs a convolution (groups=1) as the first "
                          f"layer; {cfg.model}'s first layer {first!r} is {layer}")
     scale, shift = input_affine(dataset.mean, dataset.std, cfg.input_range, layer.weight.device)
-    whiten_(layer, dataset.train_images, seed=seed,
-            transform=lambda x: x.to(torch.float32) * scale + shift)  # the loader's arithmetic, in float32
+    n = dataset.crop_size
+
+    def transform(x: torch.Tensor) -> torch.Tensor:  # the loader's arithmetic, in float32
+        if n is not None:  # --image-size: the unaugmented loader's centre crop of the stored square
+            top, left = centre_offset(x.shape[-2], n), centre_offset(x.shape[-1], n)
+            x = x[..., top : top + n, left : left + n]
+        return x.to(torch.float32) * scale + shift
+
+    whiten_(layer, dataset.train_images, seed=seed, transform=transform)
     if cfg.first_layer_init == "whiten-frozen":
         layer.weight.requires_grad_(False)
 
 
+def stream_workers(cfg: CompareConfig) -> int:
+    """Decoding processes per rank of the streaming loader: --workers, else min(8, CPUs / processes per node)."""
+    if cfg.workers is not None:
+        return cfg.workers
+    per_node = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(8, (os.cpu_count() or 1) // per_node))
+
+
 def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, dist: DistEnv = DistEnv()):
-    from trainact.harness.data import BatchLoader
+    """(train, test) loaders of a run: BatchLoader for an ImageDataset, StreamLoader for a StreamDataset."""
+    from trainact.harness.data import BatchLoader, StreamDataset, StreamLoader
 
     if cfg.batch_size % dist.world_size:
         raise ValueError(f"batch_size={cfg.batch_size} (the global batch) is not divisible by the "
@@ -233,14 +260,25 @@ def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, d
     per_rank = cfg.batch_size // dist.world_size
     common = dict(mean=dataset.mean, std=dataset.std, input_range=cfg.input_range, device=device,
                   rank=dist.rank, world_size=dist.world_size)
+    if isinstance(dataset, StreamDataset):
+        common["workers"] = stream_workers(cfg)
+        train = StreamLoader(dataset, split="train", batch_size=per_rank, train=True, augment=cfg.augment, seed=seed,
+                             **common)
+        test = StreamLoader(dataset, split="test", batch_size=max(per_rank, 256), train=False, augment=False,
+                            seed=seed, **common)
+        return train, test
+    if dataset.crop_size is not None:  # --image-size: random crops of the stored squares, no padding
+        common["crop_size"], common["crop_padding"] = dataset.crop_size, 0
     train = BatchLoader(dataset.train_images, dataset.train_labels, batch_size=per_rank, train=True,
                         augment=cfg.augment, seed=seed, **common)
+    common.pop("crop_size", None)  # the test split is stored at its final size
     test = BatchLoader(dataset.test_images, dataset.test_labels, batch_size=max(per_rank, 256), train=False,
                        augment=False, seed=seed, **common)
     return train, test
 
 
 TOP_K = 5
+STREAM_THROUGHPUT_BATCHES = 20  # the streaming loader's rate in config.json: over this many batches
 
 
 def has_top5(num_classes: int) -> bool:
@@ -249,23 +287,33 @@ def has_top5(num_classes: int) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, ctx, device: torch.device,
-             dist: DistEnv = DistEnv()) -> tuple[float, Optional[float]]:
-    """Test top-1 and top-5 (%) over the whole test set (each rank its shard, summed over ranks); top-5 is None
-    with 5 classes or fewer."""
+def evaluation_counts(model: nn.Module, loader, ctx, device: torch.device,
+                      dist: DistEnv = DistEnv()) -> tuple[list, int]:
+    """([top-1 hits, top-5 hits, images] summed over ranks, number of classes): each rank counts its shard."""
     model.eval()
     counts = torch.zeros(3, dtype=torch.int64, device=device)  # top-1 hits, top-5 hits, images
+    classes = 0
     for x, y in loader.epoch(0):
         with ctx:
             out = model(x)  # (B, classes)
+        classes = out.shape[1]
         top = out.topk(min(5, out.shape[1]), dim=1).indices  # (B, k)
         hit = top == y[:, None]  # (B, k)
         counts[0] += hit[:, 0].sum()
         counts[1] += hit.any(dim=1).sum()
         counts[2] += y.shape[0]
     dist.all_reduce_(counts)
-    c1, c5, n = counts.tolist()
-    return 100.0 * c1 / n, 100.0 * c5 / n if has_top5(out.shape[1]) else None
+    return counts.tolist(), classes
+
+
+def evaluate(model: nn.Module, loader, ctx, device: torch.device,
+             dist: DistEnv = DistEnv(), *, expected: Optional[int] = None) -> tuple[float, Optional[float]]:
+    """Test top-1 and top-5 (%) over the whole test set (each rank its shard, summed over ranks); top-5 is None
+    with 5 classes or fewer. `expected`: the test set's size, which the ranks' counts must add up to."""
+    (c1, c5, n), classes = evaluation_counts(model, loader, ctx, device, dist)
+    if expected is not None and n != expected:
+        raise RuntimeError(f"evaluation counted {n} images, but the test split has {expected}")
+    return 100.0 * c1 / n, 100.0 * c5 / n if has_top5(classes) else None
 
 
 def _sync(device: torch.device) -> None:
@@ -335,6 +383,8 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
     """
     from tqdm import tqdm
 
+    from trainact.harness.data import StreamDataset
+
     run_dir = Path(out_dir) / run.run_id
     summary_path, ckpt_path, metrics_path = run_dir / "summary.json", run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
 
@@ -357,7 +407,7 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
         return done
 
     train_loader, test_loader = make_loaders(cfg, dataset, device, run.seed, dist)
-    example = next(iter(test_loader.epoch(0)))[0][:2]
+    example = test_loader.example(2)
     model, first = build_run_model(run, cfg, dataset, device, example)
     opts = make_optimizers(model, first, run.lr, cfg)
     base_lrs = [[g["lr"] for g in o.param_groups] for o in opts]
@@ -389,7 +439,7 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
 
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"the training set ({dataset.train_images.shape[0]} images) is smaller than one batch "
+        raise ValueError(f"the training set ({dataset.num_train} images) is smaller than one batch "
                          f"per process ({cfg.batch_size // dist.world_size})")
     show_bar = dist.is_main and sys.stderr.isatty()
     bar = tqdm(total=run.budget * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=run.run_id,
@@ -443,7 +493,7 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
             if dist.enabled:  # BatchNorm running statistics drift apart per rank: evaluate rank 0's everywhere
                 for b in model.buffers():
                     torch.distributed.broadcast(b, src=0)
-            top1, top5 = evaluate(model, test_loader, ctx, device, dist)
+            top1, top5 = evaluate(model, test_loader, ctx, device, dist, expected=dataset.num_test)
         eval_seconds = time.perf_counter() - t1
         row = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": 100.0 * correct / count,
                "test_top1": top1, "test_top5": top5, "lr": opts[0].param_groups[0]["lr"], "seconds": seconds,
@@ -467,6 +517,8 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
     bar.close()
 
     summary = summarize_run(run, history, images_per_epoch=int(count), first_layer=first)
+    if isinstance(dataset, StreamDataset):  # streamed: each evaluation counted every test image once (checked)
+        summary["test_images"] = dataset.num_test
     if dist.is_main:
         write_json_atomic(summary_path, summary)
         ckpt_path.unlink(missing_ok=True)
@@ -498,17 +550,25 @@ def summarize_run(run: RunSpec, history: list, *, images_per_epoch: int, first_l
 # ---------------------------------------------------------------------------------------------- comparison
 
 
-def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv()):
-    """The data set of a comparison (rank 0 first, so that it alone fills the cache), subset if asked."""
+def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv(), log: Callable[[str], None] = _log):
+    """The data set of a comparison (rank 0 first, so that it alone fills the caches), subset if asked: an
+    ImageDataset, or a StreamDataset with --loader stream (or auto, over the memory budget: said in one line)."""
     from trainact.harness.data import load_dataset
+
+    def load():
+        return load_dataset(cfg.data, cache_dir=cfg.cache_dir, synthetic=cfg.synthetic, image_size=cfg.image_size,
+                            val_fraction=cfg.val_fraction, loader=cfg.loader, memory_budget=cfg.memory_budget,
+                            workers=stream_workers(cfg) if cfg.loader != "memory" else 0)
 
     dataset = None
     if dist.is_main:
-        dataset = load_dataset(cfg.data, cache_dir=cfg.cache_dir, synthetic=cfg.synthetic)
+        dataset = load()
+        if getattr(dataset, "note", None):
+            log(f"trainact compare: {dataset.note}")
     dist.barrier()
     if not dist.is_main:
-        dataset = load_dataset(cfg.data, cache_dir=cfg.cache_dir, synthetic=cfg.synthetic)
-    if cfg.train_subset is not None and cfg.train_subset < dataset.train_images.shape[0]:
+        dataset = load()
+    if cfg.train_subset is not None and cfg.train_subset < dataset.num_train:
         dataset = dataset.subset(cfg.train_subset, seed=0)
     return dataset
 
@@ -565,7 +625,7 @@ def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Option
 def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.device],
                  log: Callable[[str], None], out) -> dict:
     from trainact.harness import results as R
-    from trainact.harness.data import measure_loader_throughput
+    from trainact.harness.data import StreamDataset, measure_loader_throughput
 
     device = device or resolve_device(cfg.device, dist)
     out = out or sys.stdout
@@ -573,20 +633,25 @@ def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.de
     if dist.is_main:
         check_out_dir(cfg)
     dist.barrier()
-    dataset = load_data(cfg, dist)
-    n, c, h, w = dataset.train_images.shape  # (N, C, H, W)
+    dataset = load_data(cfg, dist, log)
+    n, (c, h, w) = dataset.num_train, dataset.input_shape  # what the model is fed: (C, H, W)
+    streamed = isinstance(dataset, StreamDataset)
 
     env = environment(device, dist)
     if dist.is_main:
         train_loader, _ = make_loaders(cfg, dataset, device, 0, dist)
-        env["loader_images_per_second"] = measure_loader_throughput(train_loader, epochs=1)
+        # a streamed epoch can take an hour: its rate is that of the first batches (workers started, files cold)
+        env["loader_images_per_second"] = measure_loader_throughput(
+            train_loader, epochs=1, max_batches=STREAM_THROUGHPUT_BATCHES if streamed else None)
+        if streamed:
+            env["loader"] = {"kind": "stream", "workers": stream_workers(cfg)}
         env["dataset"] = {"name": dataset.name, "source": dataset.source, "train_size": n,
-                          "test_size": int(dataset.test_images.shape[0]), "classes": len(dataset.classes),
+                          "test_size": dataset.num_test, "classes": len(dataset.classes),
                           "image_shape": [c, h, w], "mean": list(dataset.mean), "std": list(dataset.std)}
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").unlink(missing_ok=True)  # only written again at the real end
         write_json_atomic(out_dir / "config.json", {"config": cfg.to_dict(), "environment": env})
-        log(f"trainact compare: {dataset.name} ({n} train / {dataset.test_images.shape[0]} test, {c}x{h}x{w}, "
+        log(f"trainact compare: {dataset.name} ({n} train / {dataset.num_test} test, {c}x{h}x{w}, "
             f"{len(dataset.classes)} classes), model {cfg.model}, device {device}"
             + (f" x{dist.world_size}" if dist.enabled else "") + f", output {out_dir}")
     env = dist.broadcast(env)

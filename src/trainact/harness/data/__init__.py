@@ -13,6 +13,10 @@ Understood sources: a CIFAR-10 / CIFAR-100 python folder (`cifar-10-batches-py/`
 an image-folder tree `train/<class>/*` + `test/<class>/*` (or `val/<class>/*`), either as a directory or
 inside a .tar / .tar.gz / .tgz / .zip archive (at its top or under one top-level folder).
 
+`--image-size N` resizes image folders (images.py: the ImageNet convention), `--val-fraction F` holds out part of a
+train-only folder, and a set too large for memory is streamed from disk by `StreamLoader` (stream.py):
+    ds = load_dataset("imagenet/", image_size=224, loader="auto")  # a StreamDataset over 8 GiB decoded
+
 Pillow (image folders) and numpy (CIFAR pickles) are imported only when needed.
 """
 
@@ -24,6 +28,8 @@ from .loader import BatchLoader as BatchLoader
 from .loader import input_affine as input_affine
 from .loader import measure_loader_throughput as measure_loader_throughput
 from .sources import load_dataset as load_dataset
+from .stream import StreamDataset as StreamDataset
+from .stream import StreamLoader as StreamLoader
 from .synthetic import synthetic_dataset as synthetic_dataset
 
 __all__ = [
@@ -32,6 +38,8 @@ __all__ = [
     "load_dataset",
     "synthetic_dataset",
     "BatchLoader",
+    "StreamDataset",
+    "StreamLoader",
     "measure_loader_throughput",
     "input_affine",
     "INPUT_RANGES",

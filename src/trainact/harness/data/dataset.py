@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 
@@ -21,18 +22,46 @@ class DataError(ValueError):
 # the dataset object
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Exact per-channel mean/std (population) of uint8 images (N, C, H, W) in [0, 1] units, via histograms."""
+def _channel_histograms(images: torch.Tensor) -> torch.Tensor:
+    """Per-channel counts of each uint8 level, (C, 256) int64, of images (N, C, H, W)."""
+    return torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256) for c in range(images.shape[1])])
+
+
+def _stats_from_histograms(hist: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean/std (population) in [0, 1] units from (C, 256) level counts."""
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     means, stds = [], []
-    for c in range(images.shape[1]):
-        hist = torch.bincount(images[:, c].reshape(-1), minlength=256).to(torch.float64)  # (256,)
-        n = hist.sum()
-        mean = (hist * levels).sum() / n
-        var = (hist * (levels - mean) ** 2).sum() / n
+    for c in range(hist.shape[0]):
+        h = hist[c].to(torch.float64)  # (256,)
+        n = h.sum()
+        mean = (h * levels).sum() / n
+        var = (h * (levels - mean) ** 2).sum() / n
         means.append(float(mean))
         stds.append(float(var.sqrt()))
     return tuple(means), tuple(stds)
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean/std (population) of uint8 images (N, C, H, W) in [0, 1] units, via histograms."""
+    return _stats_from_histograms(_channel_histograms(images))
+
+
+def balanced_subset(labels: torch.Tensor, num_classes: int, train_size: int, *, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded random subset of `labels`, balanced across classes (counts differ by at most
+    one while every class still has images left)."""
+    n = labels.shape[0]
+    if not isinstance(train_size, int) or not 1 <= train_size <= n:
+        raise DataError(f"subset train_size must be an int in [1, {n}] (the train split's size), got {train_size!r}")
+    g = torch.Generator().manual_seed(_mix_seed(seed, "subset"))
+    # each image's rank within its class in a random order; sorting by rank + U[0, 1) then takes one
+    # image per class in turn (classes in random order), so the subset is balanced
+    perm = torch.randperm(n, generator=g)
+    rank = torch.empty(n, dtype=torch.float64)
+    for c in range(num_classes):
+        members = perm[labels[perm] == c]
+        rank[members] = torch.arange(len(members), dtype=torch.float64)
+    key = rank + torch.rand(n, generator=g, dtype=torch.float64)
+    return torch.argsort(key)[:train_size].sort().values
 
 
 @dataclass
@@ -48,37 +77,41 @@ class ImageDataset:
     std: tuple[float, ...]  # per-channel std of the train split, [0, 1] units
     name: str
     source: str
+    # with --image-size N: the train split is stored as S x S squares and the loader crops N x N of them (see
+    # harness/data/images.py); None: the loader feeds the images at their stored size
+    crop_size: Optional[int] = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     @property
+    def num_train(self) -> int:
+        return int(self.train_images.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        return int(self.test_images.shape[0])
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W)."""
+        """(C, H, W) of the stored train images."""
         c, h, w = self.train_images.shape[1:]
         return (int(c), int(h), int(w))
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of what the loader feeds the model."""
+        c, h, w = self.image_shape
+        return (c, h, w) if self.crop_size is None else (c, self.crop_size, self.crop_size)
+
     def subset(self, train_size: int, *, seed: int) -> ImageDataset:
-        """A seeded random subset of the train split, balanced across classes (counts differ by at most one
-        while every class still has images left); the test split is unchanged; mean/std are recomputed."""
-        n = self.train_images.shape[0]
-        if not isinstance(train_size, int) or not 1 <= train_size <= n:
-            raise DataError(f"subset train_size must be an int in [1, {n}] (the train split's size), got {train_size!r}")
-        g = torch.Generator().manual_seed(_mix_seed(seed, "subset"))
-        labels = self.train_labels
-        # each image's rank within its class in a random order; sorting by rank + U[0, 1) then takes one
-        # image per class in turn (classes in random order), so the subset is balanced
-        perm = torch.randperm(n, generator=g)
-        rank = torch.empty(n, dtype=torch.float64)
-        for c in range(len(self.classes)):
-            members = perm[labels[perm] == c]
-            rank[members] = torch.arange(len(members), dtype=torch.float64)
-        key = rank + torch.rand(n, generator=g, dtype=torch.float64)
-        chosen = torch.argsort(key)[:train_size].sort().values
+        """A seeded random subset of the train split, balanced across classes (`balanced_subset`); the test split
+        is unchanged; mean/std are recomputed."""
+        chosen = balanced_subset(self.train_labels, len(self.classes), train_size, seed=seed)
         images = self.train_images[chosen].contiguous()
         mean, std = _channel_stats(images)
-        return replace(self, train_images=images, train_labels=labels[chosen].clone(), mean=mean, std=std)
+        return replace(self, train_images=images, train_labels=self.train_labels[chosen].clone(), mean=mean, std=std)
 
 
 def _mix_seed(seed: int, *salt: object) -> int:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .dataset import INPUT_RANGES, _mix_seed
+from .images import centre_offset
 
 # ----------------------------------------------------------------------------------------------------
 # the loader
@@ -35,6 +36,9 @@ class BatchLoader:
     """In-memory batches in the airbench style: the split lives on `device` as uint8, an epoch is one seeded
     permutation plus slicing, and random crop (zero padding `crop_padding`, like torchvision's
     RandomCrop(size, padding=4)) and horizontal flip (p = 0.5) are batched tensor ops.
+    With `crop_size` N (`--image-size`: the train split stored as S x S squares, harness/data/images.py) the output
+    is N x N: a random window of the square (no padding) when augmenting, its centre (torchvision's CenterCrop
+    offset) when not.
 
         loader = BatchLoader(ds.train_images, ds.train_labels, batch_size=128, train=True,
                              mean=ds.mean, std=ds.std, device=device, seed=seed)
@@ -64,6 +68,7 @@ class BatchLoader:
         input_range: str = "standardized",
         augment: bool = True,
         crop_padding: int = 4,
+        crop_size: Optional[int] = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         seed: int = 0,
@@ -90,12 +95,16 @@ class BatchLoader:
             raise ValueError(f"std must be > 0 for every channel, got {tuple(std)}")
         if not isinstance(crop_padding, int) or crop_padding < 0:
             raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
+        if crop_size is not None:
+            side = min(images.shape[2:]) + 2 * crop_padding
+            if not isinstance(crop_size, int) or not 1 <= crop_size <= side:
+                raise ValueError(f"crop_size must be an int in [1, {side}] (the padded image side), got {crop_size!r}")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
         if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         self.batch_size, self.train, self.augment = batch_size, bool(train), bool(augment)
-        self.input_range, self.crop_padding, self.dtype = input_range, crop_padding, dtype
+        self.input_range, self.crop_padding, self.crop_size, self.dtype = input_range, crop_padding, crop_size, dtype
         self.seed, self.drop_last, self.rank, self.world_size = int(seed), bool(drop_last), rank, world_size
         self.device = torch.device(device)
         self.images = images.to(self.device).contiguous()  # uint8 (N, C, H, W), moved once
@@ -118,6 +127,10 @@ class BatchLoader:
             return full + int(not self.drop_last and rem >= ws)
         shard = len(range(self.rank, n, ws))
         return shard // bs if self.drop_last else -(-shard // bs)
+
+    def example(self, n: int = 2) -> torch.Tensor:
+        """The first n inputs of epoch 0 (to trace a model with)."""
+        return next(iter(self.epoch(0)))[0][:n]
 
     def _positions(self) -> Iterator[slice | torch.Tensor]:
         """This rank's batches as positions into the epoch's order (a permutation, or the identity for eval)."""
@@ -142,9 +155,10 @@ class BatchLoader:
             g = torch.Generator().manual_seed(_mix_seed(self.seed, "epoch", int(epoch)))
             order = torch.randperm(n, generator=g)
             if augment:
-                span = 2 * self.crop_padding + 1
-                dy = torch.randint(0, span, (n,), generator=g).to(dev)
-                dx = torch.randint(0, span, (n,), generator=g).to(dev)
+                h, w = self.images.shape[2:]
+                out_h, out_w = self._out_size()
+                dy = torch.randint(0, h + 2 * self.crop_padding - out_h + 1, (n,), generator=g).to(dev)
+                dx = torch.randint(0, w + 2 * self.crop_padding - out_w + 1, (n,), generator=g).to(dev)
                 flip = (torch.rand(n, generator=g) < 0.5).to(dev)
             order = order.to(dev)
         else:
@@ -156,12 +170,25 @@ class BatchLoader:
             x = self.images[idx]  # uint8 (B, C, H, W)
             if augment:
                 x = self._crop_flip(x, dy[pos], dx[pos], flip[pos])
+            elif self.crop_size is not None:
+                x = self._centre(x)
             x = (x.to(torch.float32) * self._scale + self._shift).to(self.dtype)
             yield x, self.labels[idx]
 
+    def _out_size(self) -> tuple[int, int]:
+        h, w = self.images.shape[2:]
+        return (h, w) if self.crop_size is None else (self.crop_size, self.crop_size)
+
+    def _centre(self, x: torch.Tensor) -> torch.Tensor:
+        """The centre crop_size x crop_size window of (B, C, H, W)."""
+        n = self.crop_size
+        top, left = centre_offset(x.shape[2], n), centre_offset(x.shape[3], n)
+        return x[:, :, top : top + n, left : left + n]  # (B, C, n, n)
+
     def _crop_flip(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-        """Per image: zero-pad by p, take the H x W window at (dy, dx), mirror it if flip. One gather."""
-        b, c, h, w = x.shape
+        """Per image: zero-pad by p, take the output-size window at (dy, dx), mirror it if flip. One gather."""
+        b, c = x.shape[:2]
+        h, w = self._out_size()
         p = self.crop_padding
         if p:
             x = F.pad(x, (p, p, p, p))  # (B, C, H + 2p, W + 2p)
@@ -174,18 +201,27 @@ class BatchLoader:
         return x[bi, ci, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]  # (B, C, H, W)
 
 
-def measure_loader_throughput(loader: BatchLoader, epochs: int = 1) -> float:
-    """Images per second that `loader` delivers (epochs 0 .. epochs-1, nothing else done with the batches)."""
+def measure_loader_throughput(loader, epochs: int = 1, max_batches: Optional[int] = None) -> float:
+    """Images per second that `loader` (a BatchLoader or a StreamLoader) delivers (epochs 0 .. epochs-1, or only
+    the first `max_batches` batches, nothing else done with the batches)."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if max_batches is not None and max_batches < 1:
+        raise ValueError(f"max_batches must be >= 1, got {max_batches}")
     sync = torch.cuda.synchronize if loader.device.type == "cuda" else (lambda: None)
     sync()
     count, start = 0, time.perf_counter()
     last = None
+    batches = 0
     for e in range(epochs):
         for x, _ in loader.epoch(e):
             count += x.shape[0]
             last = x
+            batches += 1
+            if batches == max_batches:
+                break
+        if batches == max_batches:
+            break
     if last is not None and loader.device.type not in ("cpu", "cuda"):
         last.sum().item()  # other devices: force the queued work
     sync()
