@@ -24,7 +24,7 @@ from bench_overhead import CASES, _iqr  # noqa: E402
 from common import machine_info, write_result  # noqa: E402
 
 from trainact import patches  # noqa: E402
-from trainact.harness.train import resolve_device  # noqa: E402
+from trainact.harness.env import resolve_device  # noqa: E402
 
 GRAM_CASES = ("stem", "cifar-stem", "resnet18")  # the cases whose first layer has overlapping windows
 VARIANTS = ("plain", "band", "dense")
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         args.out = os.path.join(os.path.dirname(__file__), "results", f"gram-{device.type}.json")
     results = [run_case(c, args.reps, args.warmup, args.seed, device) for c in cases]
     write_result(args.out, {"benchmark": "gram", "command": " ".join(sys.argv), "seed": args.seed,
-                            "device": str(device), **machine_info(), "results": results})
+                            **machine_info(device), "results": results})
     return 0
 
 

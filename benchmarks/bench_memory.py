@@ -84,7 +84,7 @@ def main(argv=None) -> int:
 
     write_result(args.out, {
         "benchmark": "memory", "command": " ".join(sys.argv), "case": f"Conv2d(3,64,7,s2,p3) batch {args.batch} {args.size}px",
-        "device": args.device, **machine_info(), "growth_bytes": growth, "extra_over_plain_MiB": {v: e / mib for v, e in extra.items()},
+        **machine_info(args.device), "growth_bytes": growth, "extra_over_plain_MiB": {v: e / mib for v, e in extra.items()},
     })
     return 0
 

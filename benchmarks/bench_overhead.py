@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import machine_info, write_result  # noqa: E402
 
 import trainact  # noqa: E402
-from trainact.harness.train import resolve_device  # noqa: E402
+from trainact.harness.env import resolve_device  # noqa: E402
 
 
 def layer_case(conv: nn.Conv2d, batch: int, size: int, seed: int, device: torch.device):
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
         print(f"resnet18 step overhead estimated from its first layer: torch-tract {estimate['torch-tract']:+.2%}, "
               f"trainact {estimate['trainact']:+.2%}")
     write_result(args.out, {"benchmark": "overhead", "command": " ".join(sys.argv), "seed": args.seed,
-                            "device": str(device), **machine_info(), "results": results})
+                            **machine_info(device), "results": results})
     return 0
 
 

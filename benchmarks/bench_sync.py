@@ -35,7 +35,7 @@ from bench_overhead import CASES, _iqr  # noqa: E402
 from common import machine_info, write_result  # noqa: E402
 
 import trainact.tract  # noqa: E402
-from trainact.harness.train import resolve_device  # noqa: E402
+from trainact.harness.env import resolve_device  # noqa: E402
 
 STEP_CASES = ("resnet18", "vit")
 VARIANTS = ("plain", "trainact", "trainact-nosync")
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         args.out = os.path.join(os.path.dirname(__file__), "results", f"sync-{device.type}.json")
     results = [run_case(c, args.steps, args.reps, args.warmup, args.seed, device) for c in cases]
     write_result(args.out, {"benchmark": "sync", "command": " ".join(sys.argv), "seed": args.seed,
-                            "device": str(device), **machine_info(), "results": results})
+                            **machine_info(device), "results": results})
     return 0
 
 

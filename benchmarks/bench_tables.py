@@ -6,6 +6,7 @@ import json
 import os
 
 import common
+from common import describe
 from figures import bar_plot
 
 
@@ -33,17 +34,11 @@ def load(name: str):
         return json.load(f)
 
 
-def machine(r: dict) -> str:
-    gpu = f"{r['cuda']} (CUDA), " if str(r.get("device", "cpu")).startswith("cuda") else ""
-    return f"{gpu}{r['cpu']} ({r['cpu_count']} cores, {r['torch_threads']} torch threads), torch {r['torch']}, " \
-           f"Python {r['python']}, git {r['git']}, {r['date']}"
-
-
 def overhead_section(r: dict, *, png: str = "overhead.png", title: str = "Time overhead") -> list[str]:
     lines = [
         f"## {title}: plain layer vs `torch-tract` vs trainact (" + ", ".join(c["case"] for c in r["results"]) + ")",
         "",
-        f"Command: `{r['command']}` (seed {r['seed']}); {machine(r)}.",
+        f"Command: `{r['command']}` (seed {r['seed']}); {describe(r)}.",
         "Each repetition runs every variant once in rotating order; overhead = median over the repetitions of "
         "(variant time / plain time of the same repetition) − 1, with its interquartile range.",
         "",
@@ -83,7 +78,7 @@ def memory_section(r: dict) -> list[str]:
     lines = [
         "## Peak extra memory",
         "",
-        f"Command: `{r['command']}`; {r['case']}, device {r['device']}; {machine(r)}.",
+        f"Command: `{r['command']}`; {r['case']}, device {r['device']}; {describe(r)}.",
         "Growth of the peak resident set during one forward + backward, each variant in fresh processes "
         "(minimum over repeats), minus the plain layer's growth.",
         "",
@@ -105,7 +100,7 @@ def allreduce_section(r: dict) -> list[str]:
     lines = [
         "## DDP: the cost of the global covariance",
         "",
-        f"Command: `{r['command']}`; {machine(r)}.",
+        f"Command: `{r['command']}`; {describe(r)}.",
         f"{r['case']}. Median step time over {r['steps']} steps after warm-up, 2 processes (gloo), "
         "each process 1 thread.",
         "",
@@ -123,7 +118,7 @@ def gram_section(r: dict) -> list[str]:
         f"## {'GPU' if str(r['device']).startswith('cuda') else 'CPU'}: which Gram algorithm (band vs one dense "
         "GEMM per block)",
         "",
-        f"Command: `{r['command']}` (seed {r['seed']}); {machine(r)}.",
+        f"Command: `{r['command']}` (seed {r['seed']}); {describe(r)}.",
         "The same TrAct layer with the band algorithm forced on and off, each repetition running plain, band and "
         "dense once in rotating order; extra = median of the paired ratios to plain − 1. The library uses the band "
         "algorithm on the CPU only (`patches._band_applies`).",
@@ -143,7 +138,7 @@ def sync_section(r: dict) -> list[str]:
     lines = [
         "## GPU: the cost of the backward's host synchronisation",
         "",
-        f"Command: `{r['command']}` (seed {r['seed']}); {machine(r)}.",
+        f"Command: `{r['command']}` (seed {r['seed']}); {describe(r)}.",
         "TrAct's backward reads two status flags on the host (finite covariance, Cholesky success) with one "
         "synchronisation. Each timing queues several whole training steps back to back (one synchronisation "
         "before and after), so the CPU's running ahead of the GPU, which that read stops, is part of the time. "
@@ -168,4 +163,4 @@ def sync_section(r: dict) -> list[str]:
 def gpu_tests_line(r: dict) -> list[str]:
     note = f" Note: {r['note']}." if r.get("note") else ""
     return ["## GPU: tests", "",
-            f"`{r['command']}`: {r['outcome']} ({r['cuda']}, torch {r['torch']}, {r['date']}).{note}", ""]
+            f"`{r['command']}`: {r['outcome']} ({r['device_name']}, torch {r['torch_version']}, {r['date']}).{note}", ""]

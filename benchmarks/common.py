@@ -1,36 +1,30 @@
-"""Shared bits of the benchmark scripts: machine description and result files."""
+"""Shared bits of the benchmark scripts: where results go, what produced them (the harness's provenance format,
+`trainact.harness.env.environment`), and how they are written."""
 from __future__ import annotations
 
 import datetime
-import json
 import os
-import platform
 
 import torch
 
-from trainact.harness.results import git_sha
+from trainact.harness.env import environment, write_json_atomic
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")  # the benchmarks' JSON and figures
-from trainact.harness.train import cpu_name
 
 
-def machine_info() -> dict:
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "git": git_sha(),
-    }
+def machine_info(device="cpu") -> dict:
+    """The date and the harness's environment record (git sha, torch, Python, device name, threads, cores)."""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **environment(torch.device(device))}
+
+
+def describe(e: dict) -> str:
+    """One line for a result's provenance (benchmark results and experiments' config.json alike)."""
+    return (f"{e['device_name']} ({e['device']}; {e['cpu_count']} cores, {e['torch_threads']} torch threads), "
+            f"torch {e['torch_version']}, Python {e['python']}, git {str(e.get('git_sha'))[:7]}"
+            + (f", {e['date']}" if e.get("date") else ""))
 
 
 def write_result(path: str, payload: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+    write_json_atomic(path, payload)
     print(f"wrote {path}")

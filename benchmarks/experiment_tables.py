@@ -7,6 +7,7 @@ import json
 import os
 
 import claims
+from common import describe
 import experiments
 from experiments import ABLATION_BUDGET, EXPERIMENTS
 from figures import bar_plot, lam_sweep_plot, paired_gain_plot
@@ -33,8 +34,7 @@ def load_experiment(name: str):
 def run_machine(top: dict) -> str:
     e, c = top["environment"], top["config"]
     d = e.get("dataset", {})
-    return (f"{e['device_name']} ({e['cpu_count']} cores, {e['torch_threads']} torch threads), torch "
-            f"{e['torch_version']}, Python {e['python']}, git {str(e.get('git_sha'))[:7]}; data: {d.get('name')}, "
+    return (f"{describe(e)}; data: {d.get('name')}, "
             f"{d.get('train_size')} training images" + (" (class-balanced subset)" if c.get("train_subset") else "")
             + f", {d.get('test_size')} test images")
 

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Optional
 
 from trainact.harness.config import CompareConfig
-from trainact.harness.results import load_config, summarize, write_json_atomic
+from trainact.harness.env import write_json_atomic
+from trainact.harness.results import load_config, summarize
 
 HERE = Path(__file__).resolve().parent
 COLLECTED = HERE / "results" / "experiments"

@@ -53,10 +53,10 @@ def test_overhead_benchmark_runs_and_refuses_bad_cases_and_a_missing_gpu(tmp_pat
     # a GPU session's result file becomes the report's GPU section (the figures relabelled here as if from CUDA)
     report = _load("report")
     _results_in(tmp_path, monkeypatch)
-    r.update(device="cuda:0", cuda="NVIDIA H100 80GB HBM3")
+    r.update(device="cuda:0", device_name="NVIDIA H100 80GB HBM3")
     (tmp_path / "overhead-cuda.json").write_text(json.dumps(r))
     text = "\n".join(report.gpu_section())
-    assert "## GPU time overhead" in text and "NVIDIA H100 80GB HBM3 (CUDA)" in text
+    assert "## GPU time overhead" in text and "NVIDIA H100 80GB HBM3 (cuda:0;" in text
     assert (tmp_path / "overhead-cuda.png").is_file() and "Nothing on this page" not in text
 
 

@@ -348,7 +348,7 @@ def _check_model_name(name: str) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
-    from trainact.harness import train
+    from trainact.harness import env, train
 
     try:
         cfg = config_from_args(args)
@@ -360,7 +360,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        dist, device = train.init_distributed(cfg.device)
+        dist, device = env.init_distributed(cfg.device)
     except ValueError as err:
         raise UsageError(str(err)) from None
     try:
@@ -380,7 +380,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except OutDirLocked as err:
             raise UsageError(str(err)) from None
     finally:
-        train.shutdown_distributed()
+        env.shutdown_distributed()
     return 0
 
 

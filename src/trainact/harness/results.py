@@ -16,9 +16,7 @@ where that curve reaches `acc`; the speed-up is matched / t. Nothing is extrapol
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -35,17 +33,6 @@ class RunResult:
 
 
 # ---------------------------------------------------------------------------------------------- files
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary file next to `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def read_jsonl(path: Path) -> list:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -72,17 +59,6 @@ def load_runs(out_dir) -> list[RunResult]:
         metrics = read_jsonl(metrics_path) if metrics_path.is_file() else []
         runs.append(RunResult(RunSpec.from_dict(summary["run"]), summary, metrics))
     return runs
-
-
-def git_sha() -> Optional[str]:
-    """The commit of the working tree the harness runs from, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and sha else None
 
 
 # ---------------------------------------------------------------------------------------------- statistics

@@ -32,10 +32,8 @@ import contextlib
 import json
 import math
 import os
-import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -45,78 +43,9 @@ import torch.nn as nn
 import trainact
 from trainact.harness.config import CompareConfig
 from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs
-from trainact.harness.results import git_sha, write_json_atomic
-
-# ---------------------------------------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """Where this process stands in a `torchrun` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-    def broadcast(self, obj):
-        """Rank 0's `obj` on every rank."""
-        if not self.enabled:
-            return obj
-        box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def all_reduce_(self, t: torch.Tensor) -> torch.Tensor:
-        if self.enabled:
-            torch.distributed.all_reduce(t)
-        return t
-
-
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def resolve_device(name: str, dist: DistEnv = DistEnv()) -> torch.device:
-    """`auto` is CUDA when available, else the CPU; under torchrun each rank uses cuda:LOCAL_RANK."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available (use --device cpu or auto)")
-        if name == "cuda":
-            name = f"cuda:{dist.local_rank}" if dist.enabled else "cuda"
-    return torch.device(name)
-
-
-def init_distributed(device_name: str) -> tuple[DistEnv, torch.device]:
-    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
-    if not launched_by_torchrun():
-        return DistEnv(), resolve_device(device_name)
-    env = DistEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
-    device = resolve_device(device_name, env)
-    if env.enabled and not torch.distributed.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return env, device
-
-
-def shutdown_distributed() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
+from trainact.harness.env import (
+    DistEnv, environment, resolve_device, save_atomic, write_json_atomic, write_jsonl_atomic,
+)
 
 # ---------------------------------------------------------------------------------------------- pieces
 
@@ -168,25 +97,6 @@ def make_optimizers(model: nn.Module, first_layer: str, lr: float, cfg: CompareC
     if cfg.first_layer_sgd and first:
         return [make(cfg.optimizer, rest, lr), make("sgd", first, cfg.effective_first_layer_lr)]
     return [make(cfg.optimizer, first + rest, lr)]
-
-
-def environment(device: torch.device, dist: DistEnv = DistEnv()) -> dict:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {"git_sha": git_sha(), "torch_version": torch.__version__, "python": platform.python_version(),
-            "device": str(device), "device_name": name, "world_size": dist.world_size,
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
-
-
-def cpu_name() -> str:
-    """The CPU's model name (for result files)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build_run_model(run: RunSpec, cfg: CompareConfig, dataset, device: torch.device, example: torch.Tensor):
@@ -334,20 +244,6 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_jsonl_atomic(rows: list, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
-
-
 def read_completed(path: Path) -> Optional[dict]:
     """The summary of a completed run, or None."""
     if not path.is_file():
@@ -431,7 +327,7 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
         summary_path.unlink(missing_ok=True)
         write_json_atomic(run_dir / "config.json", {"config": cfg.to_dict(), "run": run.to_dict(),
                                                     "first_layer": first, "environment": env or environment(device, dist)})
-        _write_jsonl_atomic(history, metrics_path)  # drops epochs after the checkpoint, if any
+        write_jsonl_atomic(metrics_path, history)  # drops epochs after the checkpoint, if any
         log(f"[{run.run_id}] " + (f"resuming after epoch {start_epoch}" if start_epoch else "start")
             + f" ({cfg.model}, first layer {first!r}"
             + ("" if cfg.first_layer_init == "default" else f", {cfg.first_layer_init} init")
@@ -505,9 +401,9 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
             with open(metrics_path, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             if epoch + 1 < run.budget:
-                _save_atomic({"model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
-                              "scaler": scaler.state_dict(), "epoch": epoch + 1, "rng": _rng_state(device),
-                              "history": history, "run": run.to_dict()}, ckpt_path)
+                save_atomic(ckpt_path, {"model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
+                                        "scaler": scaler.state_dict(), "epoch": epoch + 1, "rng": _rng_state(device),
+                                        "history": history, "run": run.to_dict()})
             test = (f" | test top-1 {top1:.2f}%" + (f" top-5 {top5:.2f}%" if top5 is not None else "")
                     if evaluated else "")
             (_bar_log if show_bar else log)(f"[{run.run_id}] epoch {epoch + 1}/{run.budget} loss {row['train_loss']:.4f} "
@@ -680,7 +576,7 @@ def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.de
             "train_images_per_second": {r["label"] + f"@{r['budget']}": r["train_images_per_second"]["mean"]
                                         for r in summary["results"]}}
         summary["completed"] = summary["complete"]
-        R.write_json_atomic(out_dir / "summary.json", summary)  # before the plots: they cannot lose the results
+        write_json_atomic(out_dir / "summary.json", summary)  # before the plots: they cannot lose the results
         print(R.format_table(summary), file=out, flush=True)
         print(f"\nloader {env['loader_images_per_second']:.0f} images/s vs training "
               + ", ".join(f"{k} {v:.0f}" for k, v in summary["throughput"]["train_images_per_second"].items())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+
+from trainact.harness.env import save_atomic
 
 _CACHE_VERSION = 1
 
@@ -56,15 +56,6 @@ def _write_cache(path: Path, arrays, classes: list[str], name: str, mean, std) -
         std=list(std),
     )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is as readable as the data it holds
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        save_atomic(path, payload)
     except OSError as e:
         warnings.warn(f"could not write the dataset cache {path}: {e}; the next load decodes again")
