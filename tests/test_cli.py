@@ -208,12 +208,12 @@ def test_failure_during_training_leaves_nothing_complete(tmp_path, capsys, monke
 ], ids=["torchvision", "timm", "matplotlib", "two-missing", "pillow", "two-extras"])
 def test_a_missing_optional_package_is_one_line_and_exit_2_before_anything_runs(tmp_path, capsys, monkeypatch,
                                                                                    hidden, argv, needle):
-    from trainact.harness import train
+    from trainact.harness import compare
 
     for name in hidden:
         monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
-    monkeypatch.setattr(train, "load_data", lambda *a, **k: pytest.fail("data loaded before the check"))
-    monkeypatch.setattr(train, "run_one", lambda *a, **k: pytest.fail("trained before the check"))
+    monkeypatch.setattr(compare, "load_data", lambda *a, **k: pytest.fail("data loaded before the check"))
+    monkeypatch.setattr(compare, "run_one", lambda *a, **k: pytest.fail("trained before the check"))
     out = tmp_path / "out"
     base = [] if "--data" in argv else TINY[:2]
     assert main(["compare", *base, "--budgets", "1", "--out", str(out), *argv]) == 2
@@ -274,7 +274,7 @@ def test_a_plotting_failure_keeps_a_complete_summary(tmp_path, capsys, monkeypat
 def test_a_second_compare_on_a_folder_in_use_names_the_holder(tmp_path, capsys, monkeypatch):
     import socket
 
-    from trainact.harness import train
+    from trainact.harness import compare
 
     proc = subprocess.Popen(["sleep", "30"])
     try:
@@ -282,7 +282,7 @@ def test_a_second_compare_on_a_folder_in_use_names_the_holder(tmp_path, capsys, 
         out.mkdir()
         (out / ".trainact.lock").write_text(json.dumps({"pid": proc.pid, "host": socket.gethostname(),
                                                          "command": "trainact compare --out busy"}))
-        monkeypatch.setattr(train, "load_data", lambda *a, **k: pytest.fail("data loaded despite the lock"))
+        monkeypatch.setattr(compare, "load_data", lambda *a, **k: pytest.fail("data loaded despite the lock"))
         assert _compare(out, "--budgets", "1") == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"output folder {out} is in use by pid {proc.pid}" in err[0]

@@ -11,7 +11,7 @@ import torch
 
 from trainact.harness.config import CompareConfig
 from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs, select_best_lr
-from trainact.harness.train import DistEnv
+from trainact.harness.env import DistEnv
 from trainact.harness.results import RunResult, analyse, format_markdown, format_table, grid_edge_notes, match_budget
 
 TINY_DATA = {"train_size": 160, "test_size": 64, "image_size": 16}
@@ -75,7 +75,7 @@ def test_default_warmup_is_the_papers_and_fits_a_one_epoch_budget():
 
 
 def test_a_folder_trained_with_the_old_default_warmup_says_how_to_resume(tmp_path):
-    from trainact.harness.train import check_out_dir
+    from trainact.harness.compare import check_out_dir
 
     out = tmp_path / "old"
     out.mkdir()
@@ -359,18 +359,18 @@ class _Rank1(DistEnv):
 
 
 def test_only_rank_0_takes_the_lock_and_every_rank_hears_its_answer(tmp_path, live_pid, monkeypatch):
-    from trainact.harness import train
+    from trainact.harness import compare
     from trainact.harness.lock import OutDirLocked
 
     out = tmp_path / "out"
     path = _write_lock(out, pid=live_pid)  # the lock of rank 0 of the same job, say
     ran = []
-    monkeypatch.setattr(train, "_run_compare", lambda cfg, **kw: ran.append(kw["dist"].rank) or {"ok": True})
+    monkeypatch.setattr(compare, "_run_compare", lambda cfg, **kw: ran.append(kw["dist"].rank) or {"ok": True})
     cfg = tiny_cfg(tmp_path, out=str(out))
-    assert train.run_compare(cfg, dist=_Rank1(answer=None)) == {"ok": True} and ran == [1]  # shares the folder
+    assert compare.run_compare(cfg, dist=_Rank1(answer=None)) == {"ok": True} and ran == [1]  # shares the folder
     assert json.loads(path.read_text())["pid"] == live_pid  # rank 1 neither took nor released it
     with pytest.raises(OutDirLocked, match="in use by pid 4242"):  # rank 0 was refused: so is rank 1
-        train.run_compare(cfg, dist=_Rank1(answer="output folder x is in use by pid 4242"))
+        compare.run_compare(cfg, dist=_Rank1(answer="output folder x is in use by pid 4242"))
     assert ran == [1]
 
 
@@ -593,3 +593,61 @@ def test_tiny_run_with_each_first_layer_init(tmp_path, tiny_data, init):
     assert torch.equal(seen["w"], w0) == (init == "whiten-frozen")
     config = json.loads((tmp_path / "out" / run.run_id / "config.json").read_text())
     assert config["config"]["first_layer_init"] == init
+
+
+class _RecordingScaler:
+    """A GradScaler stand-in (scale 1) that records the order of the calls optimizer_step makes."""
+
+    def __init__(self, calls: list):
+        self.calls = calls
+
+    def scale(self, loss):
+        self.calls.append("backward")
+        return loss
+
+    def unscale_(self, opt):
+        self.calls.append("unscale")
+
+    def step(self, opt):
+        self.calls.append("step")
+        opt.step()
+
+    def update(self):
+        self.calls.append("update")
+
+
+@pytest.mark.parametrize("grad_accum", [1, 4])
+def test_optimizer_step_order_and_exactness_without_files(grad_accum, monkeypatch):
+    import contextlib
+
+    import trainact
+    from trainact.harness.train import Training, optimizer_step
+
+    def net():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                   torch.nn.Linear(4 * 6 * 6, 3)).double()
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 3, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)
+    calls = []
+    model = net()
+    trainact.apply(model, 0.1, layer="0", defer=grad_accum > 1)
+    real = trainact.precondition_grads
+    monkeypatch.setattr(trainact, "precondition_grads", lambda m: calls.append("precondition") or real(m))
+    opt = torch.optim.SGD(model.parameters(), lr=0.4)
+    t = Training(model, model, "0", [opt], [[0.4]], _RecordingScaler(calls), torch.nn.CrossEntropyLoss(),
+                 contextlib.nullcontext())
+    sums = optimizer_step(t, x, y, 0.25, grad_accum)
+    assert calls == ["backward"] * grad_accum + (["unscale", "precondition"] if grad_accum > 1 else []) + [
+        "step", "update"]
+    assert opt.param_groups[0]["lr"] == 0.1  # the schedule's factor applied to the base lr
+
+    ref = net()  # one TrAct step on the whole batch
+    trainact.apply(ref, 0.1, layer="0")
+    loss = torch.nn.functional.cross_entropy(ref(x), y)
+    loss.backward()
+    torch.optim.SGD(ref.parameters(), lr=0.1).step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    assert sums[0].item() == pytest.approx(loss.item() * 8, rel=1e-12)  # the loss sum over the batch

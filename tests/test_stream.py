@@ -20,7 +20,8 @@ from trainact.harness.data import BatchLoader, DataError, ImageDataset, StreamDa
 from trainact.harness.data import images as I
 from trainact.harness.data.dataset import _mix_seed
 from trainact.harness.protocol import RunSpec
-from trainact.harness.train import DistEnv, evaluate, evaluation_counts, precision_context
+from trainact.harness.env import DistEnv
+from trainact.harness.train import evaluate, evaluation_counts, precision_context
 
 np = pytest.importorskip("numpy")
 Image = pytest.importorskip("PIL.Image")

@@ -348,7 +348,7 @@ def _check_model_name(name: str) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
-    from trainact.harness import env, train
+    from trainact.harness import compare, env
 
     try:
         cfg = config_from_args(args)
@@ -370,13 +370,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise UsageError(f"--batch-size {cfg.batch_size} (the global batch) is not divisible by the "
                              f"{dist.world_size} processes x {cfg.grad_accum} micro-batches")
         try:
-            train.check_out_dir(cfg)
+            compare.check_out_dir(cfg)
         except ValueError as err:
             raise UsageError(str(err)) from None
         from trainact.harness.lock import OutDirLocked
 
         try:
-            train.run_compare(cfg, dist=dist, device=device)
+            compare.run_compare(cfg, dist=dist, device=device)
         except OutDirLocked as err:
             raise UsageError(str(err)) from None
     finally:

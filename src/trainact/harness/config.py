@@ -132,41 +132,32 @@ class CompareConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not self.model or not isinstance(self.model, str):
             raise ValueError(f"model must be a non-empty name, got {self.model!r}")
+        self._check_protocol()
+        if self.train_subset is not None:
+            _check_int("train_subset", self.train_subset, minimum=1)
+        for name in ("width", "patch_size", "dim", "depth", "heads"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        self._check_optimisation()
+        self._check_first_layer()
+        _check_int("eval_every", self.eval_every, minimum=1)
+        if self.threads is not None:
+            _check_int("threads", self.threads, minimum=1)
+        if not self.out:
+            raise ValueError("out must be a directory path")
 
-        if not self.methods:
-            raise ValueError("methods must not be empty")
-        for m in self.methods:
-            _check_choice("method", m, METHODS)
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods has duplicates: {list(self.methods)}")
-        for lam in self.lams:
-            _check_number("lam", lam, positive=True)
+    def _check_protocol(self) -> None:
+        """Methods, λs, budgets, seeds and lrs: each list non-empty, valid and without duplicates."""
+        _check_list("methods", self.methods, lambda m: _check_choice("method", m, METHODS))
         if "tract" in self.methods and not self.lams:
             raise ValueError("lams must not be empty when tract is among the methods")
-        if len(set(self.lams)) != len(self.lams):
-            raise ValueError(f"lams has duplicates: {list(self.lams)}")
+        _check_list("lams", self.lams, lambda lam: _check_number("lam", lam, positive=True), empty_ok=True)
         if self.relative_lambda and "tract" not in self.methods:
             raise ValueError("relative_lambda only applies to tract, which is not among the methods "
                              f"{list(self.methods)}")
-
-        if not self.budgets:
-            raise ValueError("budgets must not be empty")
-        for b in self.budgets:
-            _check_int("budget", b, minimum=1)
-        if len(set(self.budgets)) != len(self.budgets):
-            raise ValueError(f"budgets has duplicates: {list(self.budgets)}")
-        if not self.seeds:
-            raise ValueError("seeds must not be empty")
-        for s in self.seeds:
-            _check_int("seed", s, minimum=0)
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds has duplicates: {list(self.seeds)}")
-        if not self.lrs:
-            raise ValueError("lrs must not be empty")
-        for lr in self.lrs:
-            _check_number("lr", lr, positive=True)
-        if len(set(self.lrs)) != len(self.lrs):
-            raise ValueError(f"lrs has duplicates: {list(self.lrs)}")
+        _check_list("budgets", self.budgets, lambda b: _check_int("budget", b, minimum=1))
+        _check_list("seeds", self.seeds, lambda s: _check_int("seed", s, minimum=0))
+        _check_list("lrs", self.lrs, lambda lr: _check_number("lr", lr, positive=True))
         if len(self.lrs) > 1 and "baseline" not in self.methods:
             raise ValueError(f"several lrs {list(self.lrs)} need the baseline: TrAct uses the baseline's "
                              "best lr (the paper's rule); give one lr or add baseline to the methods")
@@ -176,12 +167,7 @@ class CompareConfig:
                 raise ValueError(f"lr_grid_seeds={self.lr_grid_seeds} exceeds the number of seeds "
                                  f"({len(self.seeds)})")
 
-        if self.train_subset is not None:
-            _check_int("train_subset", self.train_subset, minimum=1)
-        for name in ("width", "patch_size", "dim", "depth", "heads"):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=1)
-
+    def _check_optimisation(self) -> None:
         _check_number("momentum", self.momentum, minimum=0.0)
         if self.momentum >= 1:
             raise ValueError(f"momentum must be < 1, got {self.momentum!r}")
@@ -203,6 +189,8 @@ class CompareConfig:
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} is not divisible into grad_accum={self.grad_accum} "
                              f"micro-batches")
+
+    def _check_first_layer(self) -> None:
         if self.first_layer_sgd and self.optimizer == "sgd":
             raise ValueError("first_layer_sgd trains the first layer with SGD while the rest uses Adam/AdamW; "
                              "with optimizer 'sgd' everything is SGD already (choose adam or adamw)")
@@ -218,11 +206,6 @@ class CompareConfig:
             if self.first_layer_sgd:
                 raise ValueError("first_layer_sgd trains the first layer's weight with SGD, but first_layer_init "
                                  "'whiten-frozen' freezes it")
-        _check_int("eval_every", self.eval_every, minimum=1)
-        if self.threads is not None:
-            _check_int("threads", self.threads, minimum=1)
-        if not self.out:
-            raise ValueError("out must be a directory path")
 
     def _check_data_options(self) -> None:
         if self.image_size is not None:
@@ -335,6 +318,16 @@ class CompareConfig:
         """{field: (self's value, other's value)} for the fields that differ, except `ignore`."""
         a, b = self.to_dict(full=True), other.to_dict(full=True)
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+
+
+def _check_list(name: str, values: tuple, check, *, empty_ok: bool = False) -> None:
+    """A protocol list: not empty (unless `empty_ok`), every element valid, no duplicates."""
+    if not values and not empty_ok:
+        raise ValueError(f"{name} must not be empty")
+    for v in values:
+        check(v)
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} has duplicates: {list(values)}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:

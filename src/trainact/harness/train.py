@@ -1,4 +1,4 @@
-"""Training: one run (`run_one`) and a whole comparison (`run_compare`), resumable and distributed.
+"""Training one run (`run_one`), resumable and distributed; the comparison of many runs is `compare.py`.
 
 One run trains one model for `budget` epochs with its own per-step schedule and writes, under
 `OUT/<run id>/`:
@@ -12,9 +12,6 @@ One run trains one model for `budget` epochs with its own per-step schedule and 
 - summary.json, written last: final and best top-1/top-5, timing, `completed: true` (and, for a streamed data set,
   `test_images`: the number of test images every evaluation counted, each exactly once across ranks).
 
-The comparison's own summary.json is written before its plots are drawn (a plotting failure cannot lose results),
-and its output folder is locked while it runs (`harness/lock.py`: a second comparison on it stops, naming the pid).
-
 A run whose summary.json says completed is skipped. A run with a checkpoint continues from it, and on the CPU its
 metrics equal those of an uninterrupted run: initial weights come from `torch.manual_seed(seed)` (so the baseline
 and TrAct of a seed start from identical weights), data order and augmentation from (seed, epoch).
@@ -23,8 +20,12 @@ resumed run restarts its interrupted epoch from the beginning, and it sees the s
 uninterrupted run (DistributedSampler's order and each image's crop and flip are functions of (seed, epoch)).
 
 Under `torchrun` every rank trains a DDP replica on its shard of each batch (`--batch-size` is the global batch),
-evaluation is sharded and all-reduced, and rank 0 alone reads and writes files. Note that TrAct's covariance
-AᵀA is then that of the rank's own shard (as BatchNorm statistics are), not of the global batch.
+evaluation is sharded and all-reduced, and rank 0 alone reads and writes files. TrAct's covariance AᵀA is that of
+the global batch (the library's default sync="auto": one all-reduce of the statistics), so the DDP run takes the
+update of the single-process run with the same global batch (BatchNorm statistics, by contrast, stay per rank).
+
+The update itself is `optimizer_step` (backward of each micro-batch → unscale → TrAct's deferred preconditioning →
+step), and an epoch of it `train_epoch`; neither touches a file, so their order is tested directly.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -42,10 +44,8 @@ import torch.nn as nn
 
 import trainact
 from trainact.harness.config import CompareConfig
-from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs
-from trainact.harness.env import (
-    DistEnv, environment, resolve_device, save_atomic, write_json_atomic, write_jsonl_atomic,
-)
+from trainact.harness.protocol import RunSpec
+from trainact.harness.env import DistEnv, environment, save_atomic, write_json_atomic, write_jsonl_atomic
 
 # ---------------------------------------------------------------------------------------------- pieces
 
@@ -269,23 +269,81 @@ def _bar_log(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------- one run
 
 
-def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.device, *,
-            dist: DistEnv = DistEnv(), on_epoch_end: Optional[Callable[[int, dict], None]] = None,
-            env: Optional[dict] = None, log: Callable[[str], None] = _log) -> dict:
-    """Train one run (or continue it from its checkpoint, or skip it if complete); returns its summary.
+@dataclass
+class Training:
+    """What one run trains with: the model (and its DDP wrapper), optimizers, schedule base lrs, scaler, loss."""
 
-    `on_epoch_end(epoch, metrics_row)` is called after each epoch's checkpoint is written (tests use it to
-    interrupt a run).
-    """
-    from tqdm import tqdm
+    model: nn.Module
+    train_model: nn.Module  # the model, or its DistributedDataParallel wrapper
+    first: str  # the first layer's name
+    opts: list
+    base_lrs: list
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    ctx: object  # the precision context (autocast or nullcontext)
 
-    from trainact.harness.data import StreamDataset
 
-    run_dir = Path(out_dir) / run.run_id
-    summary_path, ckpt_path, metrics_path = run_dir / "summary.json", run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
+def optimizer_step(t: Training, x: torch.Tensor, y: torch.Tensor, lr_scale: float, grad_accum: int,
+                   dist: DistEnv = DistEnv()) -> torch.Tensor:
+    """One update on the batch (x, y) in `grad_accum` micro-batches; returns (loss sum, correct) of the batch.
 
-    # rank 0 decides: skip, resume or start; every rank gets the same answer (and the same checkpoint)
-    done, state = None, None
+    The order, which TrAct's exactness depends on: the lrs of this step → backward of every micro-batch (DDP
+    all-reduces after the last only) → with micro-batches, unscale then TrAct's deferred preconditioning with the
+    statistics of all of them (see trainact.distributed) → step → scaler update."""
+    for o, lrs in zip(t.opts, t.base_lrs):
+        for g, lr in zip(o.param_groups, lrs):
+            g["lr"] = lr * lr_scale
+    for o in t.opts:
+        o.zero_grad(set_to_none=True)
+    sums = torch.zeros(2, dtype=torch.float64, device=y.device)  # loss sum, correct
+    for j, (xm, ym) in enumerate(zip(x.chunk(grad_accum), y.chunk(grad_accum))):
+        no_sync = t.train_model.no_sync() if dist.enabled and j < grad_accum - 1 else contextlib.nullcontext()
+        with no_sync:
+            with t.ctx:
+                out = t.train_model(xm)  # (b, classes)
+                loss = t.criterion(out, ym)
+            t.scaler.scale(loss * (ym.shape[0] / y.shape[0])).backward()
+        sums[0] += loss.detach().double() * ym.shape[0]
+        sums[1] += (out.detach().argmax(dim=1) == ym).sum()
+    if grad_accum > 1:
+        for o in t.opts:
+            t.scaler.unscale_(o)
+        trainact.precondition_grads(t.model)
+    for o in t.opts:
+        t.scaler.step(o)
+    t.scaler.update()
+    return sums
+
+
+def train_epoch(t: Training, loader, epoch: int, run: RunSpec, cfg: CompareConfig, device: torch.device,
+                dist: DistEnv = DistEnv(), on_step: Optional[Callable[[int, torch.Tensor, int], None]] = None) -> dict:
+    """One epoch of updates (no files, no evaluation): {train_loss, train_acc, seconds, images} over all ranks.
+    `on_step(i, sums, seen)` follows each step (the progress bar)."""
+    t.train_model.train()
+    steps_per_epoch = len(loader)
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
+    seen = 0
+    _sync(device)
+    start = time.perf_counter()
+    for i, (x, y) in enumerate(loader.epoch(epoch)):
+        scale = lr_factor(epoch * steps_per_epoch + i, steps_per_epoch, run.budget, cfg)
+        sums += optimizer_step(t, x, y, scale, cfg.grad_accum, dist)
+        seen += y.shape[0]
+        if on_step is not None:
+            on_step(i, sums, seen)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    totals = dist.all_reduce_(torch.cat([sums, torch.tensor([seen], dtype=torch.float64, device=device)]))
+    loss_sum, correct, count = totals.tolist()
+    return {"train_loss": loss_sum / count, "train_acc": 100.0 * correct / count, "seconds": seconds,
+            "images": int(count)}
+
+
+def _prepare(run: RunSpec, cfg: CompareConfig, dataset, run_dir: Path, device: torch.device, dist: DistEnv,
+             env: Optional[dict], log: Callable[[str], None]):
+    """Skip, resume or start a run: its summary if complete, else (Training, history, start epoch, loaders)."""
+    summary_path, ckpt_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
+    done, state = None, None  # rank 0 decides; every rank gets the same answer (and the same checkpoint)
     if dist.is_main:
         done = read_completed(summary_path)
         if done is not None:
@@ -302,37 +360,74 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
             log(f"[{run.run_id}] complete, skipped (final top-1 {done['final_top1']:.2f}%)")
         return done
 
-    train_loader, test_loader = make_loaders(cfg, dataset, device, run.seed, dist)
-    example = test_loader.example(2)
-    model, first = build_run_model(run, cfg, dataset, device, example)
+    loaders = make_loaders(cfg, dataset, device, run.seed, dist)
+    model, first = build_run_model(run, cfg, dataset, device, loaders[1].example(2))
     opts = make_optimizers(model, first, run.lr, cfg)
-    base_lrs = [[g["lr"] for g in o.param_groups] for o in opts]
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    ctx = precision_context(cfg.amp, device)
+    t = Training(model, model, first, opts, [[g["lr"] for g in o.param_groups] for o in opts],
+                 torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
+                 nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), precision_context(cfg.amp, device))
     history, start_epoch = [], 0
     if state is not None:
         model.load_state_dict(state["model"])
         for o, s in zip(opts, state["optimizers"]):
             o.load_state_dict(s)
-        scaler.load_state_dict(state["scaler"])
+        t.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"], device)
         history, start_epoch = list(state["history"]), int(state["epoch"])
-    train_model = model
     if dist.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
+        t.train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         summary_path.unlink(missing_ok=True)
         write_json_atomic(run_dir / "config.json", {"config": cfg.to_dict(), "run": run.to_dict(),
                                                     "first_layer": first, "environment": env or environment(device, dist)})
-        write_jsonl_atomic(metrics_path, history)  # drops epochs after the checkpoint, if any
+        write_jsonl_atomic(run_dir / "metrics.jsonl", history)  # drops epochs after the checkpoint, if any
         log(f"[{run.run_id}] " + (f"resuming after epoch {start_epoch}" if start_epoch else "start")
             + f" ({cfg.model}, first layer {first!r}"
             + ("" if cfg.first_layer_init == "default" else f", {cfg.first_layer_init} init")
             + f"{', TrAct lam=' + format(run.lam, 'g') if run.lam else ''})")
+    return t, history, start_epoch, loaders
 
+
+def _evaluate_epoch(t: Training, test_loader, dataset, device: torch.device, dist: DistEnv) -> tuple:
+    """(top-1, top-5, seconds) on the whole test split; rank 0's BatchNorm statistics on every rank."""
+    start = time.perf_counter()
+    if dist.enabled:  # BatchNorm running statistics drift apart per rank: evaluate rank 0's everywhere
+        for b in t.model.buffers():
+            torch.distributed.broadcast(b, src=0)
+    top1, top5 = evaluate(t.model, test_loader, t.ctx, device, dist, expected=dataset.num_test)
+    return top1, top5, time.perf_counter() - start
+
+
+def _save_epoch(t: Training, run: RunSpec, run_dir: Path, row: dict, history: list, device: torch.device) -> None:
+    """The epoch's metrics line, and (before the last epoch) the checkpoint to resume from."""
+    with open(run_dir / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    if row["epoch"] < run.budget:
+        save_atomic(run_dir / "checkpoint.pt", {
+            "model": t.model.state_dict(), "optimizers": [o.state_dict() for o in t.opts],
+            "scaler": t.scaler.state_dict(), "epoch": row["epoch"], "rng": _rng_state(device), "history": history,
+            "run": run.to_dict()})
+
+
+def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.device, *,
+            dist: DistEnv = DistEnv(), on_epoch_end: Optional[Callable[[int, dict], None]] = None,
+            env: Optional[dict] = None, log: Callable[[str], None] = _log) -> dict:
+    """Train one run (or continue it from its checkpoint, or skip it if complete); returns its summary.
+
+    `on_epoch_end(epoch, metrics_row)` is called after each epoch's checkpoint is written (tests use it to
+    interrupt a run).
+    """
+    from tqdm import tqdm
+
+    from trainact.harness.data import StreamDataset
+
+    run_dir = Path(out_dir) / run.run_id
+    prepared = _prepare(run, cfg, dataset, run_dir, device, dist, env, log)
+    if isinstance(prepared, dict):
+        return prepared  # complete: skipped
+    t, history, start_epoch, (train_loader, test_loader) = prepared
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(f"the training set ({dataset.num_train} images) is smaller than one batch "
@@ -340,84 +435,41 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
     show_bar = dist.is_main and sys.stderr.isatty()
     bar = tqdm(total=run.budget * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=run.run_id,
                unit="step", leave=False, disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
-    for epoch in range(start_epoch, run.budget):
-        train_model.train()
-        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
-        seen = 0
-        _sync(device)
-        t0 = time.perf_counter()
-        for i, (x, y) in enumerate(train_loader.epoch(epoch)):
-            step = epoch * steps_per_epoch + i
-            f = lr_factor(step, steps_per_epoch, run.budget, cfg)
-            for o, lrs in zip(opts, base_lrs):
-                for g, lr in zip(o.param_groups, lrs):
-                    g["lr"] = lr * f
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            k = cfg.grad_accum
-            for j, (xm, ym) in enumerate(zip(x.chunk(k), y.chunk(k))):
-                # DDP all-reduces gradients only after the last micro-batch
-                no_sync = train_model.no_sync() if dist.enabled and j < k - 1 else contextlib.nullcontext()
-                with no_sync:
-                    with ctx:
-                        out = train_model(xm)  # (b, classes)
-                        loss = criterion(out, ym)
-                    scaler.scale(loss * (ym.shape[0] / y.shape[0])).backward()
-                sums[0] += loss.detach().double() * ym.shape[0]
-                sums[1] += (out.detach().argmax(dim=1) == ym).sum()
-            if k > 1:  # unscale, then TrAct's deferred preconditioning, then the step (see trainact.distributed)
-                for o in opts:
-                    scaler.unscale_(o)
-                trainact.precondition_grads(model)
-            for o in opts:
-                scaler.step(o)
-            scaler.update()
-            seen += y.shape[0]
-            bar.update(1)
-            if show_bar and (i % 10 == 0 or i == steps_per_epoch - 1):  # the only per-step sync, TTY only
-                bar.set_postfix(epoch=f"{epoch + 1}/{run.budget}", loss=f"{sums[0].item() / seen:.3f}",
-                                acc=f"{100 * sums[1].item() / seen:.1f}%")
-        _sync(device)
-        seconds = time.perf_counter() - t0
-        totals = dist.all_reduce_(torch.cat([sums, torch.tensor([seen], dtype=torch.float64, device=device)]))
-        loss_sum, correct, count = totals.tolist()
 
+    def on_step(i: int, sums: torch.Tensor, seen: int) -> None:
+        bar.update(1)
+        if show_bar and (i % 10 == 0 or i == steps_per_epoch - 1):  # the only per-step sync, TTY only
+            bar.set_postfix(epoch=f"{epoch + 1}/{run.budget}", loss=f"{sums[0].item() / seen:.3f}",
+                            acc=f"{100 * sums[1].item() / seen:.1f}%")
+
+    for epoch in range(start_epoch, run.budget):
+        stats = train_epoch(t, train_loader, epoch, run, cfg, device, dist, on_step)
         evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == run.budget
-        top1 = top5 = None
-        t1 = time.perf_counter()
-        if evaluated:
-            if dist.enabled:  # BatchNorm running statistics drift apart per rank: evaluate rank 0's everywhere
-                for b in model.buffers():
-                    torch.distributed.broadcast(b, src=0)
-            top1, top5 = evaluate(model, test_loader, ctx, device, dist, expected=dataset.num_test)
-        eval_seconds = time.perf_counter() - t1
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": 100.0 * correct / count,
-               "test_top1": top1, "test_top5": top5, "lr": opts[0].param_groups[0]["lr"], "seconds": seconds,
-               "eval_seconds": eval_seconds}
+        top1, top5, eval_seconds = _evaluate_epoch(t, test_loader, dataset, device, dist) if evaluated else (
+            None, None, 0.0)
+        row = {"epoch": epoch + 1, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"],
+               "test_top1": top1, "test_top5": top5, "lr": t.opts[0].param_groups[0]["lr"],
+               "seconds": stats["seconds"], "eval_seconds": eval_seconds}
         if not has_top5(len(dataset.classes)):
             del row["test_top5"]  # 100 % by construction: not stored
         history.append(row)
         if dist.is_main:
-            with open(metrics_path, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            if epoch + 1 < run.budget:
-                save_atomic(ckpt_path, {"model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
-                                        "scaler": scaler.state_dict(), "epoch": epoch + 1, "rng": _rng_state(device),
-                                        "history": history, "run": run.to_dict()})
+            _save_epoch(t, run, run_dir, row, history, device)
             test = (f" | test top-1 {top1:.2f}%" + (f" top-5 {top5:.2f}%" if top5 is not None else "")
                     if evaluated else "")
-            (_bar_log if show_bar else log)(f"[{run.run_id}] epoch {epoch + 1}/{run.budget} loss {row['train_loss']:.4f} "
-                f"acc {row['train_acc']:.2f}%{test} | {seconds:.1f}s (+{eval_seconds:.1f}s eval)")
+            (_bar_log if show_bar else log)(
+                f"[{run.run_id}] epoch {epoch + 1}/{run.budget} loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.2f}%{test} | {stats['seconds']:.1f}s (+{eval_seconds:.1f}s eval)")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
     bar.close()
 
-    summary = summarize_run(run, history, images_per_epoch=int(count), first_layer=first)
+    summary = summarize_run(run, history, images_per_epoch=stats["images"], first_layer=t.first)
     if isinstance(dataset, StreamDataset):  # streamed: each evaluation counted every test image once (checked)
         summary["test_images"] = dataset.num_test
     if dist.is_main:
-        write_json_atomic(summary_path, summary)
-        ckpt_path.unlink(missing_ok=True)
+        write_json_atomic(run_dir / "summary.json", summary)
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     dist.barrier()
     return summary
 
@@ -444,154 +496,3 @@ def summarize_run(run: RunSpec, history: list, *, images_per_epoch: int, first_l
 
 
 # ---------------------------------------------------------------------------------------------- comparison
-
-
-def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv(), log: Callable[[str], None] = _log):
-    """The data set of a comparison (rank 0 first, so that it alone fills the caches), subset if asked: an
-    ImageDataset, or a StreamDataset with --loader stream (or auto, over the memory budget: said in one line)."""
-    from trainact.harness.data import load_dataset
-
-    def load():
-        return load_dataset(cfg.data, cache_dir=cfg.cache_dir, synthetic=cfg.synthetic, image_size=cfg.image_size,
-                            val_fraction=cfg.val_fraction, loader=cfg.loader, memory_budget=cfg.memory_budget,
-                            workers=stream_workers(cfg) if cfg.loader != "memory" else 0)
-
-    dataset = None
-    if dist.is_main:
-        dataset = load()
-        if getattr(dataset, "note", None):
-            log(f"trainact compare: {dataset.note}")
-    dist.barrier()
-    if not dist.is_main:
-        dataset = load()
-    if cfg.train_subset is not None and cfg.train_subset < dataset.num_train:
-        dataset = dataset.subset(cfg.train_subset, seed=0)
-    return dataset
-
-
-def check_out_dir(cfg: CompareConfig) -> None:
-    """Refuse to mix results of different configurations in one output directory."""
-    path = Path(cfg.out) / "config.json"
-    if not path.is_file():
-        return
-    try:
-        with open(path) as f:
-            old = CompareConfig.from_dict(json.load(f)["config"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is not a trainact compare config ({err}); choose another --out") from None
-    diff = old.differences(cfg)
-    if diff:
-        what = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in ((k, *v) for k, v in diff.items()))
-        hint = ""
-        if diff.get("warmup_epochs", (None, None))[1] == 0.0:  # the default was 1 epoch before it became 0
-            hint = f" (to resume it, pass --warmup-epochs {diff['warmup_epochs'][0]:g} as it was run with)"
-        raise ValueError(f"--out {cfg.out} holds results of a different configuration ({what}); "
-                         f"choose another --out or delete it{hint}")
-
-
-class PlotError(ValueError):
-    """The comparison finished and its summary.json is written, but drawing the plots failed."""
-
-
-def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Optional[torch.device] = None,
-                log: Callable[[str], None] = _log, out=None) -> dict:
-    """The whole comparison: lr grid, TrAct at the baseline's best lr, summary.json, the table, plots.
-
-    The output folder is locked for the duration (rank 0 holds the lock for a torchrun job): a second comparison
-    on it raises :class:`~trainact.harness.lock.OutDirLocked` naming the holder's pid, on every rank.
-    """
-    from trainact.harness.lock import OutDirLock, OutDirLocked
-
-    lock, busy = None, None
-    if dist.is_main:
-        try:
-            lock = OutDirLock.acquire(cfg.out)
-        except OutDirLocked as err:
-            busy = str(err)
-    busy = dist.broadcast(busy)
-    if busy is not None:
-        raise OutDirLocked(busy)
-    try:
-        return _run_compare(cfg, dist=dist, device=device, log=log, out=out)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.device],
-                 log: Callable[[str], None], out) -> dict:
-    from trainact.harness import results as R
-    from trainact.harness.data import StreamDataset, measure_loader_throughput
-
-    device = device or resolve_device(cfg.device, dist)
-    out = out or sys.stdout
-    out_dir = Path(cfg.out)
-    if dist.is_main:
-        check_out_dir(cfg)
-    dist.barrier()
-    dataset = load_data(cfg, dist, log)
-    n, (c, h, w) = dataset.num_train, dataset.input_shape  # what the model is fed: (C, H, W)
-    streamed = isinstance(dataset, StreamDataset)
-
-    env = environment(device, dist)
-    if dist.is_main:
-        train_loader, _ = make_loaders(cfg, dataset, device, 0, dist)
-        # a streamed epoch can take an hour: its rate is that of the first batches (workers started, files cold)
-        env["loader_images_per_second"] = measure_loader_throughput(
-            train_loader, epochs=1, max_batches=STREAM_THROUGHPUT_BATCHES if streamed else None)
-        if streamed:
-            env["loader"] = {"kind": "stream", "workers": stream_workers(cfg)}
-        env["dataset"] = {"name": dataset.name, "source": dataset.source, "train_size": n,
-                          "test_size": dataset.num_test, "classes": len(dataset.classes),
-                          "image_shape": [c, h, w], "mean": list(dataset.mean), "std": list(dataset.std)}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "summary.json").unlink(missing_ok=True)  # only written again at the real end
-        write_json_atomic(out_dir / "config.json", {"config": cfg.to_dict(), "environment": env})
-        log(f"trainact compare: {dataset.name} ({n} train / {dataset.num_test} test, {c}x{h}x{w}, "
-            f"{len(dataset.classes)} classes), model {cfg.model}, device {device}"
-            + (f" x{dist.world_size}" if dist.enabled else "") + f", output {out_dir}")
-    env = dist.broadcast(env)
-
-    summaries = {}
-
-    def run(spec: RunSpec):
-        if spec not in summaries:
-            summaries[spec] = run_one(spec, cfg, dataset, out_dir, device, dist=dist, env=env, log=log)
-
-    for spec in grid_runs(cfg):
-        run(spec)
-    best = best_lrs(cfg, {s: v["final_top1"] for s, v in summaries.items()})
-    if dist.is_main and len(cfg.lrs) > 1:
-        log("baseline's best lr per budget (used for TrAct): "
-            + ", ".join(f"{b} epochs: {lr:g}" for b, lr in best.items()))
-    for spec in final_runs(cfg, best):
-        run(spec)
-
-    summary, plot_error = None, None
-    if dist.is_main:
-        summary = R.summarize(out_dir, cfg)
-        runs = R.load_runs(out_dir)
-        summary["throughput"] = {
-            "loader_images_per_second": env["loader_images_per_second"],
-            "train_images_per_second": {r["label"] + f"@{r['budget']}": r["train_images_per_second"]["mean"]
-                                        for r in summary["results"]}}
-        summary["completed"] = summary["complete"]
-        write_json_atomic(out_dir / "summary.json", summary)  # before the plots: they cannot lose the results
-        print(R.format_table(summary), file=out, flush=True)
-        print(f"\nloader {env['loader_images_per_second']:.0f} images/s vs training "
-              + ", ".join(f"{k} {v:.0f}" for k, v in summary["throughput"]["train_images_per_second"].items())
-              + " images/s", file=out)
-        try:
-            from trainact.harness.plots import make_plots
-
-            make_plots(out_dir, summary, runs)
-        except Exception as err:  # noqa: BLE001  (any plotting failure: the results are safe, say how to redo it)
-            plot_error = err
-        else:
-            print(f"results: {out_dir}/summary.json, plots: {out_dir}/*.png", file=out, flush=True)
-    dist.barrier()
-    if plot_error is not None:
-        raise PlotError(f"the results are complete in {out_dir}/summary.json, but drawing the plots failed "
-                        f"({type(plot_error).__name__}: {plot_error}); `trainact report {out_dir}` draws them "
-                        "again") from plot_error
-    return summary

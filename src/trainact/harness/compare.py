@@ -1,0 +1,170 @@
+"""A whole comparison (`run_compare`): the lr grid, TrAct at the baseline's best lr per budget, summary.json, the
+table and the plots; resumable and distributed (each run is `train.run_one`).
+
+The comparison's own summary.json is written before its plots are drawn (a plotting failure cannot lose results),
+and its output folder is locked while it runs (`harness/lock.py`: a second comparison on it stops, naming the pid).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from trainact.harness.config import CompareConfig
+from trainact.harness.env import DistEnv, environment, resolve_device, write_json_atomic
+from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs
+from trainact.harness.train import STREAM_THROUGHPUT_BATCHES, _log, make_loaders, run_one, stream_workers
+
+
+def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv(), log: Callable[[str], None] = _log):
+    """The data set of a comparison (rank 0 first, so that it alone fills the caches), subset if asked: an
+    ImageDataset, or a StreamDataset with --loader stream (or auto, over the memory budget: said in one line)."""
+    from trainact.harness.data import load_dataset
+
+    def load():
+        return load_dataset(cfg.data, cache_dir=cfg.cache_dir, synthetic=cfg.synthetic, image_size=cfg.image_size,
+                            val_fraction=cfg.val_fraction, loader=cfg.loader, memory_budget=cfg.memory_budget,
+                            workers=stream_workers(cfg) if cfg.loader != "memory" else 0)
+
+    dataset = None
+    if dist.is_main:
+        dataset = load()
+        if getattr(dataset, "note", None):
+            log(f"trainact compare: {dataset.note}")
+    dist.barrier()
+    if not dist.is_main:
+        dataset = load()
+    if cfg.train_subset is not None and cfg.train_subset < dataset.num_train:
+        dataset = dataset.subset(cfg.train_subset, seed=0)
+    return dataset
+
+
+def check_out_dir(cfg: CompareConfig) -> None:
+    """Refuse to mix results of different configurations in one output directory."""
+    path = Path(cfg.out) / "config.json"
+    if not path.is_file():
+        return
+    try:
+        with open(path) as f:
+            old = CompareConfig.from_dict(json.load(f)["config"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a trainact compare config ({err}); choose another --out") from None
+    diff = old.differences(cfg)
+    if diff:
+        what = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in ((k, *v) for k, v in diff.items()))
+        hint = ""
+        if diff.get("warmup_epochs", (None, None))[1] == 0.0:  # the default was 1 epoch before it became 0
+            hint = f" (to resume it, pass --warmup-epochs {diff['warmup_epochs'][0]:g} as it was run with)"
+        raise ValueError(f"--out {cfg.out} holds results of a different configuration ({what}); "
+                         f"choose another --out or delete it{hint}")
+
+
+class PlotError(ValueError):
+    """The comparison finished and its summary.json is written, but drawing the plots failed."""
+
+
+def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Optional[torch.device] = None,
+                log: Callable[[str], None] = _log, out=None) -> dict:
+    """The whole comparison: lr grid, TrAct at the baseline's best lr, summary.json, the table, plots.
+
+    The output folder is locked for the duration (rank 0 holds the lock for a torchrun job): a second comparison
+    on it raises :class:`~trainact.harness.lock.OutDirLocked` naming the holder's pid, on every rank.
+    """
+    from trainact.harness.lock import OutDirLock, OutDirLocked
+
+    lock, busy = None, None
+    if dist.is_main:
+        try:
+            lock = OutDirLock.acquire(cfg.out)
+        except OutDirLocked as err:
+            busy = str(err)
+    busy = dist.broadcast(busy)
+    if busy is not None:
+        raise OutDirLocked(busy)
+    try:
+        return _run_compare(cfg, dist=dist, device=device, log=log, out=out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.device],
+                 log: Callable[[str], None], out) -> dict:
+    from trainact.harness import results as R
+    from trainact.harness.data import StreamDataset, measure_loader_throughput
+
+    device = device or resolve_device(cfg.device, dist)
+    out = out or sys.stdout
+    out_dir = Path(cfg.out)
+    if dist.is_main:
+        check_out_dir(cfg)
+    dist.barrier()
+    dataset = load_data(cfg, dist, log)
+    n, (c, h, w) = dataset.num_train, dataset.input_shape  # what the model is fed: (C, H, W)
+    streamed = isinstance(dataset, StreamDataset)
+
+    env = environment(device, dist)
+    if dist.is_main:
+        train_loader, _ = make_loaders(cfg, dataset, device, 0, dist)
+        # a streamed epoch can take an hour: its rate is that of the first batches (workers started, files cold)
+        env["loader_images_per_second"] = measure_loader_throughput(
+            train_loader, epochs=1, max_batches=STREAM_THROUGHPUT_BATCHES if streamed else None)
+        if streamed:
+            env["loader"] = {"kind": "stream", "workers": stream_workers(cfg)}
+        env["dataset"] = {"name": dataset.name, "source": dataset.source, "train_size": n,
+                          "test_size": dataset.num_test, "classes": len(dataset.classes),
+                          "image_shape": [c, h, w], "mean": list(dataset.mean), "std": list(dataset.std)}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "summary.json").unlink(missing_ok=True)  # only written again at the real end
+        write_json_atomic(out_dir / "config.json", {"config": cfg.to_dict(), "environment": env})
+        log(f"trainact compare: {dataset.name} ({n} train / {dataset.num_test} test, {c}x{h}x{w}, "
+            f"{len(dataset.classes)} classes), model {cfg.model}, device {device}"
+            + (f" x{dist.world_size}" if dist.enabled else "") + f", output {out_dir}")
+    env = dist.broadcast(env)
+
+    summaries = {}
+
+    def run(spec: RunSpec):
+        if spec not in summaries:
+            summaries[spec] = run_one(spec, cfg, dataset, out_dir, device, dist=dist, env=env, log=log)
+
+    for spec in grid_runs(cfg):
+        run(spec)
+    best = best_lrs(cfg, {s: v["final_top1"] for s, v in summaries.items()})
+    if dist.is_main and len(cfg.lrs) > 1:
+        log("baseline's best lr per budget (used for TrAct): "
+            + ", ".join(f"{b} epochs: {lr:g}" for b, lr in best.items()))
+    for spec in final_runs(cfg, best):
+        run(spec)
+
+    summary, plot_error = None, None
+    if dist.is_main:
+        summary = R.summarize(out_dir, cfg)
+        runs = R.load_runs(out_dir)
+        summary["throughput"] = {
+            "loader_images_per_second": env["loader_images_per_second"],
+            "train_images_per_second": {r["label"] + f"@{r['budget']}": r["train_images_per_second"]["mean"]
+                                        for r in summary["results"]}}
+        summary["completed"] = summary["complete"]
+        write_json_atomic(out_dir / "summary.json", summary)  # before the plots: they cannot lose the results
+        print(R.format_table(summary), file=out, flush=True)
+        print(f"\nloader {env['loader_images_per_second']:.0f} images/s vs training "
+              + ", ".join(f"{k} {v:.0f}" for k, v in summary["throughput"]["train_images_per_second"].items())
+              + " images/s", file=out)
+        try:
+            from trainact.harness.plots import make_plots
+
+            make_plots(out_dir, summary, runs)
+        except Exception as err:  # noqa: BLE001  (any plotting failure: the results are safe, say how to redo it)
+            plot_error = err
+        else:
+            print(f"results: {out_dir}/summary.json, plots: {out_dir}/*.png", file=out, flush=True)
+    dist.barrier()
+    if plot_error is not None:
+        raise PlotError(f"the results are complete in {out_dir}/summary.json, but drawing the plots failed "
+                        f"({type(plot_error).__name__}: {plot_error}); `trainact report {out_dir}` draws them "
+                        "again") from plot_error
+    return summary
