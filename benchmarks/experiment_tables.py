@@ -12,7 +12,7 @@ import experiments
 from experiments import ABLATION_BUDGET, EXPERIMENTS
 from figures import bar_plot, lam_sweep_plot, paired_gain_plot
 
-from trainact.harness.results import stats
+from trainact.harness.results import pm, stats
 
 EXPERIMENT_TITLES = {name: e["title"] for name, e in EXPERIMENTS.items()}
 
@@ -62,10 +62,6 @@ def plots(name: str, files=("accuracy_vs_budget.png", "speedup.png", "accuracy_v
 
 def by_label(summary: dict, budget=None) -> dict:
     return {r["label"]: r for r in summary["results"] if budget is None or r["budget"] == budget}
-
-
-def pm(s: dict) -> str:
-    return f"{s['mean']:.2f} ± {s['std']:.2f}" if s.get("std") is not None else f"{s['mean']:.2f}"
 
 
 def speedup_line(summary: dict) -> str:

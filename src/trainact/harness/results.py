@@ -212,17 +212,21 @@ def _has_top5(analysis: dict) -> bool:
     return any("top5" in r for r in analysis["results"])
 
 
+def pm(s: dict, *, aligned: bool = False) -> str:
+    """'mean ± std' of a stats dict (just the mean for one seed); `aligned`: fixed widths for a text table."""
+    if aligned:
+        return f"{s['mean']:6.2f} ± {s['std']:5.2f}" if s.get("std") is not None else f"{s['mean']:6.2f}        "
+    return f"{s['mean']:.2f} ± {s['std']:.2f}" if s.get("std") is not None else f"{s['mean']:.2f}"
+
+
 def format_table(analysis: dict) -> str:
     """The final terminal table: mean ± std over seeds of the final test accuracy, and the speed-up."""
-    def pm(s):
-        return f"{s['mean']:6.2f} ± {s['std']:5.2f}" if s["std"] is not None else f"{s['mean']:6.2f}        "
-
     lines = []
     top5 = _has_top5(analysis)
     if any(not g["selected"] for g in analysis["lr_grid"]):
         lines.append("baseline lr grid (final test top-1 %, mean over the grid seeds; * = selected):")
         for g in analysis["lr_grid"]:
-            lines.append(f"  budget {g['budget']:>4}  lr {fmt_num(g['lr']):>8}  {pm(g['top1'])}  (n={g['top1']['n']})"
+            lines.append(f"  budget {g['budget']:>4}  lr {fmt_num(g['lr']):>8}  {pm(g['top1'], aligned=True)}  (n={g['top1']['n']})"
                          + ("  *" if g["selected"] else ""))
         lines.append("")
     header = (f"{'budget':>6}  {'method':<14} {'lr':>8} {'n':>2}  {'top-1 %':>15}  "
@@ -230,9 +234,9 @@ def format_table(analysis: dict) -> str:
     lines += [header, "-" * len(header)]
     absent = "-".rjust(14)  # as wide as pm()
     for r in analysis["results"]:
-        cell5 = f"{pm(r['top5']) if 'top5' in r else absent}  " if top5 else ""
+        cell5 = f"{pm(r['top5'], aligned=True) if 'top5' in r else absent}  " if top5 else ""
         lines.append(f"{r['budget']:>6}  {r['label']:<14} {fmt_num(r['lr']):>8} {r['top1']['n']:>2}  "
-                     f"{pm(r['top1'])}  {cell5}{r['seconds_per_epoch']['mean']:8.2f}  "
+                     f"{pm(r['top1'], aligned=True)}  {cell5}{r['seconds_per_epoch']['mean']:8.2f}  "
                      f"{r.get('speedup', '')}")
     missing_line = f"missing runs ({len(analysis['missing'])}): " + _first_few(analysis["missing"])
     return "\n".join(lines + _footer(analysis, "  note: ", missing_line))
@@ -240,9 +244,6 @@ def format_table(analysis: dict) -> str:
 
 def format_markdown(analysis: dict, *, title: str = "") -> str:
     """The same results as :func:`format_table`, as a Markdown table (for README/BENCHMARKS sections)."""
-    def pm(s):
-        return f"{s['mean']:.2f} ± {s['std']:.2f}" if s["std"] is not None else f"{s['mean']:.2f}"
-
     lines = [f"**{title}**", ""] if title else []
     grid = analysis["lr_grid"]
     if any(not g["selected"] for g in grid):
