@@ -164,3 +164,26 @@ def gpu_tests_line(r: dict) -> list[str]:
     note = f" Note: {r['note']}." if r.get("note") else ""
     return ["## GPU: tests", "",
             f"`{r['command']}`: {r['outcome']} ({r['device_name']}, torch {r['torch_version']}, {r['date']}).{note}", ""]
+
+
+def stream_memory_section(r: dict) -> list[str]:
+    """The streaming loader's peak memory on a folder several times its budget, against the in-memory loader."""
+    mib, f = 2**20, r["folder"]
+    lines = [
+        "## Streaming loader: peak memory on data larger than its budget",
+        "",
+        f"Command: `{r['command']}`; {describe(r)}.",
+        f"A generated folder of {f['train']} train and {f['test']} test JPEGs ({f['min_side']}–{f['max_side']} px, "
+        f"seed {f['seed']}), {f['decoded_bytes'] / mib:.0f} MiB decoded at --image-size {r['image_size']}, against a "
+        f"{r['budget_bytes'] / mib:.0f} MiB budget (`--loader auto --memory-budget`, which must choose to stream); one "
+        f"training epoch, batch {r['batch']}, {r['workers']} decoding workers; each variant in a fresh process. Growth "
+        "= peak resident set − the resident set after importing torch and trainact.",
+        "",
+        "| loader | peak RSS (MiB) | growth (MiB) | workers' peak (MiB) | epoch (s) | images |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, v in r["results"].items():
+        lines.append(f"| {name} | {v['peak_rss_bytes'] / mib:.0f} | {v['growth_bytes'] / mib:.0f} | "
+                     f"{v['workers_peak_rss_bytes'] / mib:.0f} | {v['epoch_seconds']:.1f} | {v['images']} |")
+    return lines + [""]
+

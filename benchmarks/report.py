@@ -13,7 +13,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_tables import (  # noqa: E402
-    allreduce_section, gpu_tests_line, gram_section, load, memory_section, overhead_section, sync_section,
+    allreduce_section, gpu_tests_line, gram_section, load, memory_section, overhead_section, stream_memory_section,
+    sync_section,
 )
 from experiment_tables import (  # noqa: E402
     CURVES, EXPERIMENT_TITLES, ablation_section, by_label, claims_table, curve_section, first_layer_sgd_section,
@@ -128,7 +129,8 @@ def main() -> int:
            "from the command printed beside it. Timings are from a shared 2-core VM: ratios measured in one "
            "interleaved run are what to compare, absolute milliseconds drift between runs.", ""]
     sections = [("overhead.json", overhead_section), ("gram-cpu.json", gram_section),
-                ("memory.json", memory_section), ("allreduce.json", allreduce_section)]
+                ("memory.json", memory_section), ("allreduce.json", allreduce_section),
+                ("stream-memory.json", stream_memory_section)]
     for name, fn in sections:
         r = load(name)
         if r is not None:

@@ -121,3 +121,21 @@ def test_stream_memory_benchmark_on_a_tiny_folder(tmp_path, capsys):
         bench.main(args + ["--variants", "stream,disk", "--out", str(tmp_path / "x.json")])
     assert e.value.code == 2 and "unknown ['disk']" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_report_renders_the_streaming_memory_result(tmp_path, monkeypatch):
+    report = _load("report")
+    _results_in(tmp_path, monkeypatch)
+    mib = 2**20
+    child = dict(peak_rss_bytes=900 * mib, floor_rss_bytes=500 * mib, growth_bytes=400 * mib,
+                 workers_peak_rss_bytes=300 * mib, epoch_seconds=12.5, images=5000)
+    r = {"command": "benchmarks/bench_stream_memory.py", "date": "2026-11-27", "git_sha": "abc1234",
+         "torch_version": "2.13.0+cpu", "python": "3.11.7", "device": "cpu", "device_name": "AMD EPYC",
+         "world_size": 1, "torch_threads": 2, "cpu_count": 2,
+         "folder": {"train": 5000, "test": 500, "min_side": 128, "max_side": 224, "seed": 0, "decoded_bytes": 1050 * mib},
+         "image_size": 224, "budget_bytes": 256 * mib, "workers": 2, "batch": 64,
+         "results": {"stream": child, "memory": {**child, "growth_bytes": 1200 * mib}}}
+    lines = report.stream_memory_section(r)
+    text = "\n".join(lines)
+    assert "1050 MiB decoded at --image-size 224, against a 256 MiB budget" in text
+    assert "| stream | 900 | 400 | 300 | 12.5 | 5000 |" in text and "| memory | 900 | 1200 |" in text
