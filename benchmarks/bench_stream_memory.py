@@ -85,7 +85,10 @@ def child(variant: str, folder: str, cache: str, image_size: int, budget: int, w
     for x, _ in loader.epoch(0):
         images += x.shape[0]
     epoch_seconds = time.perf_counter() - t1
-    print(json.dumps({"variant": variant, "chosen": chosen, "note": getattr(ds, "note", None), "images": images,
+    note = getattr(ds, "note", None)
+    for path in {os.path.realpath(folder), folder} if note else ():  # no path of this machine in the results
+        note = note.replace(path, "<the generated folder>")
+    print(json.dumps({"variant": variant, "chosen": chosen, "note": note, "images": images,
                       "floor_rss_bytes": floor, "peak_rss_bytes": _rss(resource.RUSAGE_SELF),
                       "workers_peak_rss_bytes": _rss(resource.RUSAGE_CHILDREN),
                       "load_seconds": load_seconds, "epoch_seconds": epoch_seconds}))
