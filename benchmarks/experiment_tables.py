@@ -64,8 +64,12 @@ def by_label(summary: dict, budget=None) -> dict:
     return {r["label"]: r for r in summary["results"] if budget is None or r["budget"] == budget}
 
 
-def speedup_line(summary: dict) -> str:
-    return ", ".join(f"{s['tract_budget']:g} ep: {s['display']}" for s in summary["speedups"]) or "—"
+def speedup_line(summary: dict, label: str = None) -> str:
+    """The speed-up per TrAct budget: of one method label, or of all (named when there are several λ)."""
+    shown = [s for s in summary["speedups"] if label is None or s["label"] == label]
+    named = label is None and len({s["label"] for s in shown}) > 1
+    return ", ".join((f"{s['label']} " if named else "") + f"{s['tract_budget']:g} ep: {s['display']}"
+                     for s in shown) or "—"
 
 
 def unused_runs(name: str, top: dict, summary: dict) -> str:
