@@ -21,10 +21,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_overhead import CASES, _iqr  # noqa: E402
-from common import machine_info, write_result  # noqa: E402
+from common import case_arguments, machine_info, parse_cases, write_result  # noqa: E402
 
 from trainact import patches  # noqa: E402
-from trainact.harness.env import resolve_device  # noqa: E402
 
 GRAM_CASES = ("stem", "cifar-stem", "resnet18")  # the cases whose first layer has overlapping windows
 VARIANTS = ("plain", "band", "dense")
@@ -73,28 +72,12 @@ def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join(GRAM_CASES), help="comma-separated subset of %(default)s")
-    parser.add_argument("--reps", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: %(default)s)")
-    parser.add_argument("--out", default=None, help="result file (default: benchmarks/results/gram-DEVICE.json)")
+    case_arguments(parser, GRAM_CASES, reps=15, warmup=3, name="gram")
     args = parser.parse_args(argv)
-    try:
-        device = resolve_device(args.device)
-    except (ValueError, RuntimeError) as e:
-        parser.error(str(e))
-    cases = [c for c in args.cases.split(",") if c]
-    unknown = [c for c in cases if c not in GRAM_CASES]
-    if unknown:
-        parser.error(f"unknown case(s) {unknown}; choose from {list(GRAM_CASES)}")
-    if args.reps < 1:
-        parser.error(f"--reps must be at least 1, got {args.reps}")
-    if args.out is None:
-        args.out = os.path.join(os.path.dirname(__file__), "results", f"gram-{device.type}.json")
+    device, cases, out = parse_cases(parser, args, GRAM_CASES, "gram")
     results = [run_case(c, args.reps, args.warmup, args.seed, device) for c in cases]
-    write_result(args.out, {"benchmark": "gram", "command": " ".join(sys.argv), "seed": args.seed,
-                            **machine_info(device), "results": results})
+    write_result(out, {"benchmark": "gram", "command": " ".join(sys.argv), "seed": args.seed,
+                       **machine_info(device), "results": results})
     return 0
 
 

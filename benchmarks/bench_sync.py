@@ -32,10 +32,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_overhead import CASES, _iqr  # noqa: E402
-from common import machine_info, write_result  # noqa: E402
+from common import case_arguments, machine_info, parse_cases, write_result  # noqa: E402
 
 import trainact.tract  # noqa: E402
-from trainact.harness.env import resolve_device  # noqa: E402
 
 STEP_CASES = ("resnet18", "vit")
 VARIANTS = ("plain", "trainact", "trainact-nosync")
@@ -113,30 +112,15 @@ def run_case(name: str, steps: int, reps: int, warmup: int, seed: int, device: t
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join(STEP_CASES), help="comma-separated subset of %(default)s")
+    case_arguments(parser, STEP_CASES, reps=9, warmup=2, name="sync")
     parser.add_argument("--steps", type=int, default=20, help="training steps queued per timing (default: 20)")
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: %(default)s)")
-    parser.add_argument("--out", default=None, help="result file (default: benchmarks/results/sync-DEVICE.json)")
     args = parser.parse_args(argv)
-    try:
-        device = resolve_device(args.device)
-    except (ValueError, RuntimeError) as e:
-        parser.error(str(e))
-    cases = [c for c in args.cases.split(",") if c]
-    unknown = [c for c in cases if c not in STEP_CASES]
-    if unknown:
-        parser.error(f"unknown case(s) {unknown}; choose from {list(STEP_CASES)}")
-    for flag in ("steps", "reps"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
-    if args.out is None:
-        args.out = os.path.join(os.path.dirname(__file__), "results", f"sync-{device.type}.json")
+    device, cases, out = parse_cases(parser, args, STEP_CASES, "sync")
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     results = [run_case(c, args.steps, args.reps, args.warmup, args.seed, device) for c in cases]
-    write_result(args.out, {"benchmark": "sync", "command": " ".join(sys.argv), "seed": args.seed,
-                            **machine_info(device), "results": results})
+    write_result(out, {"benchmark": "sync", "command": " ".join(sys.argv), "seed": args.seed,
+                       **machine_info(device), "results": results})
     return 0
 
 

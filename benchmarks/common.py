@@ -28,3 +28,30 @@ def describe(e: dict) -> str:
 def write_result(path: str, payload: dict) -> None:
     write_json_atomic(path, payload)
     print(f"wrote {path}")
+
+
+def case_arguments(parser, cases: tuple, *, reps: int, warmup: int, name: str) -> None:
+    """The arguments the per-case benchmarks share: --cases, --reps, --warmup, --seed, --device, --out."""
+    parser.add_argument("--cases", default=",".join(cases), help="comma-separated subset of %(default)s")
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: %(default)s)")
+    parser.add_argument("--out", default=None, help=f"result file (default: benchmarks/results/{name}-DEVICE.json)")
+
+
+def parse_cases(parser, args, cases: tuple, name: str) -> tuple:
+    """(device, the chosen cases, the result file) of `case_arguments`, or a usage error naming what was wrong."""
+    from trainact.harness.env import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as e:
+        parser.error(str(e))
+    chosen = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in chosen if c not in cases]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {list(cases)}")
+    if args.reps < 1:
+        parser.error(f"--reps must be at least 1, got {args.reps}")
+    return device, chosen, args.out or os.path.join(RESULTS, f"{name}-{device.type}.json")
