@@ -1,7 +1,10 @@
-"""The architecture sweep's models: each builds for CIFAR-10, keeps a 32 px image's resolution through its adapted
-stem, and `trainact.apply` with the default layer finds the first layer listed here, whose TrAct gradient in a
-training step is the paper's ridge solution (the float64 oracle)."""
+"""The architecture sweep's models (the zoo-* experiments): each builds for CIFAR-10, keeps a 32 px image's
+resolution through its adapted stem, and `trainact.apply` with the default layer finds the first layer listed here,
+whose TrAct gradient in a training step is the paper's ridge solution (the float64 oracle)."""
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +18,8 @@ from trainact.harness.models import available_models, build_model
 pytest.importorskip("torchvision")
 pytest.importorskip("timm")
 pytestmark = pytest.mark.vision
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # (--model, its options, the first layer TrAct wraps, the side of that layer's output map): a stride-1 stem keeps
 # 32 px, ConvNeXt's 2x2/2 stem gives 16, 4x4 patches 8x8 tokens.
@@ -32,6 +37,24 @@ ZOO = [
     ("cifar:timm:deit_tiny_patch16_224", {}, "patch_embed.proj", 8),
     ("cifar:timm:swin_tiny_patch4_window7_224", {}, "patch_embed.proj", 8),
 ]
+
+
+def _experiments():
+    spec = importlib.util.spec_from_file_location("experiments", ROOT / "benchmarks" / "experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_sweep_trains_exactly_the_models_tested_here():
+    E = _experiments()
+    registered = set()
+    for key in E.ZOO_MODELS:
+        for name in (f"zoo-{key}", f"zoo-{key}-two-thirds"):
+            e = E.EXPERIMENTS[name]
+            cfg = E._parse(e["args"] + (["--lr", "0.1"] if e["lr_from"] else []))  # any lr: not what is checked
+            registered.add((cfg.model, tuple(sorted(cfg.model_options().items()))))
+    assert registered == {(name, tuple(sorted(options.items()))) for name, options, _, _ in ZOO}
 
 
 @pytest.mark.parametrize("name,options,first,size", ZOO, ids=[z[0] for z in ZOO])
