@@ -133,6 +133,54 @@ experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the res
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam",
                              "--first-layer-sgd", "--first-layer-lr", "0.08", "--warmup-epochs", "0"],
            lr_from=("fig3-adam", ABLATION_BUDGET))
+# The architecture sweep, a user's question: "does TrAct help *my* model?". Twelve models of the paper's Table 1
+# families and of today's, each built as torchvision/timm define it with its ImageNet stem adapted to 32 px (the
+# table in trainact/harness/models.py), the CIFAR ResNets at the quarter width of the runs above. The recipe is
+# Table 1's, pytorch-cifar100's, scaled to the budget: SGD momentum 0.9, lr ×0.2 at 30/60/80 % of the budget, weight
+# decay 5e-4, one warm-up epoch, λ = 0.1, 3 seeds. Its lr 0.1 comes with a fallback, 0.01, chosen by the baseline
+# (seed 0; TrAct takes the lr the baseline chose, the paper's rule): Table 1 holds BatchNorm convnets only, and in
+# hand probes of this recipe's first 25-60 steps at lr 0.1 (one seed, not kept as results) the training loss of
+# the LayerNorm models blew up (Swin 2.3 -> 21, DeiT -> 3.4, ConvNeXt -> 5.0) and MobileNetV2's and EfficientNet's
+# jumped to 4-5 before falling back to chance, while at 0.01 each of them went down. The grid's baseline runs at
+# both lrs are the recorded evidence.
+# Per model: zoo-<model> trains baseline and TrAct for ZOO_BUDGET epochs, zoo-<model>-two-thirds TrAct alone for 2/3
+# of it at zoo-<model>'s lr (Table 7's TrAct at 133 vs the baseline at 200 epochs; every other setting is the same,
+# so its runs compare with zoo-<model>'s baseline directly; a baseline at 2/3 as well would add a fifth to the
+# sweep and answer nothing Table 7 asks). 9 and 6 epochs are the shortest pair with an integer 2/3 whose multistep
+# schedule keeps a full-lr epoch after the warm-up (6: x0.2 after epochs 2, 4 and 5; at 6 vs 4 epochs the first
+# decay would follow the warm-up at once). The subset is sized by benchmarks/size_zoo.py, whose measured table is
+# benchmarks/zoo_sizing.md: about 6 CPU (core) hours for the 24 experiments. Each run uses one thread and evaluates
+# only at its end (a 10 000-image evaluation costs one to two epochs of this subset), so the sweep runs as two parts
+# side by side, one per core, each model's pair in order (zoo_sizing.md lists a balanced split), e.g.:
+#     python benchmarks/experiments.py run zoo-deit-tiny zoo-deit-tiny-two-thirds zoo-vgg11 ...   # one shell
+#     python benchmarks/experiments.py run zoo-densenet121 zoo-densenet121-two-thirds ...         # another
+ZOO_SUBSET = 2300  # class-balanced, 230 images a class: 18 batches (17 of 128, one of 124); about 6 core hours
+ZOO_BUDGET = 9
+ZOO_SHORT_BUDGET = round(2 * ZOO_BUDGET / 3)
+ZOO_MODELS = {  # experiment suffix -> model arguments (the name says what, models.py's table how and why)
+    "vgg11": ["--model", "cifar:tv:vgg11_bn"],
+    "resnet18": ["--model", "resnet18", "--width", "16"],
+    "resnet50": ["--model", "resnet50", "--width", "16"],
+    "densenet121": ["--model", "cifar:tv:densenet121-k12"],
+    "mobilenetv2": ["--model", "cifar:tv:mobilenet_v2"],
+    "shufflenetv2": ["--model", "cifar:tv:shufflenet_v2_x1_0"],
+    "squeezenet": ["--model", "cifar:tv:squeezenet1_1-bn"],
+    "googlenet": ["--model", "cifar:tv:googlenet"],
+    "efficientnet-b0": ["--model", "cifar:timm:efficientnet_b0"],
+    "convnext-atto": ["--model", "cifar:timm:convnext_atto"],
+    "deit-tiny": ["--model", "cifar:timm:deit_tiny_patch16_224"],
+    "swin-tiny": ["--model", "cifar:timm:swin_tiny_patch4_window7_224"],
+}
+_ZOO = ["--data", DATA, "--train-subset", str(ZOO_SUBSET)] + SEEDS + [
+    "--optimizer", "sgd", "--momentum", "0.9", "--weight-decay", "5e-4", "--schedule", "multistep",
+    "--warmup-epochs", "1", "--lam", "0.1", "--eval-every", str(ZOO_BUDGET), "--threads", "1"]
+for _key, _model in ZOO_MODELS.items():
+    _label = _model[1] + (f" width {_model[3]}" if "--width" in _model else "")
+    experiment(f"zoo-{_key}", f"Architecture sweep: {_label}, baseline and TrAct, {ZOO_BUDGET} epochs",
+               _ZOO + _model + ["--budgets", str(ZOO_BUDGET), "--lr", "0.1,0.01", "--lr-grid-seeds", "1"])
+    experiment(f"zoo-{_key}-two-thirds", f"Architecture sweep: {_label}, TrAct at 2/3 of the budget "
+               f"({ZOO_SHORT_BUDGET} epochs)", _ZOO + _model + ["--budgets", str(ZOO_SHORT_BUDGET), "--methods", "tract"],
+               reuse=(f"zoo-{_key}",), lr_from=(f"zoo-{_key}", ZOO_BUDGET))
 
 # The paper's large-scale protocols (PAPER-NUMBERS.md, Tables 2 and 3). They cannot run on this machine: each needs
 # ImageNet-1k in the ImageFolder layout, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the 50 000 validation images
