@@ -205,7 +205,9 @@ def test_failure_during_training_leaves_nothing_complete(tmp_path, capsys, monke
     (["tqdm", "matplotlib"], [], 'needs tqdm and matplotlib, which are not installed: pip install "trainact[harness]"'),
     (["PIL"], ["--data", "/nonexistent/images.tar"], 'needs Pillow, which is not installed: pip install "trainact[harness]"'),
     (["tqdm", "timm"], ["--model", "timm:vit_tiny_patch16_224"], 'pip install "trainact[harness,vision]"'),
-], ids=["torchvision", "timm", "matplotlib", "two-missing", "pillow", "two-extras"])
+    (["torchvision"], ["--model", "cifar:tv:mobilenet_v2"],
+     'trainact compare --model cifar:tv:mobilenet_v2 needs torchvision, which is not installed'),
+], ids=["torchvision", "timm", "matplotlib", "two-missing", "pillow", "two-extras", "cifar-variant"])
 def test_a_missing_optional_package_is_one_line_and_exit_2_before_anything_runs(tmp_path, capsys, monkeypatch,
                                                                                    hidden, argv, needle):
     from trainact.harness import compare

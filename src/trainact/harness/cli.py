@@ -308,9 +308,10 @@ def _needed_modules(cfg: CompareConfig) -> list[str]:
     needed = ["tqdm", "matplotlib"]
     if cfg.data is not None:
         needed += ["PIL", "numpy"]
-    if cfg.model.startswith("tv:"):
+    model = cfg.model.removeprefix("cifar:")  # the CIFAR-sized variants build the same libraries' models
+    if model.startswith("tv:"):
         needed.append("torchvision")
-    elif cfg.model.startswith("timm:"):
+    elif model.startswith("timm:"):
         needed.append("timm")
     return needed
 
@@ -352,7 +353,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     _check_model_name(cfg.model)
-    model = f" --model {cfg.model}" if cfg.model.startswith(("tv:", "timm:")) else ""
+    model = f" --model {cfg.model}" if cfg.model.startswith(("tv:", "timm:", "cifar:")) else ""
     check_requirements(_needed_modules(cfg), f"trainact compare{model}")  # before any data loading or training
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
