@@ -266,8 +266,31 @@ def whitening_sentence(src=None) -> list[str]:
             "[95 % t interval], paired per seed): " + "; ".join(parts) + ".", ""]
 
 
+def zoo_section(src=None) -> list[str]:
+    """Not in the paper's form: the architecture sweep on CIFAR-10, per model, paired per seed."""
+    src = src or claims.Collected(experiments.COLLECTED)
+    rows = claims.zoo_comparisons(src, experiments.ZOO_MODELS)
+    if not rows:
+        return []
+    lines = ["### Architecture sweep (CIFAR-10, the pytorch-cifar100 recipe scaled to the budget)", "",
+             "`zoo-<model>` (see `python benchmarks/experiments.py list`; the models' CIFAR adaptations are in "
+             "src/trainact/harness/models.py, the sizing in benchmarks/zoo_sizing.md). TrAct − baseline per seed, "
+             "points [95 % t interval]; TrAct@2/3: TrAct trained for 2/3 of the budget against the baseline's whole "
+             "budget (Table 7's comparison).", "",
+             "| model | budget | baseline top-1 % | TrAct top-1 % | TrAct − baseline, top-1 | top-5 | TrAct@2/3 − baseline |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for m, r in rows.items():
+        name, b = f"zoo-{m}", r["budget"]
+        base, tr = (stats(list(src.top1(name, b, label).values())) for label in ("baseline", "tract-l0.1"))
+        short = f"{r['short'][1].text()} ({r['short'][0]} ep)" if "short" in r else "—"
+        lines.append(f"| {m} | {b} | {pm(base)} | {pm(tr)} | {r['top1'].text()} | "
+                     f"{r['top5'].text() if 'top5' in r else '—'} | {short} |")
+    return lines + [""]
+
+
 def claims_table() -> list[str]:
     return claims.markdown(claims.all_claims(claims.Collected(experiments.COLLECTED), titles=EXPERIMENT_TITLES,
+                                             zoo_models=tuple(experiments.ZOO_MODELS),
                                              ablation_budget=ABLATION_BUDGET))
 
 

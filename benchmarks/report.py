@@ -19,7 +19,7 @@ from bench_tables import (  # noqa: E402
 from experiment_tables import (  # noqa: E402
     CURVES, EXPERIMENT_TITLES, ablation_section, by_label, claims_table, curve_section, first_layer_sgd_section,
     lam_sweep_section, load_experiment, plots, reproducibility_section, scale_note, speedup_line, trend_sentences,
-    wall_time_section, whitening_section, whitening_sentence,
+    wall_time_section, whitening_section, whitening_sentence, zoo_section,
 )
 from experiments import ABLATION_BUDGET, EXPERIMENTS  # noqa: E402
 
@@ -69,6 +69,7 @@ def experiments_sections() -> list[str]:
     out += ablation_section(ABLATION_BUDGET)
     out += first_layer_sgd_section(ABLATION_BUDGET)
     out += whitening_section()
+    out += zoo_section()
     out += reproducibility_section()
     out += wall_time_section()
     return out

@@ -86,8 +86,8 @@ class FakeSource:
     def __init__(self, data: dict):
         self.data = data
 
-    def top1(self, name, budget, label):
-        return self.data.get((name, budget, label), {})
+    def top1(self, name, budget, label, key="final_top1"):
+        return self.data.get((name, budget, label), {}) if key == "final_top1" else {}
 
     def budgets(self, name):
         return sorted({b for n, b, _ in self.data if n == name})
@@ -157,3 +157,20 @@ def test_the_whitening_section_pairs_every_variant_with_the_fig3_runs(tmp_path, 
     rows = claims.whitening_claims(src)
     assert len(rows) == 5 and all(r.claim.startswith("not in the paper") for r in rows)
     assert experiment_tables.whitening_section(FakeSource({})) == []
+
+
+def test_the_zoo_section_and_claims_count_wins_and_the_two_thirds_runs(tmp_path, monkeypatch):
+    import experiment_tables
+
+    monkeypatch.setattr(experiment_tables.experiments, "ZOO_MODELS", {"a": [], "b": []})
+    three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
+    src = FakeSource({("zoo-a", 9, "baseline"): three(50, 51, 52), ("zoo-a", 9, "tract-l0.1"): three(52, 53, 54),
+                      ("zoo-a-two-thirds", 6, "tract-l0.1"): three(50, 51, 52),
+                      ("zoo-b", 9, "baseline"): three(60, 60, 60), ("zoo-b", 9, "tract-l0.1"): three(59, 60, 58)})
+    text = "\n".join(experiment_tables.zoo_section(src))
+    assert "| a | 9 | 51.00 ± 1.00 | 53.00 ± 1.00 | +2.00 [+2.00, +2.00] | — | +0.00 [+0.00, +0.00] (6 ep) |" in text
+    assert "| b | 9 | 60.00 ± 0.00 | 59.00 ± 1.00 | -1.00 [" in text
+    first, short = claims.zoo_claims(src, ("a", "b", "absent"))
+    assert "TrAct better on 1/2 (top-1); mean top-1 gain +0.50 points" in first.measured
+    assert "33/36" in first.paper and short.measured.endswith("mean over 1 models: +0.00 points")
+    assert experiment_tables.zoo_section(FakeSource({})) == []
