@@ -323,7 +323,7 @@ def reproducibility_section(src=None) -> list[str]:
         return []
     lines = ["### Reproducibility: the same seeds on another machine of the same kind", "",
              f"`{again}` trains fig3-sgd's {budget}-epoch baseline and TrAct (λ = 0.1) runs again from the same seeds "
-             "(same initial weights, same data order), in a later session on another machine of the same kind. "
+             "(same initial weights, same data order), later and on another machine of the same kind. "
              + "".join(f"{which}: {run_machine(got[0])}. " for which, got in
                        (("Then", load_experiment("fig3-sgd")), ("Again", load_experiment(again))) if got)
              + "CPU kernels need not give bit-identical results across machines (another CPU type, torch build or "

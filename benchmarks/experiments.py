@@ -118,14 +118,14 @@ for _range in ("unit", "byte"):
                _VIT_ABLATION + ["--model", "vit", "--input-range", _range, "--relative-lambda",
                                 "--methods", "tract"], lr_from=_VIT_LR)
 # Reproducibility across machines of one kind: fig3-sgd's 2-epoch baseline and λ = 0.1 runs trained again (never
-# reused) in another session; the report compares each seed's accuracy and TrAct − baseline with the collected ones.
+# reused) later, on another machine; the report compares each seed's accuracy and TrAct − baseline with the collected ones.
 experiment("repro-fig3-sgd", "fig3-sgd's 2-epoch runs trained again on another machine of the same kind",
            RESNET + SEEDS + ["--budgets", "2", "--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd",
                              "--warmup-epochs", "0"])
-# GPU only (the `device` machine; run on CPU it stops with "CUDA is not available"): the paper's own protocol,
-# ResNet-18 (width 64) on all of CIFAR-10, SGD lr 0.08 (momentum 0.9, weight decay 5e-4, cosine), batch 128, random
-# crop + flip, at the longest budgets a session's 30 GPU minutes hold for 3 seeds of both methods (1:2 as in the
-# paper's 100:200); a later session with more GPU time adds budgets (`budgets` is extensible, runs are reused).
+# GPU only (run on CPU it stops with "CUDA is not available"): the paper's own protocol, ResNet-18 (width 64) on all
+# of CIFAR-10, SGD lr 0.08 (momentum 0.9, weight decay 5e-4, cosine), batch 128, random crop + flip, at budgets 5 and
+# 10 (1:2 as in the paper's 100:200; about 3 and 4 s an epoch on an H200); longer budgets can be added (`budgets` is
+# extensible, runs are reused).
 experiment("gpu-resnet18", "GPU: ResNet-18 on CIFAR-10, the paper's protocol (SGD lr 0.08, cosine, batch 128)",
            ["--data", DATA, "--model", "resnet18", "--width", "64", "--budgets", "5,10"] + SEEDS +
            ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0", "--device", "cuda"])

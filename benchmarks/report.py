@@ -28,7 +28,7 @@ README_START, README_END = "<!-- results:start (written by benchmarks/report.py)
 
 
 def gpu_section() -> list[str]:
-    """The GPU evidence where a GPU session measured it, else what to run when a GPU is at hand."""
+    """The GPU evidence where it was measured, else what to run when a GPU is at hand."""
     out = []
     for name, fn in (("gpu-tests.json", gpu_tests_line), ("overhead-cuda.json", None), ("gram-cuda.json", gram_section),
                      ("sync-cuda.json", sync_section)):
