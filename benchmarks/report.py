@@ -19,7 +19,7 @@ from bench_tables import (  # noqa: E402
 from experiment_tables import (  # noqa: E402
     CURVES, EXPERIMENT_TITLES, ablation_section, by_label, claims_table, curve_section, first_layer_sgd_section,
     lam_sweep_section, load_experiment, plots, reproducibility_section, scale_note, speedup_line, trend_sentences,
-    wall_time_section, whitening_section, whitening_sentence, zoo_section,
+    wall_time_section, whitening_section, whitening_sentence, zoo_section, zoo_sentence,
 )
 from experiments import ABLATION_BUDGET, EXPERIMENTS  # noqa: E402
 
@@ -100,7 +100,7 @@ def readme_block() -> list[str]:
         shown.append(name)
     lines.append("")
     lines += [plots(name, ("accuracy_vs_budget.png",)) for name in shown]
-    lines += [""] + trend_sentences() + whitening_sentence()
+    lines += [""] + trend_sentences() + whitening_sentence() + zoo_sentence()
     lines += ["### The paper's claims, checked", ""] + claims_table()
     return lines + ["", README_END]
 

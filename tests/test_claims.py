@@ -174,3 +174,20 @@ def test_the_zoo_section_and_claims_count_wins_and_the_two_thirds_runs(tmp_path,
     assert "TrAct better on 1/2 (top-1); mean top-1 gain +0.50 points" in first.measured
     assert "33/36" in first.paper and short.measured.endswith("mean over 1 models: +0.00 points")
     assert experiment_tables.zoo_section(FakeSource({})) == []
+
+
+def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice_chance(monkeypatch):
+    import experiment_tables
+
+    monkeypatch.setattr(experiment_tables.experiments, "ZOO_MODELS", {"a": [], "b": [], "c": []})
+    three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
+    src = FakeSource({("zoo-a", 9, "baseline"): three(50, 51, 52), ("zoo-a", 9, "tract-l0.1"): three(52, 53, 54),
+                      ("zoo-a-two-thirds", 6, "tract-l0.1"): three(50, 51, 55),
+                      ("zoo-b", 9, "baseline"): three(15, 16, 17), ("zoo-b", 9, "tract-l0.1"): three(14, 15, 16)})
+    (text, blank) = experiment_tables.zoo_sentence(src)
+    assert blank == "" and "2 of the 3 models so far" in text and "9 epochs" in text
+    assert "TrAct better on 1/2 models (top-1; 1 with the 95 % t interval above 0, 1 below)" in text
+    assert "mean top-1 gain +0.50 points" in text and "33/36, +0.49" in text
+    assert "+1.00 points on average over 1 models" in text
+    assert text.endswith("under twice chance (20 %), so their gain says little: b.")
+    assert experiment_tables.zoo_sentence(FakeSource({})) == []
