@@ -171,7 +171,15 @@ def test_the_zoo_section_and_claims_count_wins_and_the_two_thirds_runs(tmp_path,
     assert "| a | 9 | 51.00 ± 1.00 | 53.00 ± 1.00 | +2.00 [+2.00, +2.00] | — | +0.00 [+0.00, +0.00] (6 ep) |" in text
     assert "| b | 9 | 60.00 ± 0.00 | 59.00 ± 1.00 | -1.00 [" in text
     first, short = claims.zoo_claims(src, ("a", "b", "absent"))
-    assert "TrAct better on 1/2 (top-1); mean top-1 gain +0.50 points" in first.measured
+    # the verdict takes the models' mean gains (+2, -1) as the sample: +0.50 ± 12.706 * 1.5
+    assert "TrAct better on 1/2 (top-1); mean top-1 gain +0.50 [-18.56, +19.56] points over the models" in first.measured
+    assert first.verdict == "inconclusive"
+    assert first.row()[3] == "inconclusive (1 of 2 intervals above 0, 0 below)"  # b: -1, 0, -2 holds 0
+    one, _ = claims.zoo_claims(src, ("a",))
+    assert "mean top-1 gain +2.00 (1 model, no interval)" in one.measured and one.verdict == "inconclusive"
+    up = FakeSource({("zoo-a", 9, "baseline"): three(50, 51, 52), ("zoo-a", 9, "tract-l0.1"): three(52, 53, 54),
+                     ("zoo-b", 9, "baseline"): three(60, 60, 60), ("zoo-b", 9, "tract-l0.1"): three(62, 63, 61)})
+    assert claims.zoo_claims(up, ("a", "b"))[0].verdict == "reproduced"  # gains +2, +2: interval [+2, +2]
     assert "33/36" in first.paper and short.measured.endswith("mean over 1 models: +0.00 points")
     assert experiment_tables.zoo_section(FakeSource({})) == []
 
