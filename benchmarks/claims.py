@@ -486,4 +486,5 @@ def markdown(claims: Sequence[Claim]) -> list:
              "|---|---|---|---|"] + [f"| {' | '.join(c.row())} |" for c in claims]
             + ["", "Verdict (from the 95 % t intervals of the per-seed paired differences, n − 1 degrees of freedom): "
                    "*reproduced* = every interval entirely on the claimed side of 0; *not reproduced* = some interval "
-                   "entirely on the other side; *inconclusive* = otherwise, and always with fewer than 2 seeds.", ""])
+                   "entirely on the other side; *inconclusive* = otherwise, and always with fewer than 2 seeds. The "
+                   "architecture sweep's verdict takes each model's mean difference as one value (n = models).", ""])
