@@ -260,9 +260,11 @@ def whitening_sentence(src=None) -> list[str]:
         return []
     parts = []
     for b, pairs in comparisons.items():
-        got = [f"{x} − {y} {p.text()}" for (x, y), p in pairs.items()
-               if (x, y) in (("TrAct", "whitened, frozen"), ("TrAct", "whitened, trained"), ("whitened + TrAct", "TrAct"))]
-        parts.append(f"at {b} epochs " + ", ".join(got))
+        shown = {(x, y): p for (x, y), p in pairs.items()
+                 if (x, y) in (("TrAct", "whitened, frozen"), ("TrAct", "whitened, trained"), ("whitened + TrAct", "TrAct"))}
+        clear = [f"{x} over {y}" if p.side() > 0 else f"{y} over {x}" for (x, y), p in shown.items() if p.side()]
+        parts.append(f"at {b} epochs " + ", ".join(f"{x} − {y} {p.text()}" for (x, y), p in shown.items())
+                     + (f" (clear: {', '.join(clear)})" if clear else " (no clear difference)"))
     return ["Not in the paper — TrAct against airbench's patch-whitened first layer (CIFAR ResNet, SGD; points "
             "[95 % t interval], paired per seed): " + "; ".join(parts) + ".", ""]
 

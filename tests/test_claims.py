@@ -156,6 +156,15 @@ def test_the_whitening_section_pairs_every_variant_with_the_fig3_runs(tmp_path, 
     assert (tmp_path / "whitening.png").is_file()
     rows = claims.whitening_claims(src)
     assert len(rows) == 5 and all(r.claim.startswith("not in the paper") for r in rows)
+    # no claim to reproduce: the verdict names the better variant where the interval excludes 0
+    assert [r.verdict for r in rows] == ["TrAct better", "no clear difference", "whitened + TrAct better",
+                                         "whitened + TrAct better", "baseline better"]
+    (sentence, blank) = experiment_tables.whitening_sentence(src)
+    assert blank == "" and sentence.startswith("Not in the paper")
+    assert sentence.endswith("at 2 epochs TrAct − whitened, frozen +5.00 [+5.00, +5.00], TrAct − whitened, trained "
+                             "+2.00 [-0.48, +4.48], whitened + TrAct − TrAct +1.00 [+1.00, +1.00] (clear: TrAct over "
+                             "whitened, frozen, whitened + TrAct over TrAct).")
+    assert experiment_tables.whitening_sentence(FakeSource({})) == []
     assert experiment_tables.whitening_section(FakeSource({})) == []
 
 
