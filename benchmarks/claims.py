@@ -122,6 +122,9 @@ class Source(Protocol):
     def budgets(self, name: str) -> list:
         """The budgets of an experiment with results (sorted); [] if it was never collected."""
 
+    def lr(self, name: str, budget: int, label: str) -> Optional[float]:
+        """The lr a method's runs used at a budget (the selected one); None where it has no results."""
+
 
 class Collected:
     """The collected experiments under `root` (benchmarks/results/experiments)."""
@@ -142,6 +145,11 @@ class Collected:
     def budgets(self, name: str) -> list:
         s = self.summary(name)
         return sorted({r["budget"] for r in s["results"]}) if s else []
+
+    def lr(self, name: str, budget: int, label: str) -> Optional[float]:
+        s = self.summary(name)
+        rows = [r for r in (s["results"] if s else []) if r["budget"] == budget and r["label"] == label]
+        return rows[0]["lr"] if rows else None
 
     def top1(self, name: str, budget: int, label: str, key: str = "final_top1") -> dict:
         """{seed: the run summary's `key`} (final_top1, or final_top5 where the runs have it)."""

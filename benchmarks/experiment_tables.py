@@ -13,6 +13,7 @@ import experiments
 from experiments import ABLATION_BUDGET, EXPERIMENTS
 from figures import bar_plot, lam_sweep_plot, paired_gain_plot
 
+from trainact.harness.protocol import fmt_num
 from trainact.harness.results import pm, stats
 
 EXPERIMENT_TITLES = {name: e["title"] for name, e in EXPERIMENTS.items()}
@@ -279,16 +280,28 @@ def zoo_section(src=None) -> list[str]:
              "`zoo-<model>` (see `python benchmarks/experiments.py list`; the models' CIFAR adaptations are in "
              "src/trainact/harness/library_models.py, the sizing in benchmarks/zoo_sizing.md). TrAct − baseline per seed, "
              "points [95 % t interval]; TrAct@2/3: TrAct trained for 2/3 of the budget against the baseline's whole "
-             "budget (Table 7's comparison).", "",
-             "| model | budget | baseline top-1 % | TrAct top-1 % | TrAct − baseline, top-1 | top-5 | TrAct@2/3 − baseline |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "budget (Table 7's comparison); lr: the one the baseline chose from 0.1 and 0.01 (seed 0), which TrAct "
+             "uses too.", "",
+             "| model | budget | lr | baseline top-1 % | TrAct top-1 % | TrAct − baseline, top-1 | top-5 | "
+             "TrAct@2/3 − baseline |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for m, r in rows.items():
         name, b = f"zoo-{m}", r["budget"]
         base, tr = (stats(list(src.top1(name, b, label).values())) for label in ("baseline", "tract-l0.1"))
         short = f"{r['short'][1].text()} ({r['short'][0]} ep)" if "short" in r else "—"
-        lines.append(f"| {m} | {b} | {pm(base)} | {pm(tr)} | {r['top1'].text()} | "
+        lr = src.lr(name, b, "baseline")
+        lines.append(f"| {m} | {b} | {'—' if lr is None else fmt_num(lr)} | {pm(base)} | {pm(tr)} | {r['top1'].text()} | "
                      f"{r['top5'].text() if 'top5' in r else '—'} | {short} |")
-    return lines + [""]
+    values, errors = {}, {}
+    for m, r in rows.items():
+        for series, p in (("TrAct − baseline", r["top1"]), ("TrAct@2/3 − baseline", r.get("short", (0, None))[1])):
+            if p is not None and p.n:
+                values[(m, series)] = p.mean
+                errors[(m, series)] = (p.interval[1] - p.interval[0]) / 2 if p.interval else 0
+    bar_plot(os.path.join(experiments.COLLECTED, "zoo.png"), list(rows), ["TrAct − baseline", "TrAct@2/3 − baseline"],
+             values, errors=errors, ylabel="top-1 difference (points), 95 % t CI",
+             title="Architecture sweep (CIFAR-10): paired differences per model")
+    return lines + ["", "![zoo](benchmarks/results/experiments/zoo.png)", ""]
 
 
 def zoo_sentence(src=None) -> list[str]:

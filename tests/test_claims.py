@@ -92,6 +92,9 @@ class FakeSource:
     def budgets(self, name):
         return sorted({b for n, b, _ in self.data if n == name})
 
+    def lr(self, name, budget, label):
+        return 0.1 if (name, budget, label) in self.data else None
+
 
 def test_curve_claim_and_trend_sentence_from_a_source():
     base = {0: 50.0, 1: 50.0, 2: 50.0}
@@ -172,13 +175,15 @@ def test_the_zoo_section_and_claims_count_wins_and_the_two_thirds_runs(tmp_path,
     import experiment_tables
 
     monkeypatch.setattr(experiment_tables.experiments, "ZOO_MODELS", {"a": [], "b": []})
+    monkeypatch.setattr(experiment_tables.experiments, "COLLECTED", str(tmp_path))
     three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
     src = FakeSource({("zoo-a", 9, "baseline"): three(50, 51, 52), ("zoo-a", 9, "tract-l0.1"): three(52, 53, 54),
                       ("zoo-a-two-thirds", 6, "tract-l0.1"): three(50, 51, 52),
                       ("zoo-b", 9, "baseline"): three(60, 60, 60), ("zoo-b", 9, "tract-l0.1"): three(59, 60, 58)})
     text = "\n".join(experiment_tables.zoo_section(src))
-    assert "| a | 9 | 51.00 ± 1.00 | 53.00 ± 1.00 | +2.00 [+2.00, +2.00] | — | +0.00 [+0.00, +0.00] (6 ep) |" in text
-    assert "| b | 9 | 60.00 ± 0.00 | 59.00 ± 1.00 | -1.00 [" in text
+    assert "| a | 9 | 0.1 | 51.00 ± 1.00 | 53.00 ± 1.00 | +2.00 [+2.00, +2.00] | — | +0.00 [+0.00, +0.00] (6 ep) |" in text
+    assert "| b | 9 | 0.1 | 60.00 ± 0.00 | 59.00 ± 1.00 | -1.00 [" in text
+    assert (tmp_path / "zoo.png").is_file() and "![zoo](benchmarks/results/experiments/zoo.png)" in text
     first, short = claims.zoo_claims(src, ("a", "b", "absent"))
     # the verdict takes the models' mean gains (+2, -1) as the sample: +0.50 ± 12.706 * 1.5
     assert "TrAct better on 1/2 (top-1); mean top-1 gain +0.50 [-18.56, +19.56] points over the models" in first.measured
