@@ -146,20 +146,26 @@ class Collected:
         s = self.summary(name)
         return sorted({r["budget"] for r in s["results"]}) if s else []
 
-    def lr(self, name: str, budget: int, label: str) -> Optional[float]:
+    def _row(self, name: str, budget: int, label: str) -> Optional[dict]:
+        """The summary's result row of one method at one budget (its selected lr); None if it has none."""
         s = self.summary(name)
         rows = [r for r in (s["results"] if s else []) if r["budget"] == budget and r["label"] == label]
-        return rows[0]["lr"] if rows else None
+        if not rows:
+            return None
+        (row,) = rows
+        return row
+
+    def lr(self, name: str, budget: int, label: str) -> Optional[float]:
+        row = self._row(name, budget, label)
+        return None if row is None else row["lr"]
 
     def top1(self, name: str, budget: int, label: str, key: str = "final_top1") -> dict:
         """{seed: the run summary's `key`} (final_top1, or final_top5 where the runs have it)."""
         from trainact.harness.protocol import RunSpec
 
-        s = self.summary(name)
-        rows = [r for r in (s["results"] if s else []) if r["budget"] == budget and r["label"] == label]
-        if not rows:
+        row = self._row(name, budget, label)
+        if row is None:
             return {}
-        (row,) = rows
         out = {}
         for seed in row["seeds"]:
             run = RunSpec(budget, row["method"], row["lr"], seed, lam=row["lam"])
