@@ -449,10 +449,7 @@ def zoo_claims(src: Source, models) -> list:
     gains = [r["top1"].mean for r in rows.values()]
     wins = sum(g > 0 for g in gains)
     wins5 = [r["top5"].mean > 0 for r in rows.values() if "top5" in r]
-    # the verdict: the models' mean gains as a sample (one value per model, n − 1 degrees of freedom), so it
-    # answers "better on average across architectures"; the per-model intervals are counted beside it
-    across = Paired(tuple(rows), tuple(gains))
-    gain = across.text() if across.n >= 2 else f"{across.mean:+.2f} (1 model, no interval)"
+    across, gain = across_models({m: r["top1"] for m, r in rows.items()})
     out = [Claim(f"architecture sweep: TrAct better per model ({len(rows)} model{'s' * (len(rows) != 1)}, CIFAR-10)",
                  "Table 1/6 (36 CIFAR-100 models, 200 ep): TrAct better on 33/36 (top-1), 34/36 (top-5); mean "
                  "top-1 +0.49",
@@ -460,13 +457,22 @@ def zoo_claims(src: Source, models) -> list:
                  + (f", {sum(wins5)}/{len(wins5)} (top-5)" if wins5 else "")
                  + f"; mean top-1 gain {gain} points over the models",
                  verdict([across]), tuple(r["top1"] for r in rows.values()))]
-    shorts = [r["short"][1] for r in rows.values() if "short" in r]
+    shorts = {m: r["short"][1] for m, r in rows.items() if "short" in r}
     if shorts:
-        out.append(_claim("architecture sweep: TrAct at 2/3 of the budget vs the baseline at the whole",
-                          "Table 7: TrAct@133 ≈ baseline@200 (mean top-1 75.94 vs 75.90)",
-                          f"TrAct@2/3 − baseline@whole, mean over {len(shorts)} models: "
-                          f"{statistics.fmean(p.mean for p in shorts):+.2f} points", shorts))
+        across, gain = across_models(shorts)
+        out.append(Claim("architecture sweep: TrAct at 2/3 of the budget vs the baseline at the whole",
+                         "Table 7: TrAct@133 ≈ baseline@200 (mean top-1 75.94 vs 75.90)",
+                         f"TrAct@2/3 − baseline@whole, mean over {len(shorts)} model{'s' * (len(shorts) != 1)}: "
+                         f"{gain} points", verdict([across]), tuple(shorts.values())))
     return out
+
+
+def across_models(per_model: dict) -> tuple:
+    """(Paired, its text) of the models' mean differences taken as a sample (one value per model, n − 1
+    degrees of freedom): the sweep's verdicts answer "on average across architectures", and the per-model
+    intervals are counted beside them."""
+    across = Paired(tuple(per_model), tuple(p.mean for p in per_model.values()))
+    return across, across.text() if across.n >= 2 else f"{across.mean:+.2f} (1 model, no interval)"
 
 
 def all_claims(src: Source, *, titles: dict, ablation_budget: int, zoo_models=()) -> list:

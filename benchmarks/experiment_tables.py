@@ -319,12 +319,12 @@ def zoo_sentence(src=None) -> list[str]:
     text = (f"Not in the paper's form — the architecture sweep ({done}, CIFAR-10, {budgets} epochs on "
             f"{experiments.ZOO_SUBSET} training images, paired per seed): TrAct better on "
             f"{sum(p.mean > 0 for p in gains)}/{len(rows)} models (top-1; {above} with the 95 % t interval above 0, "
-            f"{below} below), mean top-1 gain {statistics.fmean(p.mean for p in gains):+.2f} points (the paper, 36 "
+            f"{below} below), mean top-1 gain {claims.across_models(dict(zip(rows, gains)))[1]} points (the paper, 36 "
             "CIFAR-100 models at 200 epochs: 33/36, +0.49)")
-    shorts = [r["short"][1] for r in rows.values() if "short" in r]
+    shorts = {m: r["short"][1] for m, r in rows.items() if "short" in r}
     if shorts:
-        text += (f"; TrAct at 2/3 of the budget − the baseline at the whole: {statistics.fmean(p.mean for p in shorts):+.2f} "
-                 f"points on average over {len(shorts)} models (the paper: about 0)")
+        text += (f"; TrAct at 2/3 of the budget − the baseline at the whole: {claims.across_models(shorts)[1]} "
+                 f"points on average over {len(shorts)} model{'s' * (len(shorts) != 1)} (the paper: about 0)")
     weak = [m for m in rows if statistics.fmean(src.top1(f"zoo-{m}", rows[m]["budget"], "baseline").values()) < 20]
     if weak:
         text += f"; under twice chance (20 %), so their gain says little: {', '.join(weak)}"

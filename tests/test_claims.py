@@ -194,8 +194,14 @@ def test_the_zoo_section_and_claims_count_wins_and_the_two_thirds_runs(tmp_path,
     up = FakeSource({("zoo-a", 9, "baseline"): three(50, 51, 52), ("zoo-a", 9, "tract-l0.1"): three(52, 53, 54),
                      ("zoo-b", 9, "baseline"): three(60, 60, 60), ("zoo-b", 9, "tract-l0.1"): three(62, 63, 61)})
     assert claims.zoo_claims(up, ("a", "b"))[0].verdict == "reproduced"  # gains +2, +2: interval [+2, +2]
-    assert "33/36" in first.paper and short.measured.endswith("mean over 1 models: +0.00 points")
+    assert "33/36" in first.paper and short.measured.endswith("mean over 1 model: +0.00 (1 model, no interval) points")
     assert experiment_tables.zoo_section(FakeSource({})) == []
+    # the 2/3 row's verdict, too, takes the models' means as the sample: a is 0 at 2/3, b's interval lies below 0
+    # (-3, -2.5, -2), yet over the two models (0, -2.5) the interval holds 0
+    src.data[("zoo-b-two-thirds", 6, "tract-l0.1")] = three(57, 57.5, 58)
+    short = claims.zoo_claims(src, ("a", "b"))[1]
+    assert "mean over 2 models: -1.25 [-17.13, +14.63] points" in short.measured
+    assert short.row()[3] == "inconclusive (0 of 2 intervals above 0, 1 below)"
 
 
 def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice_chance(monkeypatch):
@@ -209,7 +215,7 @@ def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice
     (text, blank) = experiment_tables.zoo_sentence(src)
     assert blank == "" and "2 of the 3 models so far" in text and "9 epochs" in text
     assert "TrAct better on 1/2 models (top-1; 1 with the 95 % t interval above 0, 1 below)" in text
-    assert "mean top-1 gain +0.50 points" in text and "33/36, +0.49" in text
-    assert "+1.00 points on average over 1 models" in text
+    assert "mean top-1 gain +0.50 [-18.56, +19.56] points" in text and "33/36, +0.49" in text
+    assert "+1.00 (1 model, no interval) points on average over 1 model " in text
     assert text.endswith("under twice chance (20 %), so their gain says little: b.")
     assert experiment_tables.zoo_sentence(FakeSource({})) == []
