@@ -166,7 +166,7 @@ ZOO_MODELS = {  # experiment suffix -> model arguments (the name says what, mode
     "shufflenetv2": ["--model", "cifar:tv:shufflenet_v2_x1_0"],
     "squeezenet": ["--model", "cifar:tv:squeezenet1_1-bn"],
     "googlenet": ["--model", "cifar:tv:googlenet"],
-    "efficientnet-b0": ["--model", "cifar:timm:efficientnet_b0"],
+    "efficientnet-b0": ["--model", "cifar:timm:efficientnet_b0-headinit"],
     "convnext-atto": ["--model", "cifar:timm:convnext_atto"],
     "deit-tiny": ["--model", "cifar:timm:deit_tiny_patch16_224"],
     "swin-tiny": ["--model", "cifar:timm:swin_tiny_patch4_window7_224"],

@@ -4,6 +4,7 @@ whose TrAct gradient in a training step is the paper's ridge solution (the float
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ ZOO = [
     ("cifar:tv:shufflenet_v2_x1_0", {}, "conv1.0", 32),
     ("cifar:tv:squeezenet1_1-bn", {}, "features.0.0", 32),
     ("cifar:tv:googlenet", {}, "conv1.conv", 32),
-    ("cifar:timm:efficientnet_b0", {}, "conv_stem", 32),
+    ("cifar:timm:efficientnet_b0-headinit", {}, "conv_stem", 32),
     ("cifar:timm:convnext_atto", {}, "stem.0", 16),
     ("cifar:timm:deit_tiny_patch16_224", {}, "patch_embed.proj", 8),
     ("cifar:timm:swin_tiny_patch4_window7_224", {}, "patch_embed.proj", 8),
@@ -63,6 +64,9 @@ def test_zoo_model_builds_finds_its_first_layer_and_takes_a_tract_step(name, opt
     torch.manual_seed(0)
     model = build_model(name, num_classes=10, image_size=32, in_channels=3, **options)
     assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with torch.no_grad():  # it starts at about chance: timm's EfficientNet head init started 2 points above ln 10
+        loss = nn.functional.cross_entropy(model.train()(torch.randn(16, 3, 32, 32)), torch.arange(16) % 10)
+    assert abs(loss.item() - math.log(10)) < 0.5, f"initial loss {loss.item():.3f}, chance is ln 10 = 2.303"
     assert trainact.apply(model, 0.1) == first  # layer=None: found by tracing the model's own forward pass
     layer = model.get_submodule(first)
     assert trainact.is_tract(layer) and isinstance(layer, nn.Conv2d)
