@@ -488,6 +488,8 @@ def all_claims(src: Source, *, titles: dict, ablation_budget: int, zoo_models=()
                     "Fig. 4 (ViT CIFAR-10): TrAct better for all λ; TrAct@200 ≈ baseline@400 (2×)"),
         curve_claim(src, "gpu-resnet18", titles.get("gpu-resnet18", "gpu-resnet18"),
                     "Fig. 3 (SGD, lr 0.08, batch 128): TrAct better in every setting"),
+        curve_claim(src, "gpu-vit", titles.get("gpu-vit", "gpu-vit"),
+                    "Fig. 4 (ViT CIFAR-10, hidden 384, 7 layers): TrAct better for all λ"),
         lam_sweep_claim(src),
         lam_trend_claim(src, "fig3-sgd", "ResNet, SGD"),
         lam_trend_claim(src, ("fig4-vit", "fig4-vit-lam"), "ViT"),

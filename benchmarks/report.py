@@ -35,9 +35,10 @@ def gpu_section() -> list[str]:
         r = load(name)
         if r is not None:
             out += fn(r) if fn else overhead_section(r, png="overhead-cuda.png", title="GPU time overhead")
-    loaded = load_experiment("gpu-resnet18")
-    if loaded is not None:
-        out += curve_section("gpu-resnet18", loaded)
+    for name in ("gpu-resnet18", "gpu-vit"):
+        loaded = load_experiment(name)
+        if loaded is not None:
+            out += curve_section(name, loaded)
     if out:
         return out
     return ["## GPU", "",
@@ -48,6 +49,7 @@ def gpu_section() -> list[str]:
             "    python benchmarks/bench_overhead.py --device cuda --cases stem,deit-s,resnet18,cifar-stem,vit",
             "    python benchmarks/bench_gram.py --device cuda && python benchmarks/bench_sync.py --device cuda",
             "    python benchmarks/experiments.py run gpu-resnet18   # " + EXPERIMENTS["gpu-resnet18"]["title"],
+            "    python benchmarks/experiments.py run gpu-vit        # " + EXPERIMENTS["gpu-vit"]["title"],
             "    python benchmarks/report.py", ""]
 
 
