@@ -14,7 +14,8 @@ redraws the plots into benchmarks/results/experiments/NAME/, replacing machine p
 Reuse: an experiment may name others whose finished runs it shares (the same settings, compared with
 `CompareConfig.differences`); those run folders are copied before it starts instead of being trained twice.
 The runs already collected into the repository are reused the same way, so a long experiment spans sessions
-and machines: `run NAME --budgets 1,2` trains part of it, `collect` keeps it, a later `run NAME` does the rest.
+and machines: `run NAME --budgets 1,2` trains part of it, `collect` keeps it, a later `run NAME` does the rest
+(`run NAME --device cuda` trains the rest of a CPU experiment on a GPU; the device is not part of the protocol).
 An experiment may take its lr from another's lr grid (`lr_from`), the paper's rule of never re-tuning for TrAct.
 
 The paper's ImageNet protocols are registered too (imagenet-*); they need an ImageNet folder at IMAGENET and a
@@ -314,6 +315,17 @@ def with_budgets(name: str, args: list, budgets: Optional[str]) -> list:
     return args[:i + 1] + [",".join(map(str, chosen))] + args[i + 2:]
 
 
+def with_device(args: list, device: Optional[str]) -> list:
+    """`args` training on `device` ("cuda", "cuda:1", "cpu") instead of the experiment's own. The device is not part
+    of the protocol: runs trained on one device and on another are reused and collected together."""
+    if device is None:
+        return args
+    if "--device" in args:
+        i = args.index("--device")
+        return args[:i + 1] + [device] + args[i + 2:]
+    return args + ["--device", device]
+
+
 def launcher(name: str) -> list:
     """The command that runs `trainact compare` for experiment `name` (torchrun for multi-GPU experiments)."""
     n = EXPERIMENTS[name]["nproc_per_node"]
@@ -340,13 +352,13 @@ def compare(name: str, args: list, log) -> int:
     return subprocess.call([*launcher(name), *args], stdout=log, stderr=log)
 
 
-def run(names: list, root: Path, budgets: Optional[str] = None) -> int:
+def run(names: list, root: Path, budgets: Optional[str] = None, device: Optional[str] = None) -> int:
     for name in names:
         with_budgets(name, command(name), budgets)  # unknown names and budgets fail before anything runs
         check_data(name)
     for name in names:
         copied = reuse_runs(name, root)
-        args = with_budgets(name, command(name, root, out=str(root / name)), budgets)
+        args = with_device(with_budgets(name, command(name, root, out=str(root / name)), budgets), device)
         print(f"== {name}: trainact compare {shlex.join(args)}" + (f" ({copied} runs reused)" if copied else ""),
               flush=True)
         root.mkdir(parents=True, exist_ok=True)
@@ -429,9 +441,11 @@ def main(argv=None) -> int:
     p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
     p.add_argument("--budgets", help="run: only these of the experiments' budgets for now, e.g. 1,2 "
                                      "(the rest later; collect reports them as missing)")
+    p.add_argument("--device", help="run: train on this device (cpu, cuda, cuda:N) instead of the experiment's own")
     a = p.parse_args(argv)
-    if a.budgets is not None and a.action != "run":
-        p.error(f"--budgets {a.budgets!r} applies to run only, not to {a.action}")
+    for option, value in (("--budgets", a.budgets), ("--device", a.device)):
+        if value is not None and a.action != "run":
+            p.error(f"{option} {value!r} applies to run only, not to {a.action}")
     root = runs_root(a.runs)
     names = a.names or (list(EXPERIMENTS) if a.action != "run" else [])
     if a.action == "list":
@@ -450,7 +464,7 @@ def main(argv=None) -> int:
         return 0
     if not names:
         p.error("run: name at least one experiment")
-    return run(names, root, a.budgets)
+    return run(names, root, a.budgets, a.device)
 
 
 if __name__ == "__main__":

@@ -221,3 +221,18 @@ def test_list_prints_the_torchrun_launch_and_run_stops_without_the_data(tmp_path
                                          r"train/<wnid>/\*.JPEG and val/<wnid>/\*.JPEG"):
         E.main(["run", "imagenet-resnet50-30", "--runs", str(tmp_path / "runs")])
     assert not calls and not (tmp_path / "runs").exists()  # nothing started, nothing written
+
+
+def test_run_on_another_device_replaces_the_experiments_own(tmp_path, registry, monkeypatch, capsys):
+    E.experiment("cpu-one", "cpu-one", TINY + ["--budgets", "1", "--lr", "0.05"])
+    E.experiment("no-device", "no-device", [a for a in TINY if a not in ("--device", "cpu")] + ["--budgets", "1"])
+    seen = {}
+    monkeypatch.setattr(E, "compare", lambda name, args, log: seen.setdefault(name, args) and 0)
+    assert E.run(["cpu-one", "no-device"], tmp_path / "runs", device="cuda:1") == 0
+    for name in ("cpu-one", "no-device"):
+        args = seen[name]
+        assert args.count("--device") == 1 and args[args.index("--device") + 1] == "cuda:1", args
+    assert E.with_device(["--device", "cpu", "--seeds", "0"], None) == ["--device", "cpu", "--seeds", "0"]
+    with pytest.raises(SystemExit):
+        E.main(["collect", "cpu-one", "--device", "cuda", "--runs", str(tmp_path / "runs")])
+    assert "--device 'cuda' applies to run only, not to collect" in capsys.readouterr().err
