@@ -125,7 +125,7 @@ experiment("repro-fig3-sgd", "fig3-sgd's 2-epoch runs trained again on another m
                              "--warmup-epochs", "0"])
 # GPU only (run on CPU it stops with "CUDA is not available"): the paper's own protocol, ResNet-18 (width 64) on all
 # of CIFAR-10, SGD lr 0.08 (momentum 0.9, weight decay 5e-4, cosine), batch 128, random crop + flip, at budgets 5, 10
-# and 20 (1:2:4 as in the paper's 100:200:400; about 3 and 4 s an epoch on an H200); longer budgets can be added
+# and 20 (1:2:4 as in the paper's 100:200:400; 3 to 4 s an epoch alone on an H200); longer budgets can be added
 # (`budgets` is extensible, runs are reused).
 experiment("gpu-resnet18", "GPU: ResNet-18 on CIFAR-10, the paper's protocol (SGD lr 0.08, cosine, batch 128)",
            ["--data", DATA, "--model", "resnet18", "--width", "64", "--budgets", "5,10,20"] + SEEDS +
