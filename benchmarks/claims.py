@@ -269,25 +269,26 @@ def curve_claim(src: Source, names, title: str, paper: str) -> Optional[Claim]:
                   [p for parts in per_lam.values() for p in parts.values()])
 
 
-def budget_trend(src: Source, names, lam: float = 0.1) -> Optional[tuple[int, int, Paired, Paired, Paired]]:
-    """(shortest budget, longest budget, gain at each, the per-seed change of the gain between them)."""
+def _change(parts: dict, a: int, b: int) -> str:
+    """How the gain changes from budget a to budget b, with both gains and the per-seed change."""
+    change = difference(parts[b], parts[a])
+    verb = {"grows": "grows", "fades": "fades", "no clear change": "shows no clear change"}[trend(change)]
+    return f"{verb} between {a} and {b} epochs ({parts[a].text()} → {parts[b].text()} points; change {change.text()})"
+
+
+def trend_sentence(src: Source, names, what: str, lam: float = 0.1) -> Optional[str]:
+    """One sentence: does TrAct's gain grow, hold or fade between the shortest and the longest budget (with the
+    interval that says so); where the gain is largest at a budget in between, also how it changes from there on."""
     parts = tract_vs_baseline(src, names, lam)
     if len(parts) < 2:
         return None
     lo, hi = min(parts), max(parts)
-    return lo, hi, parts[lo], parts[hi], difference(parts[hi], parts[lo])
-
-
-def trend_sentence(src: Source, names, what: str, lam: float = 0.1) -> Optional[str]:
-    """One sentence: does TrAct's gain grow, hold or fade with the budget (with the interval that says so)."""
-    t = budget_trend(src, names, lam)
-    if t is None:
-        return None
-    lo, hi, g_lo, g_hi, change = t
-    word = trend(change)
-    verb = {"grows": "grows", "fades": "fades", "no clear change": "shows no clear change"}[word]
-    return (f"{what}: TrAct's gain {verb} between {lo} and {hi} epochs ({g_lo.text()} → {g_hi.text()} points; "
-            f"change {change.text()}).")
+    text = f"{what}: TrAct's gain {_change(parts, lo, hi)}"
+    measured = [b for b, p in parts.items() if p.n]
+    peak = max(measured, key=lambda b: parts[b].mean, default=lo)
+    if peak not in (lo, hi):
+        text += f"; it is largest at {peak} epochs and {_change(parts, peak, hi)}"
+    return text + "."
 
 
 def lam_trend_claim(src: Source, names, what: str) -> Optional[Claim]:

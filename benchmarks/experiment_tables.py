@@ -349,7 +349,7 @@ def trend_sentences() -> list[str]:
     if not found:
         return []
     return (["Does the gain last with longer training? (λ = 0.1; points [95 % t interval] over paired seeds; the "
-             "change is per seed, the longest budget's gain minus the shortest's)", ""] + [f"- {s}" for s in found]
+             "change is per seed, the later budget's gain minus the earlier's)", ""] + [f"- {s}" for s in found]
             + [""])
 
 

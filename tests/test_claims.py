@@ -109,6 +109,24 @@ def test_curve_claim_and_trend_sentence_from_a_source():
     assert claims.curve_claim(src, "missing", "M", "p") is None  # nothing collected: no row
 
 
+def test_trend_sentence_says_where_an_interior_peak_fades():
+    base = {0: 50.0, 1: 50.0, 2: 50.0}
+    src = FakeSource({  # gains 1, 1, 1 at 1 ep; 4, 4.5, 5 at 2 ep; 1, 1.5, 2 at 4 ep
+        ("e", 1, "baseline"): base, ("e", 1, "tract-l0.1"): {0: 51.0, 1: 51.0, 2: 51.0},
+        ("e", 2, "baseline"): base, ("e", 2, "tract-l0.1"): {0: 54.0, 1: 54.5, 2: 55.0},
+        ("e", 4, "baseline"): base, ("e", 4, "tract-l0.1"): {0: 51.0, 1: 51.5, 2: 52.0},
+    })
+    s = claims.trend_sentence(src, "e", "E")
+    # 1 -> 4: changes 0, 0.5, 1 (mean +0.5, t interval +0.5 ± 4.303 * 0.2887 holds 0); 2 -> 4: -3 on every seed
+    assert s.startswith("E: TrAct's gain shows no clear change between 1 and 4 epochs (+1.00 [+1.00, +1.00] → "
+                        "+1.50 [+0.26, +2.74] points; change +0.50 [-0.74, +1.74])")
+    assert s.endswith("; it is largest at 2 epochs and fades between 2 and 4 epochs (+4.50 [+3.26, +5.74] → "
+                      "+1.50 [+0.26, +2.74] points; change -3.00 [-3.00, -3.00]).")
+    # the peak at an end of the budgets adds nothing
+    assert "largest" not in claims.trend_sentence(FakeSource({k: v for k, v in src.data.items() if k[1] != 2}),
+                                                  "e", "E")
+
+
 def test_collected_reads_each_seed_of_the_selected_lr(tmp_path):
     exp = tmp_path / "e"
     result = {"method": "tract", "label": "tract-l0.1", "lam": 0.1, "budget": 2, "lr": 0.08, "seeds": [0, 1]}
