@@ -278,16 +278,19 @@ def _change(parts: dict, a: int, b: int) -> str:
 
 def trend_sentence(src: Source, names, what: str, lam: float = 0.1) -> Optional[str]:
     """One sentence: does TrAct's gain grow, hold or fade between the shortest and the longest budget (with the
-    interval that says so); where the gain is largest at a budget in between, also how it changes from there on."""
-    parts = tract_vs_baseline(src, names, lam)
+    interval that says so); where the gain is largest at a budget in between, also how it changes from there on.
+    Only budgets with at least 2 paired seeds carry the trend; a budget still short of them is named as such."""
+    every = tract_vs_baseline(src, names, lam)
+    parts = {b: p for b, p in every.items() if p.n >= 2}
     if len(parts) < 2:
         return None
     lo, hi = min(parts), max(parts)
     text = f"{what}: TrAct's gain {_change(parts, lo, hi)}"
-    measured = [b for b, p in parts.items() if p.n]
-    peak = max(measured, key=lambda b: parts[b].mean, default=lo)
+    peak = max(parts, key=lambda b: parts[b].mean)
     if peak not in (lo, hi):
         text += f"; it is largest at {peak} epochs and {_change(parts, peak, hi)}"
+    for b in sorted(set(every) - set(parts)):
+        text += f"; at {b} epochs {every[b].n} paired seed{'' if every[b].n == 1 else 's'} so far ({every[b].text()})"
     return text + "."
 
 

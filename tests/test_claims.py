@@ -127,6 +127,22 @@ def test_trend_sentence_says_where_an_interior_peak_fades():
                                                   "e", "E")
 
 
+def test_trend_sentence_leaves_a_budget_short_of_seeds_out_of_the_trend():
+    base = {0: 50.0, 1: 50.0, 2: 50.0}
+    src = FakeSource({  # gains 1, 2, 3 at 1 ep; 3, 3, 3 at 2 ep; only seed 0 paired at 4 ep (gain -5)
+        ("e", 1, "baseline"): base, ("e", 1, "tract-l0.1"): {0: 51.0, 1: 52.0, 2: 53.0},
+        ("e", 2, "baseline"): base, ("e", 2, "tract-l0.1"): {0: 53.0, 1: 53.0, 2: 53.0},
+        ("e", 4, "baseline"): base, ("e", 4, "tract-l0.1"): {0: 45.0},
+    })
+    s = claims.trend_sentence(src, "e", "E")
+    # 1 -> 2: changes 2, 1, 0 (mean +1, t interval +1 ± 4.303 * 0.5774 holds 0)
+    assert s == ("E: TrAct's gain shows no clear change between 1 and 2 epochs (+2.00 [-0.48, +4.48] → "
+                 "+3.00 [+3.00, +3.00] points; change +1.00 [-1.48, +3.48]); at 4 epochs 1 paired seed so far "
+                 "(-5.00 (1 seed, no interval) (seeds 1, 2 unpaired, left out)).")
+    # a single budget with an interval is no trend
+    assert claims.trend_sentence(FakeSource({k: v for k, v in src.data.items() if k[1] != 1}), "e", "E") is None
+
+
 def test_collected_reads_each_seed_of_the_selected_lr(tmp_path):
     exp = tmp_path / "e"
     result = {"method": "tract", "label": "tract-l0.1", "lam": 0.1, "budget": 2, "lr": 0.08, "seeds": [0, 1]}
