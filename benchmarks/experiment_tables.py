@@ -52,6 +52,9 @@ def scale_note() -> str:
             f"{c['train_subset'] or 'all'} images, the ResNet at width {c['width']}")
     if vit is not None:
         text += f", the ViT at hidden size {vit[0]['config']['dim']}"
+        longer = [b for b in vit[0]["config"]["budgets"] if b > max(c["budgets"])]
+        if longer:
+            text += f" (the ViT also at {', '.join(map(str, longer))} epochs)"
     return text + (". These runs test the direction and rough size of TrAct's effect in short training, not the "
                    "paper's numbers.")
 
