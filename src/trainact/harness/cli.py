@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = c.add_argument_group("model")
     g.add_argument("--model", default=D.model,
-                   help="resnet18|resnet34|resnet50 (CIFAR variant), vit, vit-patchnorm, vit-dualpatchnorm, "
+                   help="resnet18|resnet34|resnet50 (CIFAR variant), resnet18-maxpool (the TrAct authors' CIFAR ResNet-18: "
+                        "a 3x3/2 max-pool after the stem), vit, vit-patchnorm, vit-dualpatchnorm, "
                         "tv:<torchvision name>, timm:<timm name>")
     g.add_argument("--width", type=_positive_int, default=D.width,
                    help="ResNet base width (the paper's ResNet-18: 64; narrow by default for CPU runs)")

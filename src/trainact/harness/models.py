@@ -27,10 +27,13 @@ from trainact.harness.library_models import _CIFAR, _timm_model, _torchvision_mo
 
 __all__ = ["build_model", "available_models", "CifarResNet", "BasicBlock", "Bottleneck", "ViT"]
 
-_RESNETS = {
-    "resnet18": ("basic", (2, 2, 2, 2)),
-    "resnet34": ("basic", (3, 4, 6, 3)),
-    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+_RESNETS = {  # name -> (block, blocks per stage, 3x3/2 max-pool after the stem)
+    "resnet18": ("basic", (2, 2, 2, 2), False),
+    "resnet34": ("basic", (3, 4, 6, 3), False),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), False),
+    # the TrAct authors' CIFAR ResNet-18 (torch-tract's examples/resnet_cifar10.py): the 3x3 stride-1 stem is
+    # followed by a 3x3 stride-2 max-pool (padding 1), so the stages see 16x16 maps: a quarter of the compute
+    "resnet18-maxpool": ("basic", (2, 2, 2, 2), True),
 }
 _VITS = {"vit": "none", "vit-patchnorm": "patch", "vit-dualpatchnorm": "dual"}
 _RESNET_OPTIONS = {"width": 64}
@@ -90,13 +93,16 @@ def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
 
 
 class CifarResNet(nn.Module):
-    """ResNet for small images: 3x3 stride-1 stem `conv1` (the first layer), BN, ReLU, no max-pool; four
-    stages of widths w, 2w, 4w, 8w with strides 1, 2, 2, 2; global average pool; `fc`."""
+    """ResNet for small images: 3x3 stride-1 stem `conv1` (the first layer), BN, ReLU, no max-pool (with
+    `stem_pool`: a 3x3 stride-2 max-pool, the TrAct authors' variant); four stages of widths w, 2w, 4w, 8w with
+    strides 1, 2, 2, 2; global average pool; `fc`."""
 
     def __init__(
-        self, block: str, layers: tuple[int, ...], *, num_classes: int, in_channels: int = 3, width: int = 64
+        self, block: str, layers: tuple[int, ...], *, num_classes: int, in_channels: int = 3, width: int = 64,
+        stem_pool: bool = False,
     ) -> None:
         super().__init__()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem_pool else nn.Identity()
         block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -119,7 +125,7 @@ class CifarResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))  # (B, w, H, W)
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))  # (B, w, H, W), or H/2 x W/2 after the max-pool
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 8w * expansion, H/8, W/8)
         x = self.avgpool(x).flatten(1)  # (B, 8w * expansion)
         return self.fc(x)
@@ -276,9 +282,10 @@ def build_model(name: str, *, num_classes: int, image_size: int = 32, in_channel
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
     if name in _RESNETS:
-        block, layers = _RESNETS[name]
+        block, layers, stem_pool = _RESNETS[name]
         opts = _check_options(name, options, _RESNET_OPTIONS)
-        return CifarResNet(block, layers, num_classes=num_classes, in_channels=in_channels, **opts)
+        return CifarResNet(block, layers, num_classes=num_classes, in_channels=in_channels, stem_pool=stem_pool,
+                           **opts)
     if name in _VITS:
         opts = _check_options(name, {"mlp_dim": 4 * options.get("dim", _VIT_OPTIONS["dim"]), **options}, _VIT_OPTIONS)
         return ViT(num_classes=num_classes, image_size=image_size, in_channels=in_channels, patch_norm=_VITS[name], **opts)
