@@ -1,27 +1,19 @@
-"""The cost of TrAct's one host synchronisation per step, on CUDA.
+"""Host synchronisations per training step, and TrAct's overhead on a pipelined GPU step.
 
     python benchmarks/bench_sync.py --device cuda                 # writes benchmarks/results/sync-cuda.json
     python benchmarks/bench_sync.py --device cuda --cases vit --steps 20 --reps 9
 
-TrAct's backward reads two flags on the host (is AᵀA/r finite, did the Cholesky factorisation succeed: one
-`.tolist()` of a stacked pair), so the CPU cannot queue the rest of the backward and the optimizer step while
-the GPU is still busy. `bench_overhead.py` synchronises after every step and so cannot see this cost. Here each
-repetition queues `--steps` whole training steps back to back (one synchronisation before and after them all)
-for three variants, in a rotating order:
-
-  plain           the model without TrAct
-  trainact        TrAct as shipped
-  trainact-nosync TrAct with the flag read replaced by "all fine" (no host synchronisation; never use this to
-                  train: a failed factorisation would go unnoticed)
-
-trainact / trainact-nosync - 1 is the cost of the synchronisation; trainact / plain - 1 the whole overhead of a
-pipelined step. The synchronisations per step are counted with `torch.cuda.set_sync_debug_mode("warn")`.
-Cases are those of bench_overhead.py whose unit is a whole training step (resnet18, vit).
+A step that reads a device value on the host stops the CPU from queueing the next kernels while the GPU is busy;
+`bench_overhead.py` synchronises after every step and so cannot see that cost. Here each repetition queues
+`--steps` whole training steps back to back (one synchronisation before and after them all) for the plain model
+and the model with TrAct, in a rotating order; trainact / plain - 1 is TrAct's overhead on a pipelined step. The
+synchronising calls of one step (forward, backward and the optimizer step, whose pre-hook checks TrAct's status)
+are counted with `torch.cuda.set_sync_debug_mode("warn")` after a warm-up step: TrAct's backward reads nothing on
+the host, so both counts should be equal. Cases are those of bench_overhead.py whose unit is a training step.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import sys
@@ -34,21 +26,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_overhead import CASES, _iqr  # noqa: E402
 from common import case_arguments, machine_info, parse_cases, write_result  # noqa: E402
 
-import trainact.tract  # noqa: E402
-
 STEP_CASES = ("resnet18", "vit")
-VARIANTS = ("plain", "trainact", "trainact-nosync")
-
-
-@contextlib.contextmanager
-def no_flag_read():
-    """TrAct with its host read of the status flags replaced by 'all fine' (measurement only)."""
-    original = trainact.tract._status
-    trainact.tract._status = lambda *flags: [False] * len(flags)
-    try:
-        yield
-    finally:
-        trainact.tract._status = original
+VARIANTS = ("plain", "trainact")
 
 
 def count_syncs(step, device: torch.device) -> int:
@@ -69,20 +48,12 @@ def count_syncs(step, device: torch.device) -> int:
 
 def run_case(name: str, steps: int, reps: int, warmup: int, seed: int, device: torch.device) -> dict:
     make = CASES[name](seed, device)
-    made = {"plain": make("plain"), "trainact": make("trainact"), "trainact-nosync": make("trainact")}
-
-    def runner(variant: str):
-        def go():
-            with no_flag_read() if variant == "trainact-nosync" else contextlib.nullcontext():
-                made[variant]()
-        return go
-
-    fns = {v: runner(v) for v in VARIANTS}
+    fns = {v: make(v) for v in VARIANTS}
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     syncs = {v: count_syncs(fns[v], device) for v in VARIANTS}
     per_step: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for rep in range(warmup + reps):
-        for variant in VARIANTS[rep % 3:] + VARIANTS[:rep % 3]:
+        for variant in VARIANTS[rep % 2:] + VARIANTS[:rep % 2]:
             sync()
             start = time.perf_counter()
             for _ in range(steps):
@@ -91,22 +62,15 @@ def run_case(name: str, steps: int, reps: int, warmup: int, seed: int, device: t
             if rep >= warmup:
                 per_step[variant].append((time.perf_counter() - start) / steps)
 
-    def paired(a: str, b: str) -> tuple[float, list[float]]:
-        ratios = [x / y - 1 for x, y in zip(per_step[a], per_step[b])]
-        return statistics.median(ratios), _iqr(ratios)
-
+    ratios = [x / y - 1 for x, y in zip(per_step["trainact"], per_step["plain"])]
     result = {"case": name, "device": str(device), "steps_per_timing": steps, "reps": reps, "warmup": warmup,
               "syncs_per_step": syncs,
               "median_ms_per_step": {v: 1e3 * statistics.median(t) for v, t in per_step.items()},
               "ms_per_step": {v: [1e3 * t for t in ts] for v, ts in per_step.items()}}
-    result["extra_over_plain"], result["extra_over_plain_iqr"] = paired("trainact", "plain")
-    result["nosync_extra_over_plain"], _ = paired("trainact-nosync", "plain")
-    result["sync_cost"], result["sync_cost_iqr"] = paired("trainact", "trainact-nosync")
-    ms = result["median_ms_per_step"]
-    print(f"{name:9s} plain {ms['plain']:7.2f} ms/step | trainact {result['extra_over_plain']:+.2%} | "
-          f"without the flag read {result['nosync_extra_over_plain']:+.2%} | the synchronisation "
-          f"{result['sync_cost']:+.2%} (IQR {result['sync_cost_iqr'][0]:+.2%}..{result['sync_cost_iqr'][1]:+.2%}) | "
-          f"syncs/step {syncs}", flush=True)
+    result["extra_over_plain"], result["extra_over_plain_iqr"] = statistics.median(ratios), _iqr(ratios)
+    ms, iqr = result["median_ms_per_step"], result["extra_over_plain_iqr"]
+    print(f"{name:9s} plain {ms['plain']:7.2f} ms/step | trainact {result['extra_over_plain']:+.2%} "
+          f"(IQR {iqr[0]:+.2%}..{iqr[1]:+.2%}) | syncs/step {syncs}", flush=True)
     return result
 
 

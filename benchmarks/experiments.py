@@ -5,6 +5,7 @@ resumes, and a collector that copies the small JSON results into the repository.
     python benchmarks/experiments.py run fig3-sgd lam-sweep    # run them one after the other (resumes)
     python benchmarks/experiments.py collect                   # copy finished JSON into benchmarks/results/
     python benchmarks/experiments.py status                    # what is finished, what is left to train
+    python benchmarks/experiments.py plan --minutes 9          # which whole paper-* runs fit in a GPU window
     python benchmarks/report.py                                # BENCHMARKS.md + the README's results section
 
 Runs are written to --runs DIR (default: $TRAINACT_RUNS or ./runs, git-ignored); checkpoints and logs stay
@@ -164,6 +165,25 @@ experiment("gpu-vit", "GPU: ViT-CIFAR on CIFAR-10, the paper's model (Adam lr 1e
            ["--data", DATA, "--model", "vit", "--dim", "384", "--depth", "7", "--heads", "12", "--weight-decay",
             "5e-5", "--budgets", "4"] + SEEDS + ["--lr", "0.001", "--lam", "0.1", "--optimizer", "adam",
                                                   "--label-smoothing", "0.1", "--warmup-epochs", "0", "--device", "cuda"])
+# The paper's headline protocols as the authors ran them (their example code: examples/train_cifar.py and
+# resnet_cifar10.py of torch-tract), on all of CIFAR-10, GPU only. Fig. 3: the max-pool ResNet-18 at width 64, SGD
+# momentum 0.9, lr 0.08 (the paper's SGD optimum at every budget), no weight decay, cosine per step, batch 128, crop
+# + flip, λ 0.1; TrAct and the baseline at 100 epochs, the baseline alone at 200 (the paper's "TrAct@100 vs
+# baseline@2x" comparison). Fig. 4: ViT-CIFAR (hidden 384, 7 layers, 12 heads), Adam at the paper's 100-epoch lr
+# 1e-3, label smoothing 0.1, λ 0.1, 100 epochs. Both train in bf16 autocast, channels-last and compiled, which the
+# paper does not say it did: execution settings chosen to fit a GPU window (`plan` says which whole runs fit).
+PAPER_SPEED = ["--amp", "bf16", "--channels-last", "--compile", "--device", "cuda", "--eval-every", "10"]
+PAPER_FIG3 = ["--data", DATA, "--model", "resnet18-maxpool", "--width", "64", "--weight-decay", "0", "--optimizer",
+              "sgd", "--lr", "0.08", "--lam", "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED
+experiment("paper-fig3-sgd", "Paper protocol, Fig. 3: the authors' ResNet-18, SGD lr 0.08, no weight decay, 100 epochs",
+           PAPER_FIG3 + ["--budgets", "100"], epoch_time=TO_BE_MEASURED)
+experiment("paper-fig3-sgd-200", "Paper protocol, Fig. 3: the authors' ResNet-18 baseline at 200 epochs",
+           PAPER_FIG3 + ["--budgets", "200", "--methods", "baseline"], reuse=("paper-fig3-sgd",),
+           epoch_time=TO_BE_MEASURED)
+experiment("paper-fig4-vit", "Paper protocol, Fig. 4: ViT-CIFAR, Adam lr 1e-3, label smoothing 0.1, 100 epochs",
+           ["--data", DATA, "--model", "vit", "--dim", "384", "--depth", "7", "--heads", "12", "--weight-decay",
+            "5e-5", "--budgets", "100", "--lr", "0.001", "--lam", "0.1", "--optimizer", "adam", "--label-smoothing",
+            "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED, epoch_time=TO_BE_MEASURED)
 experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the rest Adam (CIFAR ResNet, {ABLATION_BUDGET} epochs)",
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam",
                              "--first-layer-sgd", "--first-layer-lr", "0.08", "--warmup-epochs", "0"],
@@ -462,18 +482,82 @@ def status(names: list, root: Path) -> None:
                              + (" ..." if len(missing) > 6 else "")))
 
 
+EPOCH_TIMES = HERE / "results" / "epoch-cuda.json"  # bench_epoch.py's GPU measurement
+
+
+def _bench_case(cfg: CompareConfig) -> Optional[str]:
+    """The bench_epoch.py case and variant an experiment trains as, or None."""
+    case = {"resnet18-maxpool": "resnet18-authors", "vit": "vit-cifar"}.get(cfg.model)
+    variant = "compiled" if cfg.compile else "bf16-cl" if cfg.channels_last and cfg.amp == "bf16" else "eager"
+    return None if case is None else f"{case}/{variant}"
+
+
+def plan(names: list, root: Path, minutes: float, jobs: int = 1, times: Path = EPOCH_TIMES) -> list:
+    """The whole units (one seed's runs of an experiment: baseline and TrAct together) that fit in `minutes`, in
+    registry order, at the seconds per epoch bench_epoch.py measured with `jobs` runs side by side; units already
+    collected or trained under `root` are left out. Returns [(name, seed, minutes)] and prints the plan."""
+    if not times.is_file():
+        raise SystemExit(f"plan: no GPU epoch times at {times}; measure them first on the GPU "
+                         "(python benchmarks/bench_epoch.py --device cuda)")
+    measured = {(f"{r['case']}/{r['variant']}", r["method"], r["jobs"]): r
+                for r in json.loads(times.read_text())["results"]}
+    chosen, used = [], 0.0
+    for name in names:
+        cfg = _parse(command(name))
+        key = _bench_case(cfg)
+        if key is None:
+            continue
+        done = {(r["run"]["seed"], r["run"]["method"]) for folder in (root / name, COLLECTED / name)
+                for r in _summaries(folder)}
+        for seed in cfg.seeds:
+            methods = [m for m in cfg.methods if (seed, m) not in done]
+            rows = [measured.get((key, m, jobs)) for m in methods]
+            if not methods:
+                continue
+            if None in rows:
+                raise SystemExit(f"plan: {name} trains as {key}, which bench_epoch.py has not measured with "
+                                 f"{jobs} job(s) ({times})")
+            budget = max(cfg.budgets)
+            # with `jobs` runs side by side, each run's epochs take the per-run time measured at that load
+            unit = sum(r["first_epoch_seconds"] + (budget - 1) * r["seconds_per_epoch"] for r in rows) / 60 / jobs
+            if used + unit > minutes:
+                print(f"{name} seed {seed}: {unit:.1f} min, does not fit ({minutes - used:.1f} min left)")
+                continue
+            used += unit
+            chosen.append((name, seed, unit))
+            print(f"{name} seed {seed}: {' + '.join(methods)}, {budget} epochs: {unit:.1f} min (total {used:.1f})")
+    print(f"{len(chosen)} whole unit(s) in {used:.1f} of {minutes:g} minutes with {jobs} job(s)")
+    return chosen
+
+
+def _summaries(folder: Path) -> list:
+    out = []
+    for summary in folder.glob("b*/*/lr*/s*/summary.json"):
+        with open(summary) as f:
+            s = json.load(f)
+        if s.get("completed"):
+            out.append(s)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("list", "run", "collect", "status"))
+    p.add_argument("action", choices=("list", "run", "collect", "status", "plan"))
     p.add_argument("names", nargs="*", help="experiments (default for list/collect/status: all)")
     p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
     p.add_argument("--budgets", help="run: only these of the experiments' budgets for now, e.g. 1,2 "
                                      "(the rest later; collect reports them as missing)")
     p.add_argument("--device", help="run: train on this device (cpu, cuda, cuda:N) instead of the experiment's own")
+    p.add_argument("--minutes", type=float, help="plan: the GPU minutes to fill with whole runs")
+    p.add_argument("--jobs", type=int, default=1, help="plan: runs side by side on the GPU (default: 1)")
     a = p.parse_args(argv)
     for option, value in (("--budgets", a.budgets), ("--device", a.device)):
         if value is not None and a.action != "run":
             p.error(f"{option} {value!r} applies to run only, not to {a.action}")
+    if (a.minutes is not None) != (a.action == "plan"):
+        p.error("plan needs --minutes M (and --minutes applies to plan only)")
+    if a.action == "plan" and (a.minutes <= 0 or a.jobs < 1):
+        p.error(f"plan: --minutes must be > 0 and --jobs >= 1, got {a.minutes:g} and {a.jobs}")
     root = runs_root(a.runs)
     names = a.names or (list(EXPERIMENTS) if a.action != "run" else [])
     if a.action == "list":
@@ -489,6 +573,9 @@ def main(argv=None) -> int:
         return 0
     if a.action == "status":
         status(names, root)
+        return 0
+    if a.action == "plan":
+        plan(a.names or [n for n in EXPERIMENTS if n.startswith("paper-")], root, a.minutes, a.jobs)
         return 0
     if not names:
         p.error("run: name at least one experiment")

@@ -93,7 +93,7 @@ def test_report_renders_the_gpu_gram_and_sync_results(tmp_path, monkeypatch):
     for name in ("gram-cuda.json", "sync-cuda.json", "gpu-tests.json"):
         (tmp_path / name).write_text((ROOT / "benchmarks" / "results" / name).read_text())
     text = "\n".join(report.gpu_section())
-    assert "## GPU: which Gram algorithm" in text and "## GPU: the cost of the backward's host synchronisation" in text
+    assert "## GPU: which Gram algorithm" in text and "## GPU: host synchronisations and the pipelined step" in text
     assert "## GPU: tests" in text and "Nothing on this page" not in text
     sync = json.loads((tmp_path / "sync-cuda.json").read_text())["results"][0]
     assert f"{sync['sync_cost']:+.1%}" in text  # the figure comes from the JSON
@@ -139,3 +139,28 @@ def test_report_renders_the_streaming_memory_result(tmp_path, monkeypatch):
     text = "\n".join(lines)
     assert "1050 MiB decoded at --image-size 224, against a 256 MiB budget" in text
     assert "| stream | 900 | 400 | 300 | 12.5 | 5000 |" in text and "| memory | 900 | 1200 |" in text
+
+
+@pytest.mark.slow
+def test_kernel_counts_stay_within_their_goals(tmp_path):
+    """The operations TrAct adds to a first layer's forward + backward on the accelerator path (each at least one
+    kernel launch on a GPU): at most 12, and 20 for the 7x7/2 stem whose patches span 4 memory blocks."""
+    bench = _load("bench_kernels")
+    out = tmp_path / "kernels.json"
+    assert bench.main(["--out", str(out)]) == 0
+    added = {r["case"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(added) == {"cifar-stem", "stem", "deit-s", "vit-cifar"}
+    for case, r in added.items():
+        assert 0 < r["added"] <= (20 if case == "stem" else 12), (case, r["added_ops"])
+        assert r["added_ops"].get("linalg_cholesky_ex") == 1  # the count is of TrAct's real work
+    assert added["stem"]["added_ops"]["baddbmm_"] == 3  # 4 blocks: one GEMM each, nothing per block besides
+
+
+def test_compile_benchmark_refuses_bad_input(capsys):
+    bench = _load("bench_compile")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--cases", "nope"])
+    assert e.value.code == 2 and "unknown case(s) ['nope']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--reps", "0"])
+    assert "--reps and --warmup must be at least 1, got 0" in capsys.readouterr().err

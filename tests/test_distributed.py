@@ -177,19 +177,27 @@ def test_accumulated_micro_batches_equal_one_big_batch():
     assert trainact.precondition_grads(model) == []  # statistics consumed
 
 
-def test_accumulated_statistics_take_the_wider_dtype():
-    """A float64 contribution makes the pooled Gram float64, in either order; float32 alone stays float32."""
-    from trainact.distributed import add_pending
+def _pending(layer):
+    """The deferred statistics a layer holds: (Σ aᵀa, rows)."""
+    sinks = layer._tract_sinks
+    return sinks.gram.grad, sinks.rows.grad
 
+
+def test_accumulated_statistics_take_the_wider_dtype():
+    """A float64 backward widens the pooled Gram to float64 (the layer converted between micro-batches), whatever
+    the order; float32 alone stays float32."""
     for first, second, expected in [(torch.float32, torch.float64, torch.float64),
                                     (torch.float64, torch.float32, torch.float64),
                                     (torch.float32, torch.float32, torch.float32)]:
         layer = trainact.TrAct(nn.Linear(2, 1), defer=True)
-        add_pending(layer, torch.full((1, 2, 2), 1.0, dtype=first), 3)
-        add_pending(layer, torch.full((1, 2, 2), 2.0, dtype=second), 4)
-        gram, rows = layer._tract_pending
-        assert gram.dtype == expected and rows == 7 and torch.equal(gram, torch.full((1, 2, 2), 3.0, dtype=expected))
+        for dtype, value in ((first, 1.0), (second, 2.0)):
+            layer.to(dtype)
+            layer(torch.full((3, 2), value, dtype=dtype)).sum().backward()
+        gram, rows = _pending(layer)
+        assert gram.dtype == expected and rows == 6
+        assert torch.equal(gram, torch.full((1, 2, 2), 3 * 1.0 + 3 * 4.0, dtype=expected))
         trainact.discard_pending([layer])
+        assert not trainact.distributed.pending_layers([layer])
 
 
 def test_deferred_float64_model_with_default_options_is_exact():
@@ -199,7 +207,7 @@ def test_deferred_float64_model_with_default_options_is_exact():
     trainact.apply(model, 0.1, layer="0", defer=True)
     for x, y in micro:
         sum_loss(model, x, y, 1 / 9).backward()
-    assert model[0]._tract_pending[0].dtype == torch.float64
+    assert _pending(model[0])[0].dtype == torch.float64
     trainact.precondition_grads(model)
     assert_close(model[0].weight.grad, reference_grad(*zip(*micro)), **REL)
 
@@ -277,7 +285,7 @@ def test_activation_checkpointing_counts_each_row_once(reentrant, defer):
     sum_loss(model, x, y, 1 / 6).backward()
     if defer:
         (layer,) = trainact.distributed.pending_layers(model)
-        assert layer._tract_pending[1] == 6 * 4 * 4  # rows of one forward, not of the recomputation too
+        assert _pending(layer)[1] == 6 * 4 * 4  # rows of one forward, not of the recomputation too
         trainact.precondition_grads(model)
     assert_close(model.body[0].weight.grad, reference_grad([x.detach()], [y]), **REL)
 
@@ -330,29 +338,78 @@ def test_multi_crop_pooled_when_deferred_and_per_call_otherwise():
 # ------------------------------------------------------------------------------------------------------ FSDP
 
 
-def _fsdp_grad(rank, world):
+def model_of_width(channels: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, channels, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(channels * 4 * 4, 5)).double()
+
+
+def _fsdp_grad(rank, world, defer=False, channels=6, micro=1):
     from torch.distributed.fsdp import fully_shard
 
-    model = model_f64()
-    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64)
+    model = model_of_width(channels)
+    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64, defer=defer)
     fully_shard(model[0])
     fully_shard(model)
-    x, y = data(4, seed=rank)
-    sum_loss(model, x, y, 1 / 4).backward()  # FSDP averages over ranks: the global mean loss
+    for k in range(micro):  # FSDP averages over ranks: each rank's share of the global mean loss
+        x, y = data(4, seed=10 * rank + k)
+        sum_loss(model, x, y, 1 / (4 * micro)).backward()
+    if defer:
+        assert trainact.precondition_grads(model) == ["TrAct layer '0'"]
     grad = model[0].weight.grad
     return grad.full_tensor() if hasattr(grad, "full_tensor") else grad
 
 
-@pytest.mark.distributed
-def test_fsdp2_fully_shard_gives_the_global_batch_gradient():
-    """FSDP2 unshards the weight for forward/backward, so TrAct sees the whole weight and its full gradient."""
+def _fsdp_reference(world, channels=6, micro=1):
+    xs, ys = zip(*(data(4, seed=10 * r + k) for r in range(world) for k in range(micro)))
+    model = model_of_width(channels)
+    trainact.apply(model, 0.1, layer="0", solve_dtype=torch.float64)
+    sum_loss(model, torch.cat(xs), torch.cat(ys), 1 / (4 * len(xs))).backward()
+    return model[0].weight.grad
+
+
+def _needs_fsdp2():
     pytest.importorskip("torch.distributed.fsdp", reason="FSDP unavailable")
     from torch.distributed import fsdp
 
     if not hasattr(fsdp, "fully_shard"):
         pytest.skip("torch.distributed.fsdp.fully_shard (FSDP2) not in this torch")
-    results = multiproc.run(_fsdp_grad)
-    xs, ys = zip(*(data(4, seed=r) for r in range(2)))
-    ref = reference_grad(xs, ys)
-    for grad in results:
+
+
+@pytest.mark.distributed
+def test_fsdp2_fully_shard_gives_the_global_batch_gradient():
+    """FSDP2 unshards the weight for forward/backward, so TrAct sees the whole weight and its full gradient."""
+    _needs_fsdp2()
+    ref = _fsdp_reference(2)
+    for grad in multiproc.run(_fsdp_grad):
         assert_close(grad, ref, **REL)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("channels", [6, 1])  # 1 output channel on 2 ranks: one rank's shard is empty
+def test_fsdp2_deferred_accumulation_is_exact(channels):
+    """defer=True under fully_shard: each rank preconditions its dim-0 shard of the reduce-scattered gradient with
+    the all-reduced statistics of every micro-batch of every rank: the one-process gradient of everything."""
+    _needs_fsdp2()
+    ref = _fsdp_reference(2, channels, micro=2)
+    for grad in multiproc.run(_fsdp_grad, True, channels, 2):
+        assert_close(grad, ref, **REL)
+
+
+def _apply_after_fully_shard(rank, world):
+    from torch.distributed.fsdp import fully_shard
+
+    model = model_f64()
+    fully_shard(model)
+    try:
+        trainact.apply(model, layer="0")
+    except ValueError as err:
+        return str(err)
+    return "no error"
+
+
+@pytest.mark.distributed
+def test_fsdp2_apply_after_fully_shard_says_to_apply_first():
+    _needs_fsdp2()
+    for message in multiproc.run(_apply_after_fully_shard):
+        assert "already sharded" in message and "apply TrAct before fully_shard" in message

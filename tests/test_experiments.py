@@ -236,3 +236,49 @@ def test_run_on_another_device_replaces_the_experiments_own(tmp_path, registry, 
     with pytest.raises(SystemExit):
         E.main(["collect", "cpu-one", "--device", "cuda", "--runs", str(tmp_path / "runs")])
     assert "--device 'cuda' applies to run only, not to collect" in capsys.readouterr().err
+
+
+def test_paper_protocols_are_the_authors_and_plan_fills_a_window_with_whole_seeds(tmp_path, capsys):
+    fig3 = E._parse(E.command("paper-fig3-sgd"))
+    assert (fig3.model, fig3.width, fig3.weight_decay, fig3.lrs, fig3.lams, fig3.budgets, fig3.batch_size) == (
+        "resnet18-maxpool", 64, 0.0, (0.08,), (0.1,), (100,), 128)
+    assert fig3.compile and fig3.channels_last and fig3.amp == "bf16"
+    long = E._parse(E.command("paper-fig3-sgd-200"))
+    assert long.methods == ("baseline",) and long.budgets == (200,) and not long.differences(fig3)
+    vit = E._parse(E.command("paper-fig4-vit"))
+    assert (vit.dim, vit.depth, vit.heads, vit.lrs, vit.label_smoothing, vit.budgets) == (384, 7, 12, (0.001,), 0.1, (100,))
+
+    times = tmp_path / "epoch-cuda.json"
+    with pytest.raises(SystemExit, match="no GPU epoch times"):
+        E.plan(["paper-fig3-sgd"], tmp_path / "runs", 9, times=times)
+    rows = [{"case": "resnet18-authors", "variant": "compiled", "method": m, "jobs": 1, "first_epoch_seconds": 30.0,
+             "seconds_per_epoch": s} for m, s in (("baseline", 0.9), ("tract", 0.93))]
+    times.write_text(json.dumps({"results": rows}))
+    # one seed: 30 + 99 * 0.9 + 30 + 99 * 0.93 = 241.17 s = 4.02 min; two fit in 9 minutes, the third does not
+    chosen = E.plan(["paper-fig3-sgd"], tmp_path / "runs", 9, times=times)
+    assert [(n, s) for n, s, _ in chosen] == [("paper-fig3-sgd", 0), ("paper-fig3-sgd", 1)]
+    assert abs(chosen[0][2] - 241.17 / 60) < 1e-9
+    assert "seed 2: 4.0 min, does not fit" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="paper-fig4-vit trains as vit-cifar/compiled, which bench_epoch.py has not"):
+        E.plan(["paper-fig4-vit"], tmp_path / "runs", 9, times=times)
+    with pytest.raises(SystemExit):
+        E.main(["plan"])  # --minutes missing
+
+
+@pytest.mark.slow
+def test_bench_epoch_smoke_on_the_cpu(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_epoch", ROOT / "benchmarks" / "bench_epoch.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    out = tmp_path / "epoch.json"
+    assert bench.main(["--device", "cpu", "--tiny", "--cases", "resnet18-authors", "--variants", "eager",
+                       "--jobs", "1,2", "--epochs", "2", "--train-size", "64", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [(r["method"], r["jobs"]) for r in results] == [("baseline", 1), ("tract", 1), ("baseline", 2), ("tract", 2)]
+    for r in results:
+        assert len(r["epoch_seconds"]) == 2 and r["seconds_per_epoch"] > 0
+        assert r["aggregate_epochs_per_second"] == pytest.approx(r["jobs"] / r["seconds_per_epoch"])

@@ -92,3 +92,44 @@ def test_cpu_and_cuda_agree():
         nn.functional.cross_entropy(m(x.to(device)), y.to(device)).backward()
         grads.append(m[0].weight.grad.cpu())
     assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5 * grads[0].abs().max().item())
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_training_step_never_synchronises(defer):
+    """Forward, backward, (deferred preconditioning,) optimizer step: no synchronising CUDA call anywhere."""
+    if DEVICE.type != "cuda":
+        pytest.skip("synchronisations are counted by CUDA's sync debug mode")
+    torch.manual_seed(3)
+    model = stem_model().to(DEVICE)
+    trainact.apply(model, defer=defer)
+    opt = trainact.attach(torch.optim.SGD(model.parameters(), lr=0.1, foreach=True))
+    x, y = torch.randn(16, 3, 64, 64, device=DEVICE), torch.randint(0, 10, (16,), device=DEVICE)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step()  # first-call initialisation (cuBLAS/cuSOLVER handles, the status's pinned buffer) is not the step's
+    torch.cuda.synchronize(DEVICE)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    trainact.check_numerics(model)  # the statuses the steps left: all solved
+
+
+def test_cuda_nonfinite_input_raises_at_a_later_step():
+    """On the GPU the backward reads nothing: the gradient is NaN at once, and the status check names the layer."""
+    if DEVICE.type == "cpu":
+        pytest.skip("on the CPU the eager backward raises at once (tests/test_layers.py)")
+    model = stem_model().to(DEVICE)
+    trainact.apply(model)
+    x = torch.randn(4, 3, 32, 32, device=DEVICE)
+    x[0, 0, 0, 0] = float("nan")
+    nn.functional.cross_entropy(model(x), torch.zeros(4, dtype=torch.long, device=DEVICE)).backward()
+    assert model[0].weight.grad.isnan().any()
+    with pytest.raises(trainact.TrActNumericalError, match="not finite"):
+        trainact.check_numerics(model)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -538,7 +539,8 @@ def test_whitened_first_layer_is_the_same_for_baseline_and_tract(tiny_data, init
 
 
 def test_whiten_frozen_trains_only_the_first_layers_bias(tiny_data):
-    from trainact.harness.train import make_optimizers, whiten_first_layer
+    from trainact.harness.train import make_optimizers
+    from trainact.harness.whiten import whiten_first_layer
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1, bias=True), torch.nn.ReLU(),
@@ -651,3 +653,51 @@ def test_optimizer_step_order_and_exactness_without_files(grad_accum, monkeypatc
     for p, q in zip(model.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
     assert sums[0].item() == pytest.approx(loss.item() * 8, rel=1e-12)  # the loss sum over the batch
+
+
+@pytest.mark.slow
+def test_compile_and_channels_last_train_what_eager_trains(tmp_path, tiny_data):
+    """--compile --channels-last: the same data order and metrics as eager within float tolerance, and the
+    model really ran compiled (dynamo compiled graphs for it, with TrAct's backward inside, and broke none)."""
+    from torch._dynamo.utils import counters
+
+    from trainact.harness.train import compile_counts, run_one
+
+    torch._dynamo.reset()
+    counters.clear()
+    run = RunSpec(1, "tract", 0.05, 0, lam=0.1)
+    dev = torch.device("cpu")
+    logs: list = []
+    eager = run_one(run, tiny_cfg(tmp_path, budgets=(1,)), tiny_data, tmp_path / "eager", dev, log=lambda m: None)
+    assert compile_counts() == (0, 0)
+    cfg = tiny_cfg(tmp_path, budgets=(1,), compile=True, channels_last=True)
+    fast = run_one(run, cfg, tiny_data, tmp_path / "compiled", dev, log=logs.append)
+    graphs, breaks = compile_counts()
+    assert graphs >= 1 and breaks == 0, (graphs, dict(counters["graph_break"]))
+    assert any("torch.compile:" in m and "0 graph break(s)" in m for m in logs), logs
+    assert abs(fast["final_top1"] - eager["final_top1"]) <= 100 / 64 * 2  # at most 2 of 64 test images differ
+    a, b = (_rows(tmp_path / d / run.run_id / "metrics.jsonl")[0] for d in ("eager", "compiled"))
+    assert abs(a["train_loss"] - b["train_loss"]) < 1e-3 * a["train_loss"]
+    saved = json.loads((tmp_path / "compiled" / run.run_id / "config.json").read_text())["config"]
+    assert saved["compile"] is True and saved["channels_last"] is True
+
+
+@pytest.mark.slow
+def test_two_jobs_train_what_one_job_trains(tmp_path):
+    """--jobs 2: the same runs, bitwise the same metrics as one after the other (one thread each), TrAct at the lr
+    the baseline's grid chose, and a rerun skips everything."""
+    from trainact.harness.compare import run_compare
+
+    logs: list = []
+    kw = dict(budgets=(1, 2), lrs=(0.05, 0.1), seeds=(0,), threads=1)
+    run_compare(tiny_cfg(tmp_path, **kw, out=str(tmp_path / "seq")), log=lambda m: None, out=open(os.devnull, "w"))
+    run_compare(tiny_cfg(tmp_path, **kw, jobs=2, out=str(tmp_path / "par")), log=logs.append,
+                out=open(os.devnull, "w"))
+    assert any("2 runs at a time" in m for m in logs)
+    seq = sorted(p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").glob("b*/*/lr*/s*/metrics.jsonl"))
+    par = sorted(p.relative_to(tmp_path / "par") for p in (tmp_path / "par").glob("b*/*/lr*/s*/metrics.jsonl"))
+    assert seq == par and len(seq) == 6  # 2 budgets x (2 grid lrs + TrAct at the chosen one)
+    for rel in seq:
+        assert _rows(tmp_path / "seq" / rel) == _rows(tmp_path / "par" / rel), rel
+    summary = json.loads((tmp_path / "par" / "summary.json").read_text())
+    assert summary["complete"]

@@ -95,11 +95,11 @@ def test_deepcopy_and_pickle_keep_tract_behaviour():
 
 
 def test_no_grad_and_eval_forward_take_the_plain_path(monkeypatch):
-    from trainact import layers
+    from trainact import backward
 
     model = tiny_cnn()
     trainact.apply(model)
-    monkeypatch.setattr(layers._Precondition, "apply", lambda *a: (_ for _ in ()).throw(AssertionError("called")))
+    monkeypatch.setattr(backward.Precondition, "apply", lambda *a: (_ for _ in ()).throw(AssertionError("called")))
     x = torch.randn(2, 3, 6, 6)
     with torch.no_grad():
         model(x)
@@ -234,8 +234,7 @@ def test_band_algorithm_blocks_are_bounded(monkeypatch):
     from oracle import layer_patches
 
     a = layer_patches(copy.deepcopy(layer).double(), x.double())[0]  # (r, n) from the layer's own convolution
-    assert banded[1] == a.shape[0]
-    assert_close(banded[0][0].double(), a.T @ a, rtol=1e-5, atol=1e-3)  # (g = 1, n, n)
+    assert_close(banded[0].double(), a.T @ a, rtol=1e-5, atol=1e-3)  # (g = 1, n, n)
 
 
 def test_patch_embedding_uses_a_view_of_the_input():
@@ -245,11 +244,15 @@ def test_patch_embedding_uses_a_view_of_the_input():
     assert view.data_ptr() == x.data_ptr() and view._base is x  # no copy before the bounded block
 
 
-def _record_plain(layer) -> dict:
+def _record_plain(monkeypatch) -> dict:
     """Record the plain weight gradient and the input that reach a TrAct layer's backward."""
-    seen, tract_gradient = {}, layer._tract_gradient
-    layer._tract_gradient = lambda grad, x, geo=None: (seen.update(plain=grad.clone(), x=x.clone()),
-                                                       tract_gradient(grad, x, geo))[1]
+    seen, tract_gradient = {}, trainact.backward._tract_gradient
+
+    def spy(grad, x, *args):
+        seen.update(plain=grad.clone(), x=x.clone())
+        return tract_gradient(grad, x, *args)
+
+    monkeypatch.setattr(trainact.backward, "_tract_gradient", spy)
     return seen
 
 
@@ -262,11 +265,11 @@ def _formula(conv: nn.Conv2d, plain: torch.Tensor, x: torch.Tensor, lam: float) 
     return (plain.double().reshape(plain.shape[0], -1) @ torch.linalg.inv(mat)).reshape(plain.shape)
 
 
-def test_autocast_bf16_cpu():
+def test_autocast_bf16_cpu(monkeypatch):
     torch.manual_seed(7)
     model = tiny_cnn()
     trainact.apply(model)
-    seen = _record_plain(model[0])
+    seen = _record_plain(monkeypatch)
     x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
@@ -284,7 +287,7 @@ def test_autocast_bf16_cpu():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_layer(dtype):
+def test_low_precision_layer(dtype, monkeypatch):
     torch.manual_seed(8)
     conv = nn.Conv2d(3, 8, 3, padding=1)
     x = torch.randn(4, 3, 8, 8)
@@ -298,7 +301,7 @@ def test_low_precision_layer(dtype):
     ref = ridge_oracle(conv.double(), x.to(dtype).double(), grad_out.to(dtype).double(), 0.1)
     assert_close(low.weight.grad.double(), ref, rtol=0.05, atol=0.03 * ref.abs().max().item())  # dtype's conv
     # exactly the formula on the low-precision plain gradient, solved in fp32, rounded once to the dtype
-    seen = _record_plain(low)
+    seen = _record_plain(monkeypatch)
     low.weight.grad = None
     low(x.to(dtype)).backward(grad_out.to(dtype))
     expected = _formula(conv, seen["plain"], seen["x"], 0.1).to(dtype)
@@ -368,24 +371,6 @@ def test_relative_lambda_matches_oracle_with_effective_lambda():
     t(x).backward(grad_out)
     lam_eff = 0.1 * (x.square().sum() / 30 / 5).item()
     assert_close(lin.weight.grad, ridge_oracle(lin, x, grad_out, lam_eff), rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.slow
-def test_torch_compile_matches_eager():
-    torch.manual_seed(11)
-    model = tiny_cnn()
-    trainact.apply(model)
-    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))
-    eager = copy.deepcopy(model)
-    compiled = torch.compile(model)
-    for step in range(2):  # trains: the second step starts from updated weights
-        g_eager = tract_grad_of(eager, x, y)
-        g_comp = tract_grad_of(compiled, x, y, name="_orig_mod.0")
-        assert_close(g_comp, g_eager, rtol=1e-4, atol=1e-6)
-        with torch.no_grad():
-            for p_e, p_c in zip(eager.parameters(), model.parameters()):
-                p_e -= 0.1 * p_e.grad
-                p_c -= 0.1 * p_c.grad
 
 
 # ---------------------------------------------------------------------------------------------------- bad input
@@ -709,8 +694,9 @@ def test_apply_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_float32_factorisation_failure_retries_in_float64(monkeypatch):
-    """When the fp32 Cholesky reports failure, the solve is redone in fp64 (and the result is still right)."""
+def test_factorisation_is_float64_whatever_the_statistics_dtype(monkeypatch):
+    """float32 statistics are factorised in float64 (no fp32 attempt, no retry), solved in float32; a matrix the
+    factorisation rejects makes that gradient NaN and raises, naming the layer."""
     torch.manual_seed(15)
     a = torch.randn(64, 6, dtype=torch.float64)
     gram = (a.T @ a)[None]  # (1, 6, 6)
@@ -718,19 +704,20 @@ def test_float32_factorisation_failure_retries_in_float64(monkeypatch):
     dtypes = []
     real = torch.linalg.cholesky_ex
 
-    def fp32_fails(mat, *args, **kwargs):
+    def record(mat, *args, **kwargs):
         dtypes.append(mat.dtype)
-        chol, info = real(mat, *args, **kwargs)
-        return chol, info + 1 if mat.dtype == torch.float32 else info  # as LAPACK reports a failed pivot
+        return real(mat, *args, **kwargs)
 
-    monkeypatch.setattr(torch.linalg, "cholesky_ex", fp32_fails)
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", record)
     out = trainact.precondition(grad, gram.float(), 64, 0.1)
-    assert dtypes == [torch.float32, torch.float64] and out.dtype == torch.float32
+    assert dtypes == [torch.float64] and out.dtype == torch.float32
     expected = grad.double() @ torch.linalg.inv(gram.float().double()[0] / 64 + 0.1 * torch.eye(6, dtype=torch.float64))
     assert_close(out.double(), expected, rtol=1e-6, atol=1e-7)
-    with pytest.raises(trainact.TrActNumericalError, match="failed in float64"):
-        monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda m, *a, **k: (real(m)[0], torch.ones((), dtype=torch.int32)))
-        trainact.precondition(grad, gram.float(), 64, 0.1)
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda m, *a, **k: (real(m)[0], torch.ones(1, dtype=torch.int32)))
+    out, status = trainact.tract.solve(grad, trainact.tract.system(gram.float(), 64, 0.1), torch.float32)
+    assert out.isnan().all() and not status.isfinite().any()
+    with pytest.raises(trainact.TrActNumericalError, match="could not be factorised even in float64"):
+        trainact.precondition(grad, gram.float(), 64, 0.1, name="TrAct layer 'stem'")
 
 
 # --- subclasses whose forward transforms the weight (timm's StdConv2d, ScaledStdConv2d, *Same) ----------------

@@ -16,6 +16,7 @@ This package imports torch only; the experiment harness (``trainact compare``) l
 from .detect import find_first_layer as find_first_layer
 from .detect import find_input_layers as find_input_layers
 from .distributed import attach as attach
+from .distributed import check_numerics as check_numerics
 from .distributed import discard_pending as discard_pending
 from .distributed import precondition_grads as precondition_grads
 from .layers import SUPPORTED as SUPPORTED
@@ -40,6 +41,7 @@ __all__ = [
     "TrActNumericalError",
     "apply",
     "attach",
+    "check_numerics",
     "discard_pending",
     "find_first_layer",
     "find_input_layers",

@@ -18,23 +18,28 @@ With an AMP GradScaler the order is: backward (k times) -> ``scaler.unscale_(opt
 scaler still skips the step; calling ``precondition_grads`` explicitly every window (rather than relying on
 ``attach``) also clears the statistics of a window whose step the scaler skipped.
 
-FSDP2 (``torch.distributed.fsdp.fully_shard``) was verified on 2 CPU processes (gloo): it unshards the weight
-for forward and backward, so TrAct sees the whole weight and its full gradient, and the result equals the global
-batch's TrAct gradient (tests/test_distributed.py).  Not verified: FSDP1 (``FullyShardedDataParallel``, whose
-flat parameters need ``use_orig_params=True`` for TrAct to see the layer's weight), CUDA/NCCL (no GPU here),
-DeepSpeed and other sharding frameworks.
+FSDP2 (``fully_shard``, applied after TrAct): the per-step mode sees the unsharded weight and its full gradient;
+``defer=True`` preconditions each rank's dim-0 shard of the reduce-scattered gradient with the all-reduced
+statistics (rows are independent, so this is exact).  Verified on 2 gloo processes (tests/test_distributed.py);
+not verified: FSDP1, CUDA/NCCL, DeepSpeed.
+
+Nothing here reads a device value on the host on the step's path: the statistics and the solve status leave the
+backward as the gradients of per-layer leaf tensors (layers.py's ``_Sinks``), the row count is written on the
+device, and the status is checked at the optimizer step without waiting (:func:`check_numerics`).
 
 Dtype of the statistics (``solve_dtype="auto"``, the default): float64 when the layer's input or weight is float64,
-float32 otherwise — decided per backward from dtypes that are the same on every rank of a job (the same model, the
-same data pipeline), so the all-reduced tensors have the same dtype everywhere; the first backward of each layer
-checks that the ranks agree (with the sync mode and ``defer``) and raises rather than all-reducing mismatched
-buffers.  Deferred statistics of several backwards are summed in the wider dtype: float64 if any contribution is.
+float32 otherwise — decided per forward from dtypes that are the same on every rank of a job (the same model, the
+same data pipeline), so the all-reduced tensors have the same dtype everywhere; the first eager forward of each
+layer checks that the ranks agree (with the sync mode and ``defer``) and raises rather than all-reducing mismatched
+buffers (under torch.compile the check is not traced).  Deferred statistics of several backwards are summed in the
+wider dtype: float64 if any contribution is.
 
 An optimizer step taken while a deferred layer in that optimizer still holds un-preconditioned statistics
 raises, unless the optimizer was attached: a silently different update is never taken.
 """
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Iterable, Union
 
@@ -43,13 +48,14 @@ import torch.distributed as dist
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch import nn
 
-__all__ = ["SYNC_MODES", "precondition_grads", "attach", "discard_pending", "pending_layers"]
+__all__ = ["SYNC_MODES", "precondition_grads", "attach", "discard_pending", "pending_layers", "check_numerics"]
 
 SYNC_MODES = ("auto", "global", "local")
 
-_PENDING: "weakref.WeakSet" = weakref.WeakSet()  # deferred layers holding statistics not yet consumed
+_LAYERS: "weakref.WeakSet" = weakref.WeakSet()  # every TrAct layer, for the optimizer-step check
 _ATTACHED: "weakref.WeakSet" = weakref.WeakSet()  # optimizers whose step preconditions by itself
 _HOOK = None
+
 
 
 def sync_group(sync: str, label: str):
@@ -95,39 +101,40 @@ def check_ranks_agree(layer, device: torch.device, dtype: torch.dtype = torch.fl
     layer._tract_agreed = True
 
 
-def all_reduce_stats(gram: torch.Tensor, rows: Union[int, torch.Tensor], group) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum the Gram matrices and row counts of all ranks in one collective."""
-    rows_t = torch.as_tensor(rows, dtype=gram.dtype, device=gram.device).reshape(1)
+def all_reduce_stats(gram: torch.Tensor, rows: Union[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the Gram matrices and row counts of all ranks in one collective (no host→device copy: a Python row
+    count is written by a fill kernel)."""
+    rows_t = gram.new_full((1,), rows) if not isinstance(rows, torch.Tensor) else rows.reshape(1).to(gram.dtype)
     buf = torch.cat([gram.reshape(-1), rows_t])  # (g*n*n + 1,)
-    dist.all_reduce(buf, group=group)
+    dist.all_reduce(buf)
     return buf[:-1].view_as(gram), buf[-1]
 
 
-def _ensure_hook() -> None:
+def local_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's local shard (FSDP2's sharded gradients), or ``t`` itself."""
+    dtensor = sys.modules.get("torch.distributed.tensor")  # not imported: no DTensor exists (and none is imported)
+    return t.to_local() if dtensor is not None and isinstance(t, dtensor.DTensor) else t
+
+
+def register(layer) -> None:
+    """Track a TrAct layer for the optimizer-step check (deferred statistics, numerical status)."""
+    _LAYERS.add(layer)
     global _HOOK
     if _HOOK is None:
         _HOOK = register_optimizer_step_pre_hook(_step_pre_hook)
-
-
-def add_pending(layer, gram: torch.Tensor, rows: int) -> None:
-    """Add one backward's statistics; the sum is kept in the wider dtype (float64 if any contribution is)."""
-    pending = getattr(layer, "_tract_pending", None)
-    if pending is None:
-        layer._tract_pending = (gram, rows)
-    else:
-        dtype = torch.promote_types(pending[0].dtype, gram.dtype)
-        layer._tract_pending = (pending[0].to(dtype) + gram.to(dtype), pending[1] + rows)
-    _PENDING.add(layer)
-    _ensure_hook()
 
 
 def _modules(target: Union[nn.Module, Iterable[nn.Module]]) -> Iterable[nn.Module]:
     return target.modules() if isinstance(target, nn.Module) else target
 
 
+def _tract_layers(target) -> list:
+    return [m for m in _modules(target) if hasattr(m, "_tract_pending")]
+
+
 def pending_layers(target: Union[nn.Module, Iterable[nn.Module]]) -> list:
     """The deferred TrAct layers among `target`'s modules that hold statistics not yet consumed."""
-    return [m for m in _modules(target) if m in _PENDING]
+    return [m for m in _tract_layers(target) if m._tract_pending()]
 
 
 def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[str]:
@@ -135,7 +142,7 @@ def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[st
 
     Pools the Gram matrices of every backward since the last call (all micro-batches, all calls of the layer)
     and, under DDP with sync != "local", of every rank.  Returns the labels of the layers it preconditioned.
-    Every rank must call it at the same point.
+    Every rank must call it at the same point.  Reads nothing on the host (a failure: see check_numerics).
     """
     done = []
     for layer in pending_layers(target):
@@ -147,8 +154,43 @@ def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[st
 def discard_pending(target: Union[nn.Module, Iterable[nn.Module]]) -> None:
     """Drop accumulated statistics (e.g. after a step the GradScaler skipped without preconditioning)."""
     for layer in pending_layers(target):
-        layer._tract_pending = None
-        _PENDING.discard(layer)
+        layer._tract_discard()
+
+
+def check_numerics(target: Union[nn.Module, Iterable[nn.Module]], *, wait: bool = True) -> None:
+    """Raise :class:`~trainact.TrActNumericalError` naming the layer if a TrAct solve since the last check failed
+    (a non-finite input covariance, or a matrix that could not be factorised; that gradient was made NaN).
+
+    The backward never reads its status on the host; every optimizer step runs this check with ``wait=False``:
+    on a GPU it starts an asynchronous copy of the status and reads the copies whose copy has finished, so an
+    error surfaces at the first optimizer step after the GPU finished that backward (usually the next one).
+    ``wait=True`` (the default here) reads every status now, synchronising with the device.  On the CPU the
+    eager backward raises at once.
+    """
+    from .tract import raise_if_failed
+
+    for layer in _tract_layers(target):
+        sinks = layer.__dict__.get("_tract_sinks")
+        if sinks is None:
+            continue
+        status, sinks.status.grad = sinks.status.grad, None
+        if status is not None:
+            if status.device.type == "cuda":
+                host = torch.empty(status.shape, dtype=status.dtype, pin_memory=True)
+                host.copy_(status, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
+                sinks.inflight.append((host, event))
+            else:
+                sinks.inflight.append((status, None))
+        while sinks.inflight:
+            host, event = sinks.inflight[0]
+            if event is not None and not wait and not event.query():
+                break
+            if event is not None:
+                event.synchronize()
+            sinks.inflight.pop(0)
+            raise_if_failed(host, layer._tract_label(), layer.tract.lam)
 
 
 def attach(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -156,12 +198,12 @@ def attach(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"attach: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
     _ATTACHED.add(optimizer)
-    _ensure_hook()
     return optimizer
 
 
 def _step_pre_hook(optimizer, args, kwargs):
-    """Before an optimizer's update its deferred layers must be preconditioned (attached: here; else an error).
+    """Before an optimizer's update its deferred layers must be preconditioned (attached: here; else an error),
+    and the numerical status of its TrAct layers is checked (check_numerics, without waiting).
 
     ``step(closure)`` (LBFGS, Lightning) runs the closure, and with it the last micro-batch's backward and the
     caller's own preconditioning, *inside* step: the check then runs after the closure, not before it."""
@@ -182,18 +224,18 @@ def _step_pre_hook(optimizer, args, kwargs):
 
 
 def _settle(optimizer) -> None:
-    if not len(_PENDING):
+    if not len(_LAYERS):
         return
     params = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    mine = [layer for layer in list(_PENDING) if id(layer.weight) in params]
+    mine = [layer for layer in list(_LAYERS) if id(layer.weight) in params]
     if not mine:
         return
-    if optimizer in _ATTACHED:
-        precondition_grads(mine)
-        return
-    names = [layer._tract_label() for layer in mine]
-    raise RuntimeError(
-        f"optimizer step with un-preconditioned accumulated TrAct gradients in {names}: call "
-        f"trainact.precondition_grads(model) before the step, or trainact.attach(optimizer) once"
-    )
-
+    pending = [layer for layer in mine if layer._tract_pending()]
+    if pending and optimizer not in _ATTACHED:
+        names = [layer._tract_label() for layer in pending]
+        raise RuntimeError(
+            f"optimizer step with un-preconditioned accumulated TrAct gradients in {names}: call "
+            f"trainact.precondition_grads(model) before the step, or trainact.attach(optimizer) once"
+        )
+    precondition_grads(pending)
+    check_numerics(mine, wait=False)

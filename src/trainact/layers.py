@@ -21,7 +21,8 @@ from torch import nn
 
 from . import distributed as _dist
 from . import patches as _patches
-from .tract import check_lam, precondition, precondition_woodbury, resolve_solve_dtype, solve_dtype_of
+from .backward import Precondition, Sinks, Spec
+from .tract import check_lam, raise_if_failed, resolve_solve_dtype, solve, solve_dtype_of, system
 
 __all__ = ["TrAct", "TrActConfig", "TrActLayer", "apply", "remove", "is_tract", "SUPPORTED"]
 
@@ -40,9 +41,9 @@ class TrActConfig:
         more aggressive.  Assumes standardised inputs (mean 0, std 1 per channel).
     relative: use λ · tr(AᵀA/r)/n as the ridge term, which makes the update invariant to the input scale (for
         [0, 1] or [0, 255] inputs).  Not in the paper.
-    solve_dtype: the dtype of the covariance and the solve.  "auto" (default): float64 when the layer input or the
-        weight (and so its gradient) is float64, float32 otherwise (fp32, bf16, fp16 layers, autocast);
-        torch.float32 or torch.float64 to fix it.  fp32 falls back to fp64 by itself if the factorisation fails.
+    solve_dtype: the dtype of the covariance and the triangular solves.  "auto" (default): float64 when the layer
+        input or the weight (and so its gradient) is float64, float32 otherwise (fp32, bf16, fp16 layers,
+        autocast); torch.float32 or torch.float64 to fix it.  The n x n factorisation is always float64.
         Under DDP every rank resolves "auto" from the same dtypes, so the all-reduced statistics agree.
     block_bytes: the most bytes of unfolded patches materialised at once (default None: 16 MiB on the CPU, where a
         block's copy and GEMM stay in cache, 64 MiB on a GPU, where fewer, larger GEMMs are faster).
@@ -90,29 +91,6 @@ class TrActConfig:
         if unknown:
             raise TypeError(f"TrAct: unknown option(s) {unknown}; the options are {names}")
         return cls(**({} if lam is _UNSET else {"lam": lam}), **options)
-
-
-class _Precondition(torch.autograd.Function):
-    """Identity on the weight; backward turns the plain weight gradient into the TrAct gradient."""
-
-    @staticmethod
-    def forward(ctx, weight: torch.Tensor, x: torch.Tensor, layer: "TrActLayer",  # type: ignore[override]
-                geo: Optional[_patches.Geometry] = None) -> torch.Tensor:
-        ctx.layer, ctx.geo = layer, geo
-        ctx.save_for_backward(x)  # the layer's own backward keeps x alive anyway: no extra memory
-        return weight.view_as(weight)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        layer: TrActLayer = ctx.layer
-        if torch.is_grad_enabled():
-            raise RuntimeError(
-                f"{layer._tract_label()}: double backward (create_graph=True) through a TrAct layer is not supported; "
-                f"the TrAct gradient is a preconditioned first-order gradient"
-            )
-        (x,) = ctx.saved_tensors
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return layer._tract_gradient(grad, x, ctx.geo), None, None, None
 
 
 _FUNCTIONAL = {  # the functional calls a weight-transforming subclass may make, and their spatial dims
@@ -164,8 +142,7 @@ class _Intercept(torch.overrides.TorchFunctionMode):
             w_key = 1 if len(args) > 1 else "weight"
             weight = args[w_key] if w_key == 1 else kwargs[w_key]
             if torch.is_grad_enabled() and weight.requires_grad:
-                geo = _call_geometry(func, weight, tuple(args), kwargs)
-                weight = _Precondition.apply(weight, x.detach(), self.layer, geo)
+                weight = self.layer._tract_weight(weight, x, _call_geometry(func, weight, tuple(args), kwargs))
                 if w_key == 1:
                     args[1] = weight
                 else:
@@ -192,7 +169,7 @@ class TrActLayer:
             return out
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
-            weight = _Precondition.apply(weight, input.detach(), self)  # x: data only, not a graph input
+            weight = self._tract_weight(weight, input, self.tract_geometry)
         if isinstance(self, nn.Linear):
             return nn.functional.linear(input, weight, self.bias)
         return self._conv_forward(input, weight, self.bias)
@@ -204,56 +181,94 @@ class TrActLayer:
     def tract_geometry(self) -> _patches.Geometry:
         return _patches.geometry_of(self)
 
-    def _tract_gradient(self, grad: torch.Tensor, x: torch.Tensor,
-                        geo: Optional[_patches.Geometry] = None) -> torch.Tensor:
-        """The TrAct weight gradient from the plain one and the layer input (used by backward); `geo`: the
-        geometry of the call that used the weight, where it is not the module's own."""
-        cfg = self.tract
-        geo = geo or self.tract_geometry
-        g = geo.groups
-        label = self._tract_label()
-        group = _dist.sync_group(cfg.sync, label)
-        x = x.detach()
-        # "auto": from the input's and the weight's dtype (grad has the weight's), identical on every DDP rank
-        dtype = resolve_solve_dtype(cfg.solve_dtype, x.dtype, self.weight.dtype, grad.dtype)
-        _dist.check_ranks_agree(self, grad.device, dtype)  # once per layer, and only with several ranks
-        rows = _patches.count_rows(x, geo)
-        if cfg.defer:  # statistics now, preconditioning once per step (precondition_grads)
-            gram, rows = _patches.gram(x, geo, dtype=dtype, block_bytes=cfg.block_bytes)
-            _dist.add_pending(self, gram, rows)
-            return grad
-        if rows == 0 and group is None:
-            return grad
-        grad3 = grad.reshape(g, grad.shape[0] // g, geo.n)  # (g, m_g, n_g)
-        if cfg.woodbury and rows < geo.n and group is None:
-            a = _patches.patch_matrix(x, geo, dtype=dtype)  # (g, r, n_g)
-            out = precondition_woodbury(grad3, a, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
-        else:
-            gram, rows = _patches.gram(x, geo, dtype=dtype, block_bytes=cfg.block_bytes)  # (g, n_g, n_g)
-            if group is not None:  # the global batch's covariance: one all-reduce of n² + 1 numbers
-                gram, rows = _dist.all_reduce_stats(gram, rows, group)
-            out = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
-        return out.reshape(grad.shape)
+    def _tract_weight(self, weight: torch.Tensor, x: torch.Tensor, geo: _patches.Geometry) -> torch.Tensor:
+        """``weight`` with TrAct's backward attached (forward: the same values), for a call with input x."""
+        if torch.compiler.is_exporting():
+            raise RuntimeError(
+                f"{self._tract_label()}: torch.export keeps no custom backward, so an exported TrAct layer would train "
+                f"with the plain gradient; export for inference under torch.no_grad() or after trainact.remove(model), "
+                f"and train with eager PyTorch or torch.compile"
+            )
+        cfg, label = self.tract, self._tract_label()
+        all_reduce = _dist.sync_group(cfg.sync, label) is not None
+        # "auto": from the input's and the weight's dtype (the gradient has the weight's): the same on every rank
+        dtype = resolve_solve_dtype(cfg.solve_dtype, x.dtype, weight.dtype)
+        compiling = torch.compiler.is_compiling()
+        if not compiling:
+            _dist.check_ranks_agree(self, weight.device, dtype)  # once per layer, and only with several ranks
+        sinks = self._tract_sinks_on(weight.device, dtype)
+        spec = Spec(cfg.lam, cfg.relative, cfg.woodbury, cfg.defer, cfg.block_bytes, dtype, geo, label, all_reduce,
+                     check_now=not _patches.accelerator_path(x.device) and not compiling)
+        return Precondition.apply(weight, x.detach(), sinks.status, sinks.gram, sinks.rows, sinks.eye, spec)
+
+    def _tract_sinks_on(self, device: torch.device, dtype: torch.dtype) -> Sinks:
+        """The layer's sinks on ``device``, whose statistics hold ``dtype`` (widened to float64 if any input is)."""
+        sinks = self.__dict__.get("_tract_sinks")
+        if sinks is None or sinks.device != device or (sinks.dtype != dtype and dtype == torch.float64):
+            wider = dtype if sinks is None else torch.promote_types(sinks.dtype, dtype)
+            sinks = self.__dict__["_tract_sinks"] = Sinks(self, device, wider, sinks)
+        return sinks
+
+    def _tract_pending(self) -> bool:
+        """Deferred statistics are waiting for precondition_grads."""
+        sinks = self.__dict__.get("_tract_sinks")
+        return sinks is not None and sinks.gram is not None and sinks.gram.grad is not None
+
+    def _tract_discard(self) -> None:
+        sinks = self.__dict__.get("_tract_sinks")
+        if sinks is not None and sinks.gram is not None:
+            sinks.gram.grad = sinks.rows.grad = None
 
     def _tract_precondition_pending(self) -> None:
         """The deferred step: weight.grad (the plain gradient of every backward since the last step) becomes the
         TrAct gradient, with the pooled statistics of those backwards (and, under DDP, of every rank)."""
-        gram, rows = self._tract_pending
+        sinks: Sinks = self.__dict__["_tract_sinks"]
         cfg, label = self.tract, self._tract_label()
-        group = _dist.sync_group(cfg.sync, label)
-        if group is not None:
-            gram, rows = _dist.all_reduce_stats(gram, rows, group)
+        gram, rows = sinks.gram.grad, sinks.rows.grad
+        if _dist.sync_group(cfg.sync, label) is not None:
+            gram, rows = _dist.all_reduce_stats(gram, rows)
         grad = self.weight.grad
         if grad is None:
             raise RuntimeError(f"{label}: statistics are pending but weight.grad is None (was zero_grad called "
                                f"between backward and precondition_grads?)")
-        g = self.tract_geometry.groups
-        grad3 = grad.reshape(g, grad.shape[0] // g, -1)  # (g, m_g, n_g)
-        # "auto": the accumulated statistics' dtype already says whether any input was float64
-        dtype = resolve_solve_dtype(cfg.solve_dtype, gram.dtype, self.weight.dtype)
-        new = precondition(grad3, gram, rows, cfg.lam, relative=cfg.relative, solve_dtype=dtype, name=label)
-        grad.copy_(new.reshape(grad.shape))  # in place: DDP bucket views and optimizer references stay valid
-        _dist.discard_pending([self])
+        local = _dist.local_tensor(grad)  # FSDP2: this rank's rows of the gradient (rows are independent)
+        geo = self.tract_geometry
+        g = geo.groups
+        if g > 1 and local.shape[0] != grad.shape[0]:
+            raise NotImplementedError(f"{label}: defer=True with a sharded grouped first layer (groups={g}) is not "
+                                      f"supported; use the default per-step mode")
+        grad3 = local.reshape(g, local.shape[0] // g, geo.n)  # (g, m_g, n_g); m_g = 0 for an empty shard
+        new, status = solve(grad3, system(gram, rows, cfg.lam, relative=cfg.relative), sinks.dtype)
+        self._tract_discard()
+        local.copy_(new.reshape(local.shape))  # in place: DDP bucket views and optimizer references stay valid
+        if local.device.type == "cpu":
+            raise_if_failed(status, label, cfg.lam)
+        else:
+            sinks.status.grad = status if sinks.status.grad is None else sinks.status.grad + status
+
+    def _apply(self, fn, recurse=True):  # .to(), .cuda(), .double(), to_empty(): the sinks follow the weight
+        out = super()._apply(fn, recurse)  # type: ignore[misc]
+        self._tract_refresh()
+        return out
+
+    def _tract_refresh(self) -> None:
+        sinks = self.__dict__.get("_tract_sinks")
+        weight = self.weight
+        dtype = resolve_solve_dtype(self.tract.solve_dtype, weight.dtype)
+        if self._tract_pending():  # statistics pooled so far keep their dtype if it is the wider one
+            dtype = torch.promote_types(dtype, sinks.dtype)
+        if weight.device.type != "meta":
+            self.__dict__["_tract_sinks"] = Sinks(self, weight.device, dtype, sinks)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)  # type: ignore[misc]
+        self._tract_refresh()
+        _dist.register(self)
+
+    def __prepare_scriptable__(self):
+        raise RuntimeError(f"{self._tract_label()}: torch.jit.script does not support TrAct layers (a custom autograd "
+                           f"Function); use torch.compile to compile a model with TrAct, or script after "
+                           f"trainact.remove(model)")
 
     def extra_repr(self) -> str:
         base = super().extra_repr()  # type: ignore[misc]
@@ -276,7 +291,7 @@ class TrActLayer:
 
 
 _CLASSES: dict[type, type] = {}
-_TRANSIENT = ("_tract_pending", "_tract_agreed")  # per-process state, never copied or pickled
+_TRANSIENT = ("_tract_sinks", "_tract_agreed")  # per-process state, never copied or pickled
 
 
 def _tract_class(cls: type) -> type:
@@ -335,6 +350,9 @@ def TrAct(
     before; ``name`` is the label used in error messages (``apply`` sets the qualified name).
     """
     _check_supported(module, "TrAct")
+    if _dist.local_tensor(module.weight) is not module.weight:
+        raise ValueError(f"TrAct: {name or type(module).__name__}'s weight is already sharded (a DTensor: "
+                         f"fully_shard was applied first); apply TrAct before fully_shard")
     cfg = TrActConfig.of(lam, config, **options)
     cls = _tract_class(type(module))
     if cfg.defer and cls._tract_transforms_weight:
@@ -347,6 +365,8 @@ def TrAct(
             new.__dict__[key] = copy.copy(value)
     new.tract = cfg
     new._tract_name = name
+    new._tract_refresh()
+    _dist.register(new)
     return new
 
 

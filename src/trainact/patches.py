@@ -13,14 +13,15 @@ already a row-major matrix in the solve dtype, nothing is copied at all.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Geometry", "geometry_of", "gram", "patch_matrix", "default_block_bytes", "DEFAULT_BLOCK_BYTES", "SUPPORTED"]
+__all__ = ["Geometry", "geometry_of", "gram", "patch_matrix", "default_block_bytes", "accelerator_path",
+           "DEFAULT_BLOCK_BYTES", "SUPPORTED"]
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the layer types TrAct knows the patches of
 SUPPORTED_NAMES = ", ".join(f"nn.{c.__name__}" for c in SUPPORTED)
@@ -29,9 +30,17 @@ DEFAULT_BLOCK_BYTES = 16 * 2**20  # CPU: cache-friendly, the copy and GEMM of a 
 ACCELERATOR_BLOCK_BYTES = 64 * 2**20  # GPU: fewer, larger GEMMs (a 7x7/2 stem at batch 32: 0.6x the time of 16 MiB)
 
 
+def accelerator_path(device: torch.device) -> bool:
+    """Whether TrAct runs its accelerator code path on ``device`` (every device but the CPU): 64 MiB blocks, one
+    dense GEMM per block and nothing else, and no status read in backward.  On the CPU, where a small call or a
+    host read costs next to nothing, the band algorithm and the upper-triangle GEMMs save work instead, and the
+    eager backward checks its status at once."""
+    return device.type != "cpu"
+
+
 def default_block_bytes(device: torch.device) -> int:
     """The block size used when none is given: 16 MiB on the CPU, 64 MiB on other devices."""
-    return DEFAULT_BLOCK_BYTES if device.type == "cpu" else ACCELERATOR_BLOCK_BYTES
+    return ACCELERATOR_BLOCK_BYTES if accelerator_path(device) else DEFAULT_BLOCK_BYTES
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,11 @@ def _conv_view(x: torch.Tensor, geo: Geometry) -> torch.Tensor:
     return x  # (B, C, *out, *kernel)
 
 
+def _contiguous(view: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A contiguous copy of a strided view in ``dtype``, in one op (a cast, or a plain copy)."""
+    return view.contiguous() if view.dtype == dtype else view.to(dtype, memory_format=torch.contiguous_format)
+
+
 def _conv_blocks(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, max_rows: int) -> Iterator[torch.Tensor]:
     """Blocks of the transposed patch matrix, (g, n, rows): the layout whose copy and Aᵀ·A GEMM are fastest."""
     if x.dim() == geo.spatial + 1:  # unbatched input (C, *spatial)
@@ -139,6 +153,9 @@ def _conv_blocks(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, max_rows: i
     per_sample = int(torch.Size(out_shape).numel())
     if per_sample == 0 or batch == 0:
         return
+    if any(geo.pad):
+        x = F.pad(x, geo.pad, mode=geo.pad_mode)  # (B, C, *padded): once, not per block
+    geo = replace(geo, pad=(0,) * len(geo.pad))
     step = max(1, max_rows // per_sample)
     for start in range(0, batch, step):
         view = _conv_view(x[start : start + step], geo)  # (b, C, *out, *k)
@@ -148,16 +165,13 @@ def _conv_blocks(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, max_rows: i
         perm = (1, 2, *range(3 + d, 3 + 2 * d), 0, *range(3, 3 + d))
         view = view.permute(perm)  # (g, Cg, *k, b, *out)
         if b * per_sample <= max_rows:
-            out = torch.empty(view.shape, dtype=dtype, device=x.device)
-            out.copy_(view)  # one pass: layout + dtype cast
-            yield out.view(g, geo.n, b * per_sample)  # (g, n, rows)
+            # one pass: layout + dtype cast
+            yield _contiguous(view, dtype).view(g, geo.n, b * per_sample)  # (g, n, rows)
         else:  # a single sample exceeds the block: split its first output dimension
             lines = max(1, max_rows // (per_sample // out_shape[0]))
             for o in range(0, out_shape[0], lines):
                 part = view.narrow(3 + d, o, min(lines, out_shape[0] - o))  # (g, Cg, *k, 1, o_part, ...)
-                out = torch.empty(part.shape, dtype=dtype, device=x.device)
-                out.copy_(part)
-                yield out.view(g, geo.n, -1)  # (g, n, rows)
+                yield _contiguous(part, dtype).view(g, geo.n, -1)  # (g, n, rows)
 
 
 def output_shape(x: torch.Tensor, geo: Geometry) -> tuple[int, ...]:
@@ -177,7 +191,7 @@ def row_blocks(
     """Iterate over blocks of the *transposed* patch matrix, (g, n, rows), each at most ``block_bytes`` (default:
     :func:`default_block_bytes`) when materialised (a view of the input costs nothing and is not split)."""
     block_bytes = block_bytes or default_block_bytes(x.device)
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     max_rows = max(1, block_bytes // (geo.n * geo.groups * itemsize))
     if geo.kind == "linear":
         return _linear_blocks(x, geo.n, dtype, max_rows)
@@ -223,13 +237,11 @@ def _band_applies(geo: Geometry, device: torch.device) -> bool:
     the CPU, so the saved work wins there; on a GPU each is a kernel launch and one dense GEMM per block is faster
     (a 7x7/2 stem, batch 32 at 224 px, on an H200: see BENCHMARKS.md).
     """
-    return (device.type == "cpu" and geo.kind == "conv" and geo.spatial >= 2 and geo.dilation[0] == 1
+    return (not accelerator_path(device) and geo.kind == "conv" and geo.spatial >= 2 and geo.dilation[0] == 1
             and geo.kernel[0] > geo.stride[0])
 
 
-def _gram_band(
-    x: torch.Tensor, geo: Geometry, dtype: torch.dtype, block_bytes: int
-) -> Optional[tuple[torch.Tensor, int]]:
+def _gram_band(x: torch.Tensor, geo: Geometry, dtype: torch.dtype, block_bytes: int) -> Optional[torch.Tensor]:
     """AᵀA for a convolution whose windows overlap along the first spatial dimension ("height").
 
     Unfold every dimension but height: Y_h = (rows of image line h) x (Cg · prod(k_rest)).  The Gram block between
@@ -246,13 +258,13 @@ def _gram_band(
     out_shape = output_shape(x, geo)
     rows_per_sample = int(torch.Size(out_shape).numel())
     if rows_per_sample == 0 or batch == 0:
-        return torch.zeros(g, geo.n, geo.n, dtype=dtype, device=x.device), 0
+        return torch.zeros(g, geo.n, geo.n, dtype=dtype, device=x.device)
     lines = s0 * (out_shape[0] - 1) + k0  # padded image lines that any window touches
     cg = channels // g
     ck = cg * int(torch.Size(geo.kernel[1:]).numel())  # columns of Y_h
     k_rest = geo.kernel[1:]
     rest_rows = rows_per_sample // out_shape[0]  # output positions per line per sample
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     per_sample = rest_rows * (lines + k0) * g * ck * itemsize
     if per_sample > block_bytes:
         return None
@@ -288,27 +300,45 @@ def _gram_band(
             total[:, :, i, :, :, i + delta, :] = blk
             if delta:
                 total[:, :, i + delta, :, :, i, :] = blk.permute(0, 3, 4, 1, 2)
-    return total.view(g, geo.n, geo.n), batch * rows_per_sample
+    return total.view(g, geo.n, geo.n)
 
 
 def gram(
-    x: torch.Tensor, geo: Geometry, *, dtype: torch.dtype = torch.float32, block_bytes: Optional[int] = None
+    x: torch.Tensor, geo: Geometry, *, dtype: torch.dtype = torch.float32, block_bytes: Optional[int] = None,
+    ridge: Optional[tuple[float, torch.Tensor]] = None,
 ) -> tuple[torch.Tensor, int]:
     """Sum of aᵀa over all patch rows of ``x``, per group: (g, n, n) in ``dtype``, and the number of rows r.
 
-    At most ``block_bytes`` (default: :func:`default_block_bytes`) of patches are materialised at once."""
+    With ``ridge=(λ, eye)`` (eye: (n, n) identity in ``dtype``) the result is the system AᵀA/r + λI instead,
+    formed inside the GEMMs on the dense path (a float dtype; see tract.system).  At most ``block_bytes``
+    (default: :func:`default_block_bytes`) of patches are materialised at once."""
     block_bytes = block_bytes or default_block_bytes(x.device)
+    rows = count_rows(x, geo)
+    if accelerator_path(x.device):
+        total = None
+        scale = 1.0 if ridge is None else 1.0 / max(rows, 1)
+        for block in row_blocks(x, geo, dtype, block_bytes):  # (g, n, rows)
+            if total is not None:
+                total.baddbmm_(block, block.transpose(1, 2), alpha=scale)
+            elif ridge is not None:
+                total = torch.baddbmm(ridge[1], block, block.transpose(1, 2), beta=ridge[0], alpha=scale)
+            else:
+                total = torch.bmm(block, block.transpose(1, 2))
+        if total is not None:
+            return total, rows
+    total = None
     if _band_applies(geo, x.device):
-        result = _gram_band(x, geo, dtype, block_bytes)
-        if result is not None:
-            return result
-    total = torch.zeros(geo.groups, geo.n, geo.n, dtype=dtype, device=x.device)
-    edges = _edges(geo.n)
-    rows = 0
-    for block in row_blocks(x, geo, dtype, block_bytes):  # (g, n, rows)
-        _syrk_upper_(total, block, edges)
-        rows += block.shape[2]
-    _mirror_upper_(total, edges)
+        total = _gram_band(x, geo, dtype, block_bytes)
+    if total is None:
+        total = torch.zeros(geo.groups, geo.n, geo.n, dtype=dtype, device=x.device)
+        edges = _edges(geo.n)
+        for block in row_blocks(x, geo, dtype, block_bytes):  # (g, n, rows)
+            _syrk_upper_(total, block, edges)
+        _mirror_upper_(total, edges)
+    if ridge is not None:
+        from .tract import system
+
+        return system(total, max(rows, 1), ridge[0]), rows
     return total, rows
 
 

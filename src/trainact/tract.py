@@ -13,11 +13,13 @@ only sees
 * ``gram``:  the *sum* AᵀA per group, (groups, n_g, n_g), accumulated in the solve dtype, and ``rows`` = r,
 * or, for the Woodbury form used when r < n, the patches themselves, (groups, r, n_g).
 
-The linear algebra always runs in fp32 or fp64 (``solve_dtype``) whatever the activation dtype, uses a Cholesky
-factorisation of the symmetric positive definite matrix (never an explicit inverse), and retries in fp64 if the
-fp32 factorisation fails.  The result is returned in the dtype of ``grad``.  ``solve_dtype="auto"`` (the default)
-is float64 when any of the tensors involved is float64 and float32 otherwise (:func:`resolve_solve_dtype`), so a
-float64 model gets a float64-exact gradient and every other precision (fp32, bf16, fp16, autocast) an fp32 solve.
+The statistics and the triangular solves run in fp32 or fp64 (``solve_dtype``) whatever the activation dtype; the
+symmetric positive definite n x n matrix is always factorised (Cholesky, never an explicit inverse) in float64,
+where it cannot fail for λ > 0 unless the input was not finite.  The result is returned in the dtype of ``grad``.
+``solve_dtype="auto"`` (the default) is float64 when any of the tensors involved is float64 and float32 otherwise
+(:func:`resolve_solve_dtype`), so a float64 model gets a float64-exact gradient and every other precision (fp32,
+bf16, fp16, autocast) fp32 statistics.  :func:`solve` never reads a device value on the host: a failure makes the
+gradient NaN and is returned as a status tensor, which the layers check off the step's path.
 
 λ semantics: with ``relative=True`` the ridge term is λ · tr(AᵀA / r) / n, i.e. λ times the mean per-feature second
 moment of the patches.  This makes the update invariant to a rescaling of the input (x -> c·x): the paper's λ
@@ -31,7 +33,8 @@ from typing import Union
 import torch
 
 __all__ = [
-    "precondition", "precondition_woodbury", "check_lam", "solve_dtype_of", "resolve_solve_dtype", "TrActNumericalError",
+    "precondition", "precondition_woodbury", "system", "solve", "solve_woodbury", "raise_if_failed", "check_lam",
+    "solve_dtype_of", "resolve_solve_dtype", "TrActNumericalError",
 ]
 
 SolveDtype = Union[str, torch.dtype]  # "auto", torch.float32 or torch.float64
@@ -53,19 +56,47 @@ def check_lam(lam: object, *, where: str = "TrAct") -> float:
     return value
 
 
-def _ridge(trace_over_rows: torch.Tensor, n: int, lam: float, relative: bool) -> torch.Tensor | float:
-    """λ_eff per group: λ, or λ · tr(AᵀA / r) / n for the scale-invariant form.  Shape (groups, 1, 1) or float."""
-    if not relative:
-        return lam
-    # A zero input gives tr = 0; fall back to λ itself so the matrix stays positive definite.
-    scale = trace_over_rows / n  # (g,)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return (lam * scale)[:, None, None]
+def system(gram: torch.Tensor, rows: int | float | torch.Tensor, lam: float, *, relative: bool = False) -> torch.Tensor:
+    """AᵀA/r + λ_eff I (g, n, n) in float64 (λ added exactly), from the summed statistics Σ aᵀa (g, n, n) and r."""
+    mat = gram.to(torch.float64) / rows
+    diag = mat.diagonal(dim1=-2, dim2=-1)  # (g, n) view
+    if relative:  # λ · tr(AᵀA/r)/n; a zero input keeps λ so that the matrix stays positive definite
+        trace = diag.sum(-1, keepdim=True) / gram.shape[-1]  # (g, 1)
+        diag += lam * torch.where(trace > 0, trace, 1.0)
+    else:
+        diag += lam
+    return mat
 
 
-def _status(*flags: torch.Tensor) -> list[bool]:
-    """Read several device flags with a single host synchronisation."""
-    return [bool(v) for v in torch.stack([f.reshape(()) for f in flags]).tolist()]
+def solve(grad: torch.Tensor, mat: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grad · mat⁻¹`` per group for the SPD ``mat`` = AᵀA/r + λI (g, n, n), with no host synchronisation.
+
+    The n x n system is always factorised in float64 (small, and for λ > 0 it fails only when AᵀA is not
+    finite); the two triangular solves run in ``dtype`` (float32 or float64).  Returns ``(out, status)``:
+    ``out`` in grad's dtype; ``status`` (g,) float64, finite (the trace of mat) where the group was solved and
+    inf/NaN where mat was not finite or could not be factorised.  A failed group's gradient is NaN, so a bad
+    update is never silent (an AMP GradScaler skips the step), and ``status`` can be checked off the step's path.
+    """
+    mat64 = mat.to(torch.float64)
+    chol, info = torch.linalg.cholesky_ex(mat64)  # (g, n, n) L, (g,) 0 where it succeeded
+    status = mat64.diagonal(dim1=-2, dim2=-1).sum(-1) / info.eq(0)  # (g,): tr, or inf/NaN (x / False = inf)
+    chol = chol.add(status[:, None, None], alpha=0).to(dtype)  # + 0 · status: all NaN where status is not finite
+    # L Lᵀ Xᵀ = Gᵀ: two left triangular solves on the transposed gradient (views); LAPACK/cuBLAS write column-major,
+    # so Xᵀ comes out as the row-major X, the layout of the weight (no copy when the gradient is accumulated)
+    half = torch.linalg.solve_triangular(chol, grad.to(dtype).mT, upper=False)  # (g, n, m) L⁻¹ Gᵀ
+    sol = torch.linalg.solve_triangular(chol.mT, half, upper=True).mT  # (g, m, n) X
+    return sol.to(grad.dtype), status
+
+
+def raise_if_failed(status: torch.Tensor, name: str, lam: float) -> None:
+    """Raise :class:`TrActNumericalError` naming the layer if ``status`` (from :func:`solve`) marks a failure.
+    Reads ``status`` on the host: call it where a synchronisation costs nothing (the CPU) or off the step's path."""
+    if bool(status.isfinite().all()):
+        return
+    raise TrActNumericalError(
+        f"{name}: the input patch covariance AᵀA/r is not finite (the layer input contains inf or NaN values), or "
+        f"AᵀA/r + λI could not be factorised even in float64 (λ={lam}); this step's gradient of the layer is NaN"
+    )
 
 
 def precondition(
@@ -84,39 +115,45 @@ def precondition(
     GradScaler needs to detect an overflow step).
     gram: (g, n, n) sum of aᵀa over all rows, in ``solve_dtype`` (or any float dtype; it is cast).
     rows: r, the number of patch rows that went into ``gram`` (> 0).
-    solve_dtype: "auto" (float64 if ``grad`` or ``gram`` is float64, else float32), torch.float32 or torch.float64.
+    solve_dtype: "auto" (float64 if ``grad`` or ``gram`` is float64, else float32), torch.float32 or torch.float64:
+    the dtype of the triangular solves; the factorisation is always float64.
 
     Raises :class:`TrActNumericalError` if ``gram`` is not finite (the layer *input* contained inf/NaN) or if the
-    matrix cannot be factorised even in float64.
+    matrix cannot be factorised even in float64.  This reads a flag on the host; TrAct layers use the
+    synchronisation-free :func:`solve` and report failures later (see ``trainact.check_numerics``).
     """
     solve_dtype = resolve_solve_dtype(solve_dtype_of(solve_dtype, where=name), grad.dtype, gram.dtype)
     g, m, n = grad.shape
     if gram.shape != (g, n, n):
         raise ValueError(f"{name}: gram has shape {tuple(gram.shape)}, expected {(g, n, n)} for grad {tuple(grad.shape)}")
-    out_dtype = grad.dtype
-    mat = gram.to(solve_dtype) / rows  # (g, n, n)  AᵀA / r  (a new tensor: gram is left alone)
-    diag = mat.diagonal(dim1=-2, dim2=-1)  # (g, n) view
-    ridge = _ridge(diag.sum(-1), n, lam, relative)
-    finite = torch.isfinite(mat).all()
-    diag += ridge if isinstance(ridge, float) else ridge[:, :, 0]  # (g, n, n)  AᵀA/r + λI, SPD for λ > 0
+    out, status = solve(grad, system(gram, rows, lam, relative=relative), solve_dtype)
+    raise_if_failed(status, name, lam)
+    return out
+
+
+def solve_woodbury(
+    grad: torch.Tensor, patches: torch.Tensor, lam: float, *, relative: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`solve` via the Woodbury identity, for r < n, from the patches (g, r, n) themselves:
+
+        (AᵀA / r + λ I)⁻¹ = (1/λ) (I − Aᵀ (λ r I + A Aᵀ)⁻¹ A)
+
+    An r x r factorisation (float64) instead of an n x n one.  Returns ``(out, status)`` as :func:`solve`."""
+    g, r, n = patches.shape
+    work = patches.dtype
+    kernel = patches @ patches.transpose(-1, -2)  # (g, r, r)  A Aᵀ
+    mat = kernel.to(torch.float64, copy=True)
+    diag = mat.diagonal(dim1=-2, dim2=-1)  # (g, r)
+    trace = diag.sum(-1)  # (g,)  tr(AAᵀ) = tr(AᵀA)
+    ridge = torch.where(trace > 0, trace * (lam / n / r), lam) if relative else torch.full_like(trace, lam)  # λ_eff
+    diag += (ridge * r)[:, None]  # λ r I + A Aᵀ
     chol, info = torch.linalg.cholesky_ex(mat)
-    nonfinite, failed = _status(~finite, info.ne(0).any())
-    if nonfinite:
-        cov = gram.to(solve_dtype)
-        bad = int((~torch.isfinite(cov)).sum())
-        raise TrActNumericalError(
-            f"{name}: the input patch covariance AᵀA/r is not finite ({bad} of {cov.numel()} entries are inf/NaN); "
-            f"the layer input contains inf or NaN values"
-        )
-    if failed:
-        if solve_dtype == torch.float64:
-            raise TrActNumericalError(f"{name}: Cholesky factorisation of AᵀA/r + λI failed in float64 (λ={lam})")
-        # fp32 lost positive definiteness (tiny λ against a huge covariance): redo it in float64.
-        return precondition(grad, gram.double(), rows, lam, relative=relative, solve_dtype=torch.float64, name=name)
-    # X · L Lᵀ = grad: two right-side triangular solves (no transposed copies of grad)
-    half = torch.linalg.solve_triangular(chol.mT, grad.to(solve_dtype), upper=True, left=False)  # (g, m, n) X·L
-    sol = torch.linalg.solve_triangular(chol, half, upper=False, left=False)  # (g, m, n) X
-    return sol.to(out_dtype)
+    status = trace / info.eq(0)  # (g,) finite where solved, inf/NaN where not (as in solve)
+    gw = grad.to(work)  # (g, m, n)
+    proj = (gw @ patches.transpose(-1, -2)).transpose(-1, -2)  # (g, r, m)  (Gᵀ A Aᵀ)ᵀ
+    proj = torch.cholesky_solve(proj.to(torch.float64), chol).transpose(-1, -2).to(work)  # (g, m, r) · (λrI + AAᵀ)⁻¹
+    out = (gw - proj @ patches) / ridge.to(work)[:, None, None]  # (g, m, n)
+    return out.add(status.to(work)[:, None, None], alpha=0).to(grad.dtype), status
 
 
 def precondition_woodbury(
@@ -136,29 +173,9 @@ def precondition_woodbury(
     solve_dtype: "auto" (float64 if ``grad`` or ``patches`` is float64, else float32), torch.float32 or torch.float64.
     """
     solve_dtype = resolve_solve_dtype(solve_dtype_of(solve_dtype, where=name), grad.dtype, patches.dtype)
-    g, r, n = patches.shape
-    out_dtype = grad.dtype
-    a = patches.to(solve_dtype)  # (g, r, n)
-    kernel = a @ a.transpose(-1, -2)  # (g, r, r)  A Aᵀ
-    trace = kernel.diagonal(dim1=-2, dim2=-1).sum(-1) / r  # tr(AᵀA)/r == tr(AAᵀ)/r
-    ridge = _ridge(trace, n, lam, relative)
-    eye = torch.eye(r, dtype=solve_dtype, device=a.device)
-    mat = kernel + (ridge * r) * eye  # (g, r, r)  λ r I + A Aᵀ
-    chol, info = torch.linalg.cholesky_ex(mat)
-    nonfinite, failed = _status(~torch.isfinite(kernel).all(), info.ne(0).any())
-    if nonfinite:
-        raise TrActNumericalError(
-            f"{name}: the input patches contain inf or NaN values, so AᵀA/r is not finite"
-        )
-    if failed:
-        if solve_dtype == torch.float64:
-            raise TrActNumericalError(f"{name}: Cholesky factorisation of λrI + AAᵀ failed in float64 (λ={lam})")
-        return precondition_woodbury(grad, patches, lam, relative=relative, solve_dtype=torch.float64, name=name)
-    gw = grad.to(solve_dtype)  # (g, m, n)
-    proj = gw @ a.transpose(-1, -2)  # (g, m, r)  Gᵀ A Aᵀ
-    proj = torch.cholesky_solve(proj.transpose(-1, -2), chol).transpose(-1, -2)  # (g, m, r)  · (λrI + AAᵀ)⁻¹
-    out = (gw - proj @ a) / ridge  # (g, m, n)
-    return out.to(out_dtype)
+    out, status = solve_woodbury(grad, patches.to(solve_dtype), lam, relative=relative)
+    raise_if_failed(status, name, lam)
+    return out
 
 
 def solve_dtype_of(value: object, *, where: str = "TrAct") -> SolveDtype:

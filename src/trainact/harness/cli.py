@@ -260,7 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = c.add_argument_group("execution")
     g.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="mixed precision (fp16 needs CUDA)")
+    g.add_argument("--channels-last", action="store_true",
+                   help="model and image batches in channels-last memory format (faster convolutions on GPUs)")
+    g.add_argument("--compile", action="store_true",
+                   help="train through torch.compile(model), TrAct's backward compiled with it; the first steps "
+                        "compile (tens of seconds on a CPU); evaluation stays eager. The log says how many graphs "
+                        "were compiled and how many graph breaks there were")
     g.add_argument("--device", default=D.device, help="auto (CUDA when present), cpu, cuda, cuda:N")
+    g.add_argument("--jobs", type=_positive_int, default=D.jobs,
+                   help="train N runs side by side, each in its own process: round-robin over the visible GPUs "
+                        "(several per GPU allowed), the CPU's threads split between them; a budget's TrAct runs "
+                        "start once its lr grid has finished. Not under torchrun")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="torch.set_num_threads (default: torch's choice)")
     g.add_argument("--eval-every", type=_positive_int, default=D.eval_every,
@@ -294,7 +304,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         gamma=args.gamma,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, batch_size=args.batch_size, grad_accum=args.grad_accum,
         first_layer_sgd=args.first_layer_sgd, first_layer_lr=args.first_layer_lr,
-        first_layer_init=args.first_layer_init, amp=args.amp,
+        first_layer_init=args.first_layer_init, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+        jobs=args.jobs,
         device=args.device, eval_every=args.eval_every, threads=args.threads, out=args.out)
 
 
@@ -365,6 +376,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         if cfg.amp == "fp16" and device.type != "cuda":
             raise UsageError(f"--amp fp16 needs CUDA, but the device is {device} (use --amp bf16 or off)")
+        if cfg.jobs > 1 and dist.enabled:
+            raise UsageError(f"--jobs {cfg.jobs} trains runs side by side in one process each; under torchrun every "
+                             f"run already uses all {dist.world_size} processes: drop --jobs or torchrun")
         if cfg.batch_size % (dist.world_size * cfg.grad_accum):
             raise UsageError(f"--batch-size {cfg.batch_size} (the global batch) is not divisible by the "
                              f"{dist.world_size} processes x {cfg.grad_accum} micro-batches")

@@ -62,6 +62,70 @@ def check_out_dir(cfg: CompareConfig) -> None:
                          f"choose another --out or delete it{hint}")
 
 
+def job_devices(device: torch.device, jobs: int, requested: str) -> list[str]:
+    """The device of each of `jobs` parallel runs: round-robin over the visible GPUs for --device auto/cuda, the
+    one device otherwise (several runs may share a GPU)."""
+    if device.type == "cuda" and requested in ("auto", "cuda"):
+        count = torch.cuda.device_count()
+        return [f"cuda:{j % count}" for j in range(jobs)]
+    return [str(device)] * jobs
+
+
+_JOB: dict = {}  # in a job process: its config, data set, device and output folder
+
+
+def _job_start(cfg: CompareConfig, devices, threads: Optional[int]) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    _JOB.update(cfg=cfg, device=torch.device(devices.get()), dataset=load_data(cfg, log=lambda m: None))
+
+
+def _job_run(spec: RunSpec, out_dir: str, env: dict) -> dict:
+    env = {**env, "device": str(_JOB["device"]), "torch_threads": torch.get_num_threads(), "jobs": _JOB["cfg"].jobs}
+    return run_one(spec, _JOB["cfg"], _JOB["dataset"], out_dir, _JOB["device"], env=env, progress=False)
+
+
+def _run_jobs(cfg: CompareConfig, out_dir: Path, device: torch.device, env: dict, log) -> dict:
+    """The comparison's runs, `cfg.jobs` at a time in separate processes (each loads the data once). A budget's
+    TrAct runs start as soon as that budget's lr grid has finished (the baseline's best lr is TrAct's)."""
+    import concurrent.futures as cf
+    import dataclasses
+    import multiprocessing as mp
+    import os
+
+    ctx = mp.get_context("spawn")
+    devices = ctx.Queue()
+    for d in job_devices(device, cfg.jobs, cfg.device):
+        devices.put(d)
+    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // cfg.jobs) if device.type == "cpu" else None)
+    log(f"trainact compare: {cfg.jobs} runs at a time on {', '.join(sorted(set(job_devices(device, cfg.jobs, cfg.device))))}"
+        + (f", {threads} thread(s) each" if device.type == "cpu" else ""))
+    results: dict = {}
+    best: dict = {}
+    with cf.ProcessPoolExecutor(cfg.jobs, mp_context=ctx, initializer=_job_start,
+                                initargs=(cfg, devices, threads)) as pool:
+        pending = {pool.submit(_job_run, spec, str(out_dir), env): spec for spec in grid_runs(cfg)}
+
+        def release() -> None:  # the final runs of every budget whose grid is complete
+            for b in cfg.budgets:
+                one = dataclasses.replace(cfg, budgets=(b,))
+                if b in best or any(spec not in results for spec in grid_runs(one)):
+                    continue
+                best[b] = best_lrs(one, results)[b]
+                for spec in final_runs(one, best):
+                    if spec not in results and spec not in pending.values():
+                        pending[pool.submit(_job_run, spec, str(out_dir), env)] = spec
+
+        release()
+        while pending:
+            done, _ = cf.wait(pending, return_when=cf.FIRST_EXCEPTION)
+            for future in done:
+                spec = pending.pop(future)
+                results[spec] = future.result()["final_top1"]  # a failed run stops the comparison here
+            release()
+    return {b: best[b] for b in cfg.budgets}
+
+
 class PlotError(ValueError):
     """The comparison finished and its summary.json is written, but drawing the plots failed."""
 
@@ -125,20 +189,23 @@ def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.de
             + (f" x{dist.world_size}" if dist.enabled else "") + f", output {out_dir}")
     env = dist.broadcast(env)
 
-    summaries = {}
+    if cfg.jobs > 1:
+        best = _run_jobs(cfg, out_dir, device, env, log)
+    else:
+        summaries = {}
 
-    def run(spec: RunSpec):
-        if spec not in summaries:
-            summaries[spec] = run_one(spec, cfg, dataset, out_dir, device, dist=dist, env=env, log=log)
+        def run(spec: RunSpec):
+            if spec not in summaries:
+                summaries[spec] = run_one(spec, cfg, dataset, out_dir, device, dist=dist, env=env, log=log)
 
-    for spec in grid_runs(cfg):
-        run(spec)
-    best = best_lrs(cfg, {s: v["final_top1"] for s, v in summaries.items()})
+        for spec in grid_runs(cfg):
+            run(spec)
+        best = best_lrs(cfg, {s: v["final_top1"] for s, v in summaries.items()})
+        for spec in final_runs(cfg, best):
+            run(spec)
     if dist.is_main and len(cfg.lrs) > 1:
         log("baseline's best lr per budget (used for TrAct): "
             + ", ".join(f"{b} epochs: {lr:g}" for b, lr in best.items()))
-    for spec in final_runs(cfg, best):
-        run(spec)
 
     summary, plot_error = None, None
     if dist.is_main:

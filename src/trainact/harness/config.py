@@ -41,13 +41,15 @@ DEFAULT_FIRST_LAYER_LR = 0.08
 
 # Fields added after results were collected: config.json carries them only when they differ from the default, so a
 # run with the defaults writes the same bytes as before they existed (and an older file loads with the defaults).
-OPTIONAL_FIELDS = ("image_size", "val_fraction", "loader", "workers", "memory_budget", "milestones", "gamma")
+OPTIONAL_FIELDS = ("image_size", "val_fraction", "loader", "workers", "memory_budget", "milestones", "gamma",
+                   "channels_last", "compile", "jobs")
 
 # Fields that may differ between two invocations writing into the same output directory: adding budgets,
 # seeds, lrs or lambdas adds runs; the rest only changes how runs are executed, not what they compute.
 # `workers` only sets how many processes decode a streamed data set: every image's augmentation is drawn from
 # (seed, epoch, index), so the batches do not depend on it.
 EXTENSIBLE_FIELDS = ("methods", "lams", "budgets", "seeds", "lrs", "lr_grid_seeds", "out", "device", "threads",
+                     "channels_last", "compile", "jobs",
                      "workers")
 
 
@@ -101,6 +103,9 @@ class CompareConfig:
     first_layer_init: str = "default"  # absent from older config.json files: they load as "default"
     # execution
     amp: str = "off"
+    channels_last: bool = False  # model and inputs in channels-last memory format (faster convolutions on GPUs)
+    compile: bool = False  # train through torch.compile(model) (evaluation stays eager)
+    jobs: int = 1  # runs trained side by side, each in its own process
     device: str = "auto"
     eval_every: int = 1
     threads: Optional[int] = None
@@ -141,6 +146,10 @@ class CompareConfig:
         self._check_optimisation()
         self._check_first_layer()
         _check_int("eval_every", self.eval_every, minimum=1)
+        _check_int("jobs", self.jobs, minimum=1)
+        for flag in ("channels_last", "compile"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         if self.threads is not None:
             _check_int("threads", self.threads, minimum=1)
         if not self.out:

@@ -116,40 +116,13 @@ def build_run_model(run: RunSpec, cfg: CompareConfig, dataset, device: torch.dev
     model.to(device)
     first = trainact.find_first_layer(model, example_input=example)
     if cfg.first_layer_init != "default":
+        from trainact.harness.whiten import whiten_first_layer
+
         whiten_first_layer(model, first, cfg, dataset, seed=run.seed)
     if run.method == "tract":
         # with micro-batches, precondition once per step with the statistics of all of them (exact large batch)
         trainact.apply(model, run.lam, layer=first, relative=cfg.relative_lambda, defer=cfg.grad_accum > 1)
     return model, first
-
-
-def whiten_first_layer(model: nn.Module, first: str, cfg: CompareConfig, dataset, *, seed: int) -> None:
-    """airbench's first layer: patch-whitening filters (`trainact.harness.whiten.whiten_`) of a sample of the
-    training images as the loader feeds them (`cfg.input_range`, no augmentation), sampled by `seed` (so the
-    baseline and TrAct of a seed get the same filters); whiten-frozen then stops the weight's gradient."""
-    from trainact.harness.data import ImageDataset, input_affine
-    from trainact.harness.data.images import centre_offset
-    from trainact.harness.whiten import whiten_
-
-    if not isinstance(dataset, ImageDataset):
-        raise ValueError(f"first_layer_init {cfg.first_layer_init!r} samples the training images in memory, but "
-                         f"{dataset.source} is streamed from disk: use --loader memory")
-    layer = model.get_submodule(first)
-    if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or layer.groups != 1:
-        raise ValueError(f"first_layer_init {cfg.first_layer_init!r} needs a convolution (groups=1) as the first "
-                         f"layer; {cfg.model}'s first layer {first!r} is {layer}")
-    scale, shift = input_affine(dataset.mean, dataset.std, cfg.input_range, layer.weight.device)
-    n = dataset.crop_size
-
-    def transform(x: torch.Tensor) -> torch.Tensor:  # the loader's arithmetic, in float32
-        if n is not None:  # --image-size: the unaugmented loader's centre crop of the stored square
-            top, left = centre_offset(x.shape[-2], n), centre_offset(x.shape[-1], n)
-            x = x[..., top : top + n, left : left + n]
-        return x.to(torch.float32) * scale + shift
-
-    whiten_(layer, dataset.train_images, seed=seed, transform=transform)
-    if cfg.first_layer_init == "whiten-frozen":
-        layer.weight.requires_grad_(False)
 
 
 def stream_workers(cfg: CompareConfig) -> int:
@@ -326,6 +299,8 @@ def train_epoch(t: Training, loader, epoch: int, run: RunSpec, cfg: CompareConfi
     _sync(device)
     start = time.perf_counter()
     for i, (x, y) in enumerate(loader.epoch(epoch)):
+        if cfg.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         scale = lr_factor(epoch * steps_per_epoch + i, steps_per_epoch, run.budget, cfg)
         sums += optimizer_step(t, x, y, scale, cfg.grad_accum, dist)
         seen += y.shape[0]
@@ -362,6 +337,8 @@ def _prepare(run: RunSpec, cfg: CompareConfig, dataset, run_dir: Path, device: t
 
     loaders = make_loaders(cfg, dataset, device, run.seed, dist)
     model, first = build_run_model(run, cfg, dataset, device, loaders[1].example(2))
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)  # the same Parameter objects, new strides
     opts = make_optimizers(model, first, run.lr, cfg)
     t = Training(model, model, first, opts, [[g["lr"] for g in o.param_groups] for o in opts],
                  torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
@@ -377,6 +354,8 @@ def _prepare(run: RunSpec, cfg: CompareConfig, dataset, run_dir: Path, device: t
     if dist.enabled:
         t.train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        t.train_model = torch.compile(t.train_model)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         summary_path.unlink(missing_ok=True)
@@ -413,8 +392,9 @@ def _save_epoch(t: Training, run: RunSpec, run_dir: Path, row: dict, history: li
 
 def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.device, *,
             dist: DistEnv = DistEnv(), on_epoch_end: Optional[Callable[[int, dict], None]] = None,
-            env: Optional[dict] = None, log: Callable[[str], None] = _log) -> dict:
+            env: Optional[dict] = None, log: Callable[[str], None] = _log, progress: bool = True) -> dict:
     """Train one run (or continue it from its checkpoint, or skip it if complete); returns its summary.
+    `progress`: a progress bar on a terminal (runs side by side log their epochs only).
 
     `on_epoch_end(epoch, metrics_row)` is called after each epoch's checkpoint is written (tests use it to
     interrupt a run).
@@ -432,7 +412,7 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
     if steps_per_epoch == 0:
         raise ValueError(f"the training set ({dataset.num_train} images) is smaller than one batch "
                          f"per process ({cfg.batch_size // dist.world_size})")
-    show_bar = dist.is_main and sys.stderr.isatty()
+    show_bar = progress and dist.is_main and sys.stderr.isatty()
     bar = tqdm(total=run.budget * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=run.run_id,
                unit="step", leave=False, disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
 
@@ -442,8 +422,12 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
             bar.set_postfix(epoch=f"{epoch + 1}/{run.budget}", loss=f"{sums[0].item() / seen:.3f}",
                             acc=f"{100 * sums[1].item() / seen:.1f}%")
 
+    compiled_before = compile_counts() if cfg.compile else None
     for epoch in range(start_epoch, run.budget):
         stats = train_epoch(t, train_loader, epoch, run, cfg, device, dist, on_step)
+        if compiled_before is not None and epoch == start_epoch and dist.is_main:
+            graphs, breaks = (a - b for a, b in zip(compile_counts(), compiled_before))
+            log(f"[{run.run_id}] torch.compile: {graphs} graph(s) compiled, {breaks} graph break(s)")
         evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == run.budget
         top1, top5, eval_seconds = _evaluate_epoch(t, test_loader, dataset, device, dist) if evaluated else (
             None, None, 0.0)
@@ -472,6 +456,13 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     dist.barrier()
     return summary
+
+
+def compile_counts() -> tuple[int, int]:
+    """(graphs compiled, graph breaks) so far in this process, from dynamo's counters."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
 
 
 def summarize_run(run: RunSpec, history: list, *, images_per_epoch: int, first_layer: str) -> dict:

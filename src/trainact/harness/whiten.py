@@ -28,14 +28,17 @@ TrAct whitens the first layer's *gradient* with the patch covariance; airbench i
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch import nn
 
 from trainact.patches import geometry_of, gram
 
-__all__ = ["DEFAULT_EPS", "DEFAULT_NUM_IMAGES", "patch_covariance", "whitening_filters", "whiten_"]
+if TYPE_CHECKING:
+    from trainact.harness.config import CompareConfig
+
+__all__ = ["DEFAULT_EPS", "DEFAULT_NUM_IMAGES", "patch_covariance", "whitening_filters", "whiten_", "whiten_first_layer"]
 
 DEFAULT_EPS = 5e-4  # airbench's eps, in the units of Σ (standardised inputs)
 DEFAULT_NUM_IMAGES = 5000  # airbench's sample size
@@ -149,3 +152,31 @@ def whiten_(
     if conv.bias is not None:
         conv.bias.zero_()
     return e
+
+
+def whiten_first_layer(model: nn.Module, first: str, cfg: CompareConfig, dataset, *, seed: int) -> None:
+    """airbench's first layer: patch-whitening filters (`trainact.harness.whiten.whiten_`) of a sample of the
+    training images as the loader feeds them (`cfg.input_range`, no augmentation), sampled by `seed` (so the
+    baseline and TrAct of a seed get the same filters); whiten-frozen then stops the weight's gradient."""
+    from trainact.harness.data import ImageDataset, input_affine
+    from trainact.harness.data.images import centre_offset
+
+    if not isinstance(dataset, ImageDataset):
+        raise ValueError(f"first_layer_init {cfg.first_layer_init!r} samples the training images in memory, but "
+                         f"{dataset.source} is streamed from disk: use --loader memory")
+    layer = model.get_submodule(first)
+    if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or layer.groups != 1:
+        raise ValueError(f"first_layer_init {cfg.first_layer_init!r} needs a convolution (groups=1) as the first "
+                         f"layer; {cfg.model}'s first layer {first!r} is {layer}")
+    scale, shift = input_affine(dataset.mean, dataset.std, cfg.input_range, layer.weight.device)
+    n = dataset.crop_size
+
+    def transform(x: torch.Tensor) -> torch.Tensor:  # the loader's arithmetic, in float32
+        if n is not None:  # --image-size: the unaugmented loader's centre crop of the stored square
+            top, left = centre_offset(x.shape[-2], n), centre_offset(x.shape[-1], n)
+            x = x[..., top : top + n, left : left + n]
+        return x.to(torch.float32) * scale + shift
+
+    whiten_(layer, dataset.train_images, seed=seed, transform=transform)
+    if cfg.first_layer_init == "whiten-frozen":
+        layer.weight.requires_grad_(False)

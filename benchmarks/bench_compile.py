@@ -1,0 +1,122 @@
+"""TrAct's overhead under torch.compile against its overhead in eager mode, interleaved in one run.
+
+    python benchmarks/bench_compile.py                         # writes benchmarks/results/compile-cpu.json
+    python benchmarks/bench_compile.py --device cuda --mode max-autotune-no-cudagraphs
+
+Four variants of one training step (forward, backward, SGD step) per case: plain eager, TrAct eager, plain
+compiled, TrAct compiled (`torch.compile(model, fullgraph=True, mode=--mode)`; compilation happens in the warm-up).
+Every repetition runs each variant once in a rotating order; TrAct's extra time is the median over repetitions of
+the paired ratio TrAct / plain - 1 within the same mode (and repetition), with its interquartile range.
+
+  cnn   Conv2d(3, 32, 3, padding 1) + BN + ReLU, Conv2d(32, 64, 3, stride 2) + BN + ReLU, pool, Linear: batch 128, 32 px
+  vit   ViT-CIFAR at hidden size 192, 2 layers (a Linear patch embedding of 8x8 patches): batch 128, 32 px
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_overhead import _iqr  # noqa: E402
+from common import RESULTS, machine_info, write_result  # noqa: E402
+
+import trainact  # noqa: E402
+from trainact.harness.env import resolve_device  # noqa: E402
+
+VARIANTS = ("plain-eager", "trainact-eager", "plain-compiled", "trainact-compiled")
+
+
+def cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
+def vit() -> nn.Module:
+    from trainact.harness.models import build_model
+
+    return build_model("vit", num_classes=10, dim=192, depth=2, heads=3)
+
+
+CASES = {"cnn": cnn, "vit": vit}
+
+
+def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device, mode: str) -> dict:
+    torch.manual_seed(seed)
+    base = CASES[name]().to(device)
+    x = torch.randn(128, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (128,), device=device)
+    first = trainact.find_first_layer(base, example_input=x[:2])
+    steps = {}
+    for variant in VARIANTS:
+        model = copy.deepcopy(base)
+        if variant.startswith("trainact"):
+            trainact.apply(model, 0.1, layer=first)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        run = torch.compile(model, fullgraph=True, mode=mode) if variant.endswith("compiled") else model
+
+        def step(run=run, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(run(x), y).backward()
+            opt.step()
+
+        steps[variant] = step
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for rep in range(warmup + reps):
+        for variant in VARIANTS[rep % 4:] + VARIANTS[:rep % 4]:
+            sync()
+            start = time.perf_counter()
+            steps[variant]()
+            sync()
+            if rep >= warmup:
+                times[variant].append(time.perf_counter() - start)
+    result = {"case": name, "device": str(device), "mode": mode, "reps": reps, "warmup": warmup,
+              "median_ms": {v: 1e3 * statistics.median(t) for v, t in times.items()}}
+    for kind in ("eager", "compiled"):
+        ratios = [a / b - 1 for a, b in zip(times[f"trainact-{kind}"], times[f"plain-{kind}"])]
+        result[f"extra_{kind}"], result[f"extra_{kind}_iqr"] = statistics.median(ratios), _iqr(ratios)
+    ms = result["median_ms"]
+    print(f"{name:4s} plain eager {ms['plain-eager']:7.2f} ms, compiled {ms['plain-compiled']:7.2f} ms | TrAct's "
+          f"extra: eager {result['extra_eager']:+.1%}, compiled {result['extra_compiled']:+.1%}", flush=True)
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of %(default)s")
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=3, help="repetitions not timed (the first one compiles)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--mode", default="default", help="torch.compile mode (default: %(default)s)")
+    p.add_argument("--out", default=None, help="result file (default: benchmarks/results/compile-DEVICE.json)")
+    a = p.parse_args(argv)
+    try:
+        device = resolve_device(a.device)
+    except (ValueError, RuntimeError) as e:
+        p.error(str(e))
+    cases = [c for c in a.cases.split(",") if c]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    if a.reps < 1 or a.warmup < 1:
+        p.error(f"--reps and --warmup must be at least 1, got {a.reps} and {a.warmup}")
+    torch.set_num_threads(a.threads)
+    results = [run_case(c, a.reps, a.warmup, a.seed, device, a.mode) for c in cases]
+    out = a.out or os.path.join(RESULTS, f"compile-{device.type}.json")
+    write_result(out, {"benchmark": "compile", "command": " ".join(sys.argv), "seed": a.seed,
+                       **machine_info(device), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
