@@ -400,13 +400,15 @@ def compare(name: str, args: list, log) -> int:
     return subprocess.call([*launcher(name), *args], stdout=log, stderr=log)
 
 
-def run(names: list, root: Path, budgets: Optional[str] = None, device: Optional[str] = None) -> int:
+def run(names: list, root: Path, budgets: Optional[str] = None, device: Optional[str] = None, jobs: int = 1) -> int:
     for name in names:
         with_budgets(name, command(name), budgets)  # unknown names and budgets fail before anything runs
         check_data(name)
     for name in names:
         copied = reuse_runs(name, root)
         args = with_device(with_budgets(name, command(name, root, out=str(root / name)), budgets), device)
+        if jobs > 1:  # an execution setting, like the device: the runs are the same
+            args = args + ["--jobs", str(jobs)]
         print(f"== {name}: trainact compare {shlex.join(args)}" + (f" ({copied} runs reused)" if copied else ""),
               flush=True)
         root.mkdir(parents=True, exist_ok=True)
@@ -549,7 +551,9 @@ def main(argv=None) -> int:
                                      "(the rest later; collect reports them as missing)")
     p.add_argument("--device", help="run: train on this device (cpu, cuda, cuda:N) instead of the experiment's own")
     p.add_argument("--minutes", type=float, help="plan: the GPU minutes to fill with whole runs")
-    p.add_argument("--jobs", type=int, default=1, help="plan: runs side by side on the GPU (default: 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run: train N runs of each experiment side by side (trainact compare --jobs); plan: runs side "
+                        "by side on the GPU (default: 1)")
     a = p.parse_args(argv)
     for option, value in (("--budgets", a.budgets), ("--device", a.device)):
         if value is not None and a.action != "run":
@@ -579,7 +583,9 @@ def main(argv=None) -> int:
         return 0
     if not names:
         p.error("run: name at least one experiment")
-    return run(names, root, a.budgets, a.device)
+    if a.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {a.jobs}")
+    return run(names, root, a.budgets, a.device, a.jobs)
 
 
 if __name__ == "__main__":

@@ -331,3 +331,51 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert all(s["completed"] for s in _summaries(tmp_path / "acc").values())
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_a_killed_rank_ends_the_job_at_once_and_a_rerun_resumes_to_the_same_result(tmp_path):
+    """kill -9 of rank 1 mid-epoch: rank 0 says in one line that it lost rank 1 and the job ends within a minute
+    (no 30-minute collective timeout); the same command then resumes from the last checkpoint, and its results
+    equal those of an uninterrupted run."""
+    import glob
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def command(out):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                "trainact", "compare", "--synthetic", "train_size=1024,test_size=64,image_size=16", "--width", "8",
+                "--batch-size", "32", "--warmup-epochs", "0", "--device", "cpu", "--threads", "1", "--budgets", "3",
+                "--methods", "baseline", "--out", str(out)]
+
+    whole = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, timeout=300, env=env)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    job = subprocess.Popen(command(tmp_path / "cut"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=env)
+    start = time.monotonic()
+    while not glob.glob(str(tmp_path / "cut/b3/*/*/s0/checkpoint.pt")):  # epoch 1 is saved: epoch 2 is running
+        assert job.poll() is None and time.monotonic() - start < 240, "the job ended before its first checkpoint"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    ranks = {}
+    for pid in subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split():
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environ = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+        ranks[int(environ[b"RANK"])] = int(pid)
+    os.kill(ranks[1], signal.SIGKILL)
+    killed = time.monotonic()
+    output, _ = job.communicate(timeout=120)
+    assert time.monotonic() - killed < 60 and job.returncode != 0
+    assert "rank 0 lost contact with rank 1 of this 2-process job" in output, output[-3000:]
+    assert "Rerun the same command to resume" in output
+    resumed = subprocess.run(command(tmp_path / "cut"), capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch" in resumed.stdout + resumed.stderr
+    for run in ("b3/baseline/lr0.08/s0",):
+        rows = [[{k: v for k, v in json.loads(line).items() if k not in ("seconds", "eval_seconds")}
+                 for line in (tmp_path / folder / run / "metrics.jsonl").read_text().splitlines()]
+                for folder in ("whole", "cut")]
+        assert rows[0] == rows[1] and len(rows[0]) == 3

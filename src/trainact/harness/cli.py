@@ -392,6 +392,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             compare.run_compare(cfg, dist=dist, device=device)
         except OutDirLocked as err:
             raise UsageError(str(err)) from None
+        except RuntimeError as err:
+            if not (dist.enabled and env.peer_lost(err)):
+                raise
+            other = f"rank {1 - dist.rank}" if dist.world_size == 2 else "another rank"
+            raise ValueError(
+                f"rank {dist.rank} lost contact with {other} of this {dist.world_size}-process job "
+                f"({env.peer_lost(err)}): that process died or was killed (torchrun's summary "
+                f"names it). Rerun the same command to resume from the last finished epoch") from None
     finally:
         env.shutdown_distributed()
     return 0

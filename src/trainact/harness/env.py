@@ -88,6 +88,17 @@ def init_distributed(device_name: str) -> tuple[DistEnv, torch.device]:
     return env, device
 
 
+def peer_lost(err: BaseException) -> str:
+    """What failed, when a collective failed because another process of the job went away (killed, crashed, node
+    lost); "" otherwise."""
+    text = str(err)
+    for phrase in ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Connection refused"):
+        if phrase in text:
+            return phrase
+    dist_error = getattr(torch.distributed, "DistError", ())
+    return f"{type(err).__name__}: {text.strip().splitlines()[-1][:120]}" if isinstance(err, dist_error) else ""
+
+
 def shutdown_distributed() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
