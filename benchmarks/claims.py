@@ -113,6 +113,9 @@ def trend(change: Paired) -> str:
     return {1: "grows", -1: "fades", 0: "no clear change"}[change.side()]
 
 
+TREND_VERB = {"grows": "grows", "fades": "fades", "no clear change": "shows no clear change"}  # "the gain …"
+
+
 # ---------------------------------------------------------------------------------------------- data
 class Source(Protocol):
     def top1(self, name: str, budget: int, label: str, key: str = "final_top1") -> dict:
@@ -201,6 +204,15 @@ def _claim(claim: str, paper: str, measured: str, parts: Sequence[Paired], sign:
 
 
 PAPER_LAMS = (0.05, 0.1, 0.2)  # the paper's λ grid (Fig. 3, Fig. 4)
+FIG3_SGD = ("Fig. 3 (ResNet-18 CIFAR-10, SGD, 100–800 ep, λ ∈ {0.05, 0.1, 0.2}): TrAct better in every setting; "
+            "TrAct@100 better than baseline@800 (≥ 8×)")
+FIG3_ADAM = "Fig. 3 (Adam): TrAct better in every setting; TrAct@100 ≈ baseline@400, TrAct@200 ≈ baseline@800 (4×)"
+FIG3_SGD_LR = "Fig. 3 (SGD, lr 0.08, batch 128): TrAct better in every setting"
+# The two CIFAR ResNet protocols run here differ in two things only: the authors' code puts a 3x3/2 max-pool after
+# the stem and uses no weight decay; our variant has no max-pool and weight decay 5e-4.
+OUR_VARIANT, AUTHORS_PROTOCOL = "our CIFAR variant", "authors' protocol"
+OUR_VARIANT_LONG = f"{OUR_VARIANT}: no max-pool, weight decay 5e-4"
+AUTHORS_PROTOCOL_LONG = f"{AUTHORS_PROTOCOL}: max-pool stem, no weight decay"
 
 
 def _label(lam: float) -> str:
@@ -272,7 +284,7 @@ def curve_claim(src: Source, names, title: str, paper: str) -> Optional[Claim]:
 def _change(parts: dict, a: int, b: int) -> str:
     """How the gain changes from budget a to budget b, with both gains and the per-seed change."""
     change = difference(parts[b], parts[a])
-    verb = {"grows": "grows", "fades": "fades", "no clear change": "shows no clear change"}[trend(change)]
+    verb = TREND_VERB[trend(change)]
     return f"{verb} between {a} and {b} epochs ({parts[a].text()} → {parts[b].text()} points; change {change.text()})"
 
 
@@ -324,7 +336,7 @@ def lam_sweep_claim(src: Source, name: str = "lam-sweep") -> Optional[Claim]:
         return None
     each = "; ".join(f"λ = {lam:g}{'' if lam in inside else ' (outside the paper range)'}: {p.text()}"
                      for lam, p in parts.items())
-    return _claim(f"λ sweep (ResNet, SGD, {b} ep)",
+    return _claim(f"λ sweep (ResNet, {OUR_VARIANT}, SGD, {b} ep)",
                   "Fig. 6 (ViT, 200 ep): TrAct above the baseline for every λ in [0.00625, 1.6]",
                   f"TrAct − baseline, points [95 % CI]: {each}; the verdict uses the λ inside the paper's range",
                   list(inside.values()))
@@ -367,7 +379,7 @@ def first_layer_sgd_claim(src: Source, budget: int) -> Optional[Claim]:
     if not (all_adam and mixed):
         return None
     p = paired(mixed, all_adam)
-    return _claim(f"first layer SGD + TrAct, the rest Adam (ResNet, {budget} ep)",
+    return _claim(f"first layer SGD + TrAct, the rest Adam (ResNet, {OUR_VARIANT}, {budget} ep)",
                   "Fig. 9: small improvements over all-Adam TrAct",
                   f"vs all-Adam TrAct, points: {p.text()}", [p])
 
@@ -381,10 +393,110 @@ def lam_one_rows(src: Source) -> list:
             ref = src.top1(name, b, "tract-l0.1")
             if one and base and ref:
                 p, q = paired(one, ref), paired(one, base)
-                out.append(Claim(f"λ = 1, not the paper's λ (ResNet, {opt}, {b} ep)",
+                out.append(Claim(f"λ = 1, not the paper's λ (ResNet, {OUR_VARIANT}, {opt}, {b} ep)",
                                  "not in the paper (its λ are 0.05, 0.1, 0.2)",
                                  f"λ = 1 − λ = 0.1: {p.text()}; λ = 1 − baseline: {q.text()}",
                                  f"not the paper's λ; against the baseline: {verdict([q])}", (q,)))
+    return out
+
+
+# The weight decay x max-pool ablation (experiments wd-pool-<pool>-wd<wd>): the two differences between the protocols,
+# crossed, at SGD lr 0.08, λ = 0.1 and two budgets. Every cell trains the same seeds, so effects pair by seed.
+WD_POOL_BUDGETS = (4, 16)
+WD_POOL_CELLS = {("maxpool", "0"): f"max-pool stem, no weight decay ({AUTHORS_PROTOCOL})",
+                 ("maxpool", "5e-4"): "max-pool stem, weight decay 5e-4",
+                 ("nopool", "0"): "no max-pool, no weight decay",
+                 ("nopool", "5e-4"): f"no max-pool, weight decay 5e-4 ({OUR_VARIANT})"}
+WD_POOL_SETTING = "ResNet, SGD lr 0.08, λ = 0.1"
+NOT_IN_PAPER_WD = "not in the paper (its code: max-pool stem, no weight decay)"
+
+
+def _keyed(parts: dict) -> str:
+    """"4 ep: …; 16 ep: …; change from 4 to 16 ep: …" of {budget or "change": Paired}."""
+    lo, hi = WD_POOL_BUDGETS
+    return "; ".join(f"{f'change from {lo} to {hi} ep' if k == 'change' else f'{k} ep'}: {p.text()}"
+                     for k, p in parts.items())
+
+
+def weight_decay_pool_gains(src: Source) -> dict:
+    """{(pool, wd): {budget: paired TrAct − baseline, "change": its per-seed change from 4 to 16 ep}} of the cells
+    with data (the change where both budgets have it)."""
+    lo, hi = WD_POOL_BUDGETS
+    out = {}
+    for pool, wd in WD_POOL_CELLS:
+        gains = {b: p for b, p in tract_vs_baseline(src, f"wd-pool-{pool}-wd{wd}").items() if b in WD_POOL_BUDGETS}
+        if lo in gains and hi in gains:
+            gains["change"] = difference(gains[hi], gains[lo])
+        if gains:
+            out[(pool, wd)] = gains
+    return out
+
+
+def weight_decay_pool_effects(src: Source) -> dict:
+    """{(factor, setting): {budget or "change": Paired}}, per seed: ("weight decay", pool): the gain without weight
+    decay − the gain with it; ("max-pool", wd): the gain with the max-pool − the gain without it."""
+    gains = weight_decay_pool_gains(src)
+    pairs = {("weight decay", pool): ((pool, "0"), (pool, "5e-4")) for pool in ("maxpool", "nopool")}
+    pairs.update({("max-pool", wd): (("maxpool", wd), ("nopool", wd)) for wd in ("0", "5e-4")})
+    out = {}
+    for key, (a, b) in pairs.items():
+        effect = {k: difference(p, gains[b][k]) for k, p in gains.get(a, {}).items() if k in gains.get(b, {})}
+        if effect:
+            out[key] = effect
+    return out
+
+
+def weight_decay_user_comparisons(src: Source) -> dict:
+    """{(pool, a, b): {budget: paired a − b}}: for one who trains with weight decay, is TrAct without it better than
+    the baseline with it, and does TrAct itself do better with or without it (same pool, paired by seed)?"""
+    out = {}
+    for pool in ("maxpool", "nopool"):
+        runs = {"TrAct without weight decay": (f"wd-pool-{pool}-wd0", "tract-l0.1"),
+                "TrAct with weight decay": (f"wd-pool-{pool}-wd5e-4", "tract-l0.1"),
+                "baseline with weight decay": (f"wd-pool-{pool}-wd5e-4", "baseline")}
+        for a, b in (("TrAct without weight decay", "baseline with weight decay"),
+                     ("TrAct with weight decay", "TrAct without weight decay")):
+            parts = {}
+            for budget in WD_POOL_BUDGETS:
+                x, y = (src.top1(runs[k][0], budget, runs[k][1]) for k in (a, b))
+                if x and y:
+                    parts[budget] = paired(x, y)
+            if parts:
+                out[(pool, a, b)] = parts
+    return out
+
+
+def _worded(claim: str, measured: str, parts: dict, up: str, down: str) -> Claim:
+    """A row with no claim to reproduce: per budget (or change), which way the interval excludes 0, if it does."""
+    word = {1: up, -1: down, 0: "no clear difference"}
+    words = ", ".join(f"{'change' if k == 'change' else f'{k} ep'}: {word[p.side()]}" for k, p in parts.items())
+    return Claim(f"not in the paper: {claim} ({WD_POOL_SETTING})", NOT_IN_PAPER_WD,
+                 f"{measured}, points [95 % CI]: {_keyed(parts)}", words, tuple(parts.values()))
+
+
+def weight_decay_pool_claims(src: Source) -> list:
+    """The weight decay x max-pool ablation: TrAct − baseline per cell (the paper's "better in every setting"), then,
+    paired by seed, how weight decay and the max-pool move that gain, and TrAct without weight decay against what
+    one training with weight decay has (the baseline with it, TrAct with it)."""
+    out = []
+    for cell, parts in weight_decay_pool_gains(src).items():
+        measured = "TrAct − baseline, points [95 % CI]: " + _keyed(parts)
+        if "change" in parts:
+            measured += f" (the gain {TREND_VERB[trend(parts['change'])]})"
+        out.append(_claim(f"weight decay × max-pool: {WD_POOL_CELLS[cell]} ({WD_POOL_SETTING})", FIG3_SGD_LR,
+                          measured, [p for k, p in parts.items() if k != "change"]))
+    where = {"maxpool": "max-pool stem", "nopool": "no max-pool", "0": "no weight decay", "5e-4": "weight decay 5e-4"}
+    for (factor, setting), parts in weight_decay_pool_effects(src).items():
+        if factor == "weight decay":
+            out.append(_worded(f"weight decay's effect on TrAct's gain, {where[setting]}",
+                               "gain without − gain with weight decay", parts,
+                               "larger without weight decay", "larger with weight decay"))
+        else:
+            out.append(_worded(f"the max-pool's effect on TrAct's gain, {where[setting]}",
+                               "gain with − gain without the max-pool", parts,
+                               "larger with the max-pool", "larger without the max-pool"))
+    for (pool, a, b), parts in weight_decay_user_comparisons(src).items():
+        out.append(_worded(f"{a} vs {b}, {where[pool]}", f"{a} − {b}", parts, f"{a} better", f"{b} better"))
     return out
 
 
@@ -416,7 +528,7 @@ def whitening_claims(src: Source) -> list:
     for b, pairs in whitening_comparisons(src).items():
         for (x, y), p in pairs.items():  # no claim to reproduce: the verdict names the better one, if any
             word = {1: f"{x} better", -1: f"{y} better", 0: "no clear difference"}[p.side()]
-            out.append(Claim(f"not in the paper: {x} vs {y} (ResNet, SGD, {b} ep)",
+            out.append(Claim(f"not in the paper: {x} vs {y} (ResNet, {OUR_VARIANT}, SGD, {b} ep)",
                              "not in the paper (airbench's patch-whitened first layer)",
                              f"{x} − {y}, points: {p.text()}", word, (p,)))
     return out
@@ -482,24 +594,23 @@ def across_models(per_model: dict) -> tuple:
 def all_claims(src: Source, *, titles: dict, ablation_budget: int, zoo_models=()) -> list:
     """Every claim row that the collected runs support, in the order of the paper."""
     rows = [
-        curve_claim(src, "fig3-sgd", titles.get("fig3-sgd", "fig3-sgd"),
-                    "Fig. 3 (ResNet-18 CIFAR-10, SGD, 100–800 ep, λ ∈ {0.05, 0.1, 0.2}): TrAct better in every "
-                    "setting; TrAct@100 better than baseline@800 (≥ 8×)"),
-        curve_claim(src, "fig3-adam", titles.get("fig3-adam", "fig3-adam"),
-                    "Fig. 3 (Adam): TrAct better in every setting; TrAct@100 ≈ baseline@400, TrAct@200 ≈ "
-                    "baseline@800 (4×)"),
+        curve_claim(src, "fig3-sgd", titles.get("fig3-sgd", "fig3-sgd"), FIG3_SGD),
+        curve_claim(src, ("fig3-sgd-authors", "fig3-sgd-authors-32"),
+                    titles.get("fig3-sgd-authors", "fig3-sgd-authors"), FIG3_SGD),
+        curve_claim(src, "fig3-adam", titles.get("fig3-adam", "fig3-adam"), FIG3_ADAM),
+        curve_claim(src, "fig3-adam-authors", titles.get("fig3-adam-authors", "fig3-adam-authors"), FIG3_ADAM),
         curve_claim(src, ("fig4-vit", "fig4-vit-lam"), titles.get("fig4-vit", "fig4-vit"),
                     "Fig. 4 (ViT CIFAR-10): TrAct better for all λ; TrAct@200 ≈ baseline@400 (2×)"),
-        curve_claim(src, "gpu-resnet18", titles.get("gpu-resnet18", "gpu-resnet18"),
-                    "Fig. 3 (SGD, lr 0.08, batch 128): TrAct better in every setting"),
+        curve_claim(src, "gpu-resnet18", titles.get("gpu-resnet18", "gpu-resnet18"), FIG3_SGD_LR),
         curve_claim(src, "gpu-vit", titles.get("gpu-vit", "gpu-vit"),
                     "Fig. 4 (ViT CIFAR-10, hidden 384, 7 layers): TrAct better for all λ"),
         lam_sweep_claim(src),
-        lam_trend_claim(src, "fig3-sgd", "ResNet, SGD"),
+        lam_trend_claim(src, "fig3-sgd", f"ResNet, SGD, {OUR_VARIANT}"),
         lam_trend_claim(src, ("fig4-vit", "fig4-vit-lam"), "ViT"),
         *lam_one_rows(src),
         *ablation_claims(src, ablation_budget),
         first_layer_sgd_claim(src, ablation_budget),
+        *weight_decay_pool_claims(src),
         *whitening_claims(src),
         *zoo_claims(src, zoo_models),
     ]

@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import statistics
+from typing import Optional
 
 import claims
 from common import describe
@@ -19,7 +20,8 @@ from trainact.harness.results import pm, stats
 EXPERIMENT_TITLES = {name: e["title"] for name, e in EXPERIMENTS.items()}
 
 
-CURVES = ("fig3-sgd", "fig3-adam", "fig4-vit")  # budgets 1:2:4:8, with a speed-up per TrAct budget
+# budgets 1:2:4:8(:16), with a speed-up per TrAct budget; the ResNet curves in both CIFAR protocols
+CURVES = ("fig3-sgd", "fig3-sgd-authors", "fig3-adam", "fig3-adam-authors", "fig4-vit")
 
 
 def load_experiment(name: str):
@@ -100,7 +102,9 @@ def unused_runs(name: str, top: dict, summary: dict) -> str:
             "test top-1 %, mean over their seeds): " + "; ".join(parts) + ".")
 
 
-SHARED_BASELINE = {"fig4-vit": ("fig4-vit", "fig4-vit-lam")}  # experiments whose λ grid lives in another
+# experiments whose λ grid, or longer baseline budget, lives in another
+SHARED_BASELINE = {"fig4-vit": ("fig4-vit", "fig4-vit-lam"),
+                   "fig3-sgd-authors": ("fig3-sgd-authors", "fig3-sgd-authors-32")}
 
 
 def paired_gains(name: str) -> dict:
@@ -269,8 +273,8 @@ def whitening_sentence(src=None) -> list[str]:
         clear = [f"{x} over {y}" if p.side() > 0 else f"{y} over {x}" for (x, y), p in shown.items() if p.side()]
         parts.append(f"at {b} epochs " + ", ".join(f"{x} − {y} {p.text()}" for (x, y), p in shown.items())
                      + (f" (clear: {', '.join(clear)})" if clear else " (no clear difference)"))
-    return ["Not in the paper — TrAct against airbench's patch-whitened first layer (CIFAR ResNet, SGD; points "
-            "[95 % t interval], paired per seed): " + "; ".join(parts) + ".", ""]
+    return ["Not in the paper — TrAct against airbench's patch-whitened first layer (CIFAR ResNet, "
+            f"{claims.OUR_VARIANT}, SGD; points [95 % t interval], paired per seed): " + "; ".join(parts) + ".", ""]
 
 
 def zoo_section(src=None) -> list[str]:
@@ -340,20 +344,56 @@ def claims_table() -> list[str]:
                                              ablation_budget=ABLATION_BUDGET))
 
 
-TRENDS = (("fig3-sgd", "ResNet, SGD"), ("fig3-adam", "ResNet, Adam"), (("fig4-vit", "fig4-vit-lam"), "ViT"),
-          ("gpu-resnet18", "ResNet-18 on all of CIFAR-10, the paper's protocol (GPU)"))
+_OURS, _AUTHORS = claims.OUR_VARIANT_LONG, claims.AUTHORS_PROTOCOL_LONG
+TRENDS = (("fig3-sgd", f"ResNet, SGD ({_OURS})"),
+          (("fig3-sgd-authors", "fig3-sgd-authors-32"), f"ResNet, SGD ({_AUTHORS})"),
+          ("fig3-adam", f"ResNet, Adam ({_OURS})"), ("fig3-adam-authors", f"ResNet, Adam ({_AUTHORS})"),
+          (("fig4-vit", "fig4-vit-lam"), "ViT"), ("gpu-resnet18", f"ResNet-18 on all of CIFAR-10, GPU ({_OURS})"))
 
 
-def trend_sentences() -> list[str]:
-    """One sentence per curve experiment: does TrAct's gain grow, hold or fade with the budget."""
-    src = claims.Collected(experiments.COLLECTED)
-    found = [claims.trend_sentence(src, names, what) for names, what in TRENDS]
+def trend_sentences(src=None) -> list[str]:
+    """One sentence per curve experiment: does TrAct's gain grow, hold or fade with the budget; then whether weight
+    decay or the max-pool (the two differences between the CIFAR protocols) move that gain."""
+    src = src or claims.Collected(experiments.COLLECTED)
+    found = [claims.trend_sentence(src, names, what) for names, what in TRENDS] + [weight_decay_pool_sentence(src)]
     found = [s for s in found if s]
     if not found:
         return []
     return (["Does the gain last with longer training? (λ = 0.1; points [95 % t interval] over paired seeds; the "
              "change is per seed, the later budget's gain minus the earlier's)", ""] + [f"- {s}" for s in found]
             + [""])
+
+
+_EFFECT_WORDS = {  # (a gain interval off 0, a change interval off 0) -> what the factor does
+    (True, True): "changes TrAct's gain and its change from {lo} to {hi} epochs",
+    (True, False): "changes TrAct's gain, not clearly its change from {lo} to {hi} epochs",
+    (False, True): "changes how TrAct's gain changes from {lo} to {hi} epochs, not clearly the gain at either budget",
+    (False, False): "changes neither TrAct's gain nor its change from {lo} to {hi} epochs clearly"}
+
+
+def weight_decay_pool_sentence(src=None) -> Optional[str]:
+    """One sentence on the weight decay x max-pool ablation: does each factor move TrAct's gain at 4 and 16 epochs
+    and its change between them (paired per seed)? None until every cell has 2 paired seeds at both budgets."""
+    src = src or claims.Collected(experiments.COLLECTED)
+    lo, hi = claims.WD_POOL_BUDGETS
+    gains = claims.weight_decay_pool_gains(src)
+    if len(gains) < len(claims.WD_POOL_CELLS) or any(b not in g or g[b].n < 2
+                                                     for g in gains.values() for b in (lo, hi)):
+        return None
+    effects = claims.weight_decay_pool_effects(src)
+    clauses = []
+    for factor, key, diff, settings in (
+            ("weight decay", "weight decay", "without − with weight decay",
+             {"maxpool": "with the max-pool", "nopool": "without the max-pool"}),
+            ("the max-pool", "max-pool", "with − without the max-pool",
+             {"0": "without weight decay", "5e-4": "with weight decay 5e-4"})):
+        per = {label: effects[(key, s)] for s, label in settings.items()}
+        off = (any(p[b].side() for p in per.values() for b in (lo, hi)), any(p["change"].side() for p in per.values()))
+        clauses.append(f"{factor} {_EFFECT_WORDS[off].format(lo=lo, hi=hi)} (TrAct's gain {diff}: " + "; ".join(
+            f"{label} {lo} ep {p[lo].text()}, {hi} ep {p[hi].text()}, change {p['change'].text()}"
+            for label, p in per.items()) + ")")
+    return (f"Not in the paper — weight decay × max-pool ({claims.WD_POOL_SETTING}; points [95 % t interval], "
+            "paired per seed): " + "; ".join(clauses) + ".")
 
 
 def reproducibility_section(src=None) -> list[str]:

@@ -253,3 +253,131 @@ def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice
     assert "+1.00 (1 model, no interval) points on average over 1 model " in text
     assert text.endswith("under twice chance (20 %), so their gain says little: b.")
     assert experiment_tables.zoo_sentence(FakeSource({})) == []
+
+
+def test_titles_and_curve_rows_name_the_cifar_protocol():
+    import experiments
+
+    ours, authors = claims.OUR_VARIANT_LONG, claims.AUTHORS_PROTOCOL_LONG
+    assert ours == "our CIFAR variant: no max-pool, weight decay 5e-4"
+    assert authors == "authors' protocol: max-pool stem, no weight decay"
+    for name in ("fig3-sgd", "fig3-adam", "gpu-resnet18"):
+        title = experiments.EXPERIMENTS[name]["title"]
+        assert ours in title and "authors" not in title
+    for name in ("fig3-sgd-authors", "fig3-sgd-authors-32", "fig3-adam-authors"):
+        assert authors in experiments.EXPERIMENTS[name]["title"]
+    three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
+    src = FakeSource({("fig3-sgd-authors", 16, "baseline"): three(70, 70, 70),
+                      ("fig3-sgd-authors", 16, "tract-l0.1"): three(72, 72.5, 73),
+                      ("fig3-sgd-authors-32", 32, "baseline"): three(71, 71, 71),
+                      ("fig3-sgd-authors-32", 32, "tract-l0.1"): three(71, 71.5, 72),
+                      ("fig3-adam-authors", 1, "baseline"): three(40, 40, 40),
+                      ("fig3-adam-authors", 1, "tract-l0.1"): three(41, 41, 41)})
+    titles = {"fig3-sgd-authors": "SGD, authors", "fig3-adam-authors": "Adam, authors"}
+    sgd, adam = claims.all_claims(src, titles=titles, ablation_budget=2)
+    assert (sgd.claim, sgd.paper, adam.claim, adam.paper) == ("SGD, authors", claims.FIG3_SGD,
+                                                              "Adam, authors", claims.FIG3_ADAM)
+    # gains 2, 2.5, 3 at 16 ep and 0, 0.5, 1 at 32 ep; TrAct@16 − baseline@32 (the 32-epoch experiment's): 1, 1.5, 2
+    assert "16 ep: +2.50 [+1.26, +3.74]; 32 ep: +0.50 [-0.74, +1.74]." in sgd.measured
+    assert "TrAct (λ = 0.1)@B − baseline@kB: 16@32 ep: +1.50 [+0.26, +2.74]." in sgd.measured
+    assert adam.row()[2].endswith("λ = 0.1: 1 ep: +1.00 [+1.00, +1.00]. (3 seeds)") and adam.verdict == REPRODUCED
+    assert claims.all_claims(FakeSource({}), titles=titles, ablation_budget=2) == []
+
+
+def _wd_pool_source(cells: dict) -> FakeSource:
+    """{(pool, wd): (baseline@4, TrAct@4, baseline@16, TrAct@16)}, each a tuple of seed 0, 1, 2's top-1."""
+    data = {}
+    for (pool, wd), runs in cells.items():
+        keys = ((4, "baseline"), (4, "tract-l0.1"), (16, "baseline"), (16, "tract-l0.1"))
+        for (budget, label), acc in zip(keys, runs):
+            data[(f"wd-pool-{pool}-wd{wd}", budget, label)] = dict(enumerate(acc))
+    return FakeSource(data)
+
+
+WD_POOL = {  # TrAct − baseline per seed: 4 ep / 16 ep / change
+    ("maxpool", "0"): ((50,) * 3, (53, 54, 55), (70,) * 3, (72, 72.5, 73)),  # 3, 4, 5 / 2, 2.5, 3 / -1, -1.5, -2
+    ("maxpool", "5e-4"): ((52,) * 3, (53, 53.5, 54), (75,) * 3, (75, 75.5, 76)),  # 1, 1.5, 2 / 0, 0.5, 1 / -1, -1, -1
+    ("nopool", "0"): ((48,) * 3, (50, 51, 52), (68,) * 3, (69,) * 3),  # 2, 3, 4 / 1, 1, 1 / -1, -2, -3
+    ("nopool", "5e-4"): ((51,) * 3, (52,) * 3, (74,) * 3, (74, 74.5, 75)),  # 1, 1, 1 / 0, 0.5, 1 / -1, -0.5, 0
+}
+
+
+def test_the_weight_decay_pool_claims_pair_every_difference_by_seed():
+    rows = {r.claim: r for r in claims.weight_decay_pool_claims(_wd_pool_source(WD_POOL))}
+    assert len(rows) == 4 + 4 + 4
+    setting = "(ResNet, SGD lr 0.08, λ = 0.1)"
+    cell = rows[f"weight decay × max-pool: max-pool stem, no weight decay (authors' protocol) {setting}"]
+    # gains 3, 4, 5 (± 4.303 / √3) and 2, 2.5, 3; their change -1, -1.5, -2 lies below 0
+    assert cell.measured == ("TrAct − baseline, points [95 % CI]: 4 ep: +4.00 [+1.52, +6.48]; 16 ep: +2.50 "
+                             "[+1.26, +3.74]; change from 4 to 16 ep: -1.50 [-2.74, -0.26] (the gain fades)")
+    assert cell.verdict == REPRODUCED and cell.paper == claims.FIG3_SGD_LR and len(cell.parts) == 2
+    # weight decay's effect with the max-pool, per seed: 4 ep (3 − 1, 4 − 1.5, 5 − 2) = 2, 2.5, 3;
+    # 16 ep (2 − 0, 2.5 − 0.5, 3 − 1) = 2, 2, 2; change (−1 − −1, −1.5 − −1, −2 − −1) = 0, −0.5, −1
+    wd = rows[f"not in the paper: weight decay's effect on TrAct's gain, max-pool stem {setting}"]
+    assert wd.measured == ("gain without − gain with weight decay, points [95 % CI]: 4 ep: +2.50 [+1.26, +3.74]; "
+                           "16 ep: +2.00 [+2.00, +2.00]; change from 4 to 16 ep: -0.50 [-1.74, +0.74]")
+    assert wd.row()[3] == ("4 ep: larger without weight decay, 16 ep: larger without weight decay, change: no clear "
+                           "difference (2 of 3 intervals above 0, 0 below)")
+    # the max-pool's effect without weight decay: 4 ep (3 − 2, 4 − 3, 5 − 4) = 1, 1, 1; 16 ep 1, 1.5, 2
+    pool = rows[f"not in the paper: the max-pool's effect on TrAct's gain, no weight decay {setting}"]
+    assert "4 ep: +1.00 [+1.00, +1.00]; 16 ep: +1.50 [+0.26, +2.74]; change from 4 to 16 ep: +0.50 [-0.74, +1.74]" \
+        in pool.measured
+    # TrAct without weight decay − the baseline with it (max-pool): 4 ep 1, 2, 3; 16 ep −3, −2.5, −2
+    user = rows[f"not in the paper: TrAct without weight decay vs baseline with weight decay, max-pool stem {setting}"]
+    assert user.measured.endswith("4 ep: +2.00 [-0.48, +4.48]; 16 ep: -2.50 [-3.74, -1.26]")
+    assert user.verdict == "4 ep: no clear difference, 16 ep: baseline with weight decay better"
+    own = rows[f"not in the paper: TrAct with weight decay vs TrAct without weight decay, max-pool stem {setting}"]
+    assert own.measured.endswith("4 ep: -0.50 [-1.74, +0.74]; 16 ep: +3.00 [+3.00, +3.00]")  # 0, −.5, −1 / 3, 3, 3
+    # a cell with one budget only: its gain, no change, and no effect on the change
+    partial = {k: v[:2] for k, v in WD_POOL.items() if k[0] == "maxpool"}
+    rows = claims.weight_decay_pool_claims(_wd_pool_source(partial))
+    assert [r.claim.split(" (")[0] for r in rows] == [
+        "weight decay × max-pool: max-pool stem, no weight decay", "weight decay × max-pool: max-pool stem, weight "
+        "decay 5e-4", "not in the paper: weight decay's effect on TrAct's gain, max-pool stem",
+        "not in the paper: TrAct without weight decay vs baseline with weight decay, max-pool stem",
+        "not in the paper: TrAct with weight decay vs TrAct without weight decay, max-pool stem"]
+    assert "change" not in rows[2].measured and rows[2].measured.endswith("4 ep: +2.50 [+1.26, +3.74]")
+    assert claims.weight_decay_pool_claims(FakeSource({})) == []
+
+
+def test_the_weight_decay_pool_sentence_waits_for_two_seeds_in_every_cell():
+    import experiment_tables
+
+    s = experiment_tables.weight_decay_pool_sentence(_wd_pool_source(WD_POOL))
+    assert s == ("Not in the paper — weight decay × max-pool (ResNet, SGD lr 0.08, λ = 0.1; points [95 % t interval], "
+                 "paired per seed): weight decay changes TrAct's gain, not clearly its change from 4 to 16 epochs "
+                 "(TrAct's gain without − with weight decay: with the max-pool 4 ep +2.50 [+1.26, +3.74], 16 ep +2.00 "
+                 "[+2.00, +2.00], change -0.50 [-1.74, +0.74]; without the max-pool 4 ep +2.00 [-0.48, +4.48], 16 ep "
+                 "+0.50 [-0.74, +1.74], change -1.50 [-5.23, +2.23]); the max-pool changes TrAct's gain, not clearly "
+                 "its change from 4 to 16 epochs (TrAct's gain with − without the max-pool: without weight decay "
+                 "4 ep +1.00 [+1.00, +1.00], 16 ep +1.50 [+0.26, +2.74], change +0.50 [-0.74, +1.74]; with weight "
+                 "decay 5e-4 4 ep +0.50 [-0.74, +1.74], 16 ep +0.00 [+0.00, +0.00], change -0.50 [-1.74, +0.74]).")
+    same = _wd_pool_source({k: WD_POOL[("maxpool", "0")] for k in WD_POOL})  # every cell alike: no effect at all
+    assert experiment_tables.weight_decay_pool_sentence(same).count(
+        "changes neither TrAct's gain nor its change from 4 to 16 epochs clearly") == 2
+    missing_cell = {k: v for k, v in WD_POOL.items() if k != ("nopool", "0")}
+    missing_budget = {**WD_POOL, ("nopool", "0"): WD_POOL[("nopool", "0")][:2]}
+    one_seed = _wd_pool_source(WD_POOL)
+    one_seed.data[("wd-pool-maxpool-wd5e-4", 16, "tract-l0.1")] = {0: 75.0}
+    for src in (_wd_pool_source(missing_cell), _wd_pool_source(missing_budget), one_seed, FakeSource({})):
+        assert experiment_tables.weight_decay_pool_sentence(src) is None
+
+
+def test_the_trend_sentences_say_which_protocol_each_used():
+    import experiment_tables
+
+    three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
+    base, gains = three(50, 50, 50), three(52, 52.5, 53)
+    src = _wd_pool_source(WD_POOL)
+    for name, budget in (("fig3-sgd", 1), ("fig3-sgd", 2), ("fig3-sgd-authors", 16), ("fig3-sgd-authors-32", 32),
+                         ("fig3-adam-authors", 1), ("fig3-adam-authors", 2)):
+        src.data[(name, budget, "baseline")], src.data[(name, budget, "tract-l0.1")] = base, gains
+    lines = experiment_tables.trend_sentences(src)
+    bullets = [line for line in lines if line.startswith("- ")]
+    assert [b.split(": TrAct's gain")[0] for b in bullets[:3]] == [
+        "- ResNet, SGD (our CIFAR variant: no max-pool, weight decay 5e-4)",
+        "- ResNet, SGD (authors' protocol: max-pool stem, no weight decay)",
+        "- ResNet, Adam (authors' protocol: max-pool stem, no weight decay)"]
+    assert "between 16 and 32 epochs" in bullets[1]  # the 32-epoch budget comes from fig3-sgd-authors-32
+    assert bullets[3].startswith("- Not in the paper — weight decay × max-pool") and len(bullets) == 4
+    assert experiment_tables.trend_sentences(FakeSource({})) == []

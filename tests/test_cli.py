@@ -379,3 +379,10 @@ def test_a_killed_rank_ends_the_job_at_once_and_a_rerun_resumes_to_the_same_resu
                  for line in (tmp_path / folder / run / "metrics.jsonl").read_text().splitlines()]
                 for folder in ("whole", "cut")]
         assert rows[0] == rows[1] and len(rows[0]) == 3
+
+
+def test_version_is_the_packages():
+    import trainact
+
+    r = subprocess.run([sys.executable, "-m", "trainact", "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"trainact {trainact.__version__}"

@@ -22,6 +22,7 @@ import sys
 import traceback
 from typing import Callable, Optional, Sequence
 
+from trainact import __version__
 from trainact.harness.config import (AMP_MODES, DEFAULT_MEMORY_BUDGET, DEFAULT_STEP_GAMMA, FIRST_LAYER_INITS,
                                      INPUT_RANGES, LOADERS, OPTIMIZERS, SCHEDULES, CompareConfig)
 
@@ -144,10 +145,11 @@ exit status: 0 success, 2 bad usage (unknown option, bad value, contradictory fl
 def build_parser() -> argparse.ArgumentParser:
     fmt = _HelpFormatter
     parser = argparse.ArgumentParser(
-        prog="trainact", usage="trainact [--debug] {compare,report} ...", description="TrAct (training "
+        prog="trainact", usage="trainact [--version] [--debug] {compare,report} ...", description="TrAct (training "
         "first-layer activations): train with and without TrAct side by side,\nand report what TrAct bought.",
         epilog=EXAMPLES, formatter_class=fmt)
     parser.add_argument("--debug", action="store_true", help="print the full traceback on errors")
+    parser.add_argument("--version", action="version", version=f"trainact {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     c = sub.add_parser(
