@@ -386,3 +386,16 @@ def test_version_is_the_packages():
 
     r = subprocess.run([sys.executable, "-m", "trainact", "--version"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == f"trainact {trainact.__version__}"
+
+
+def test_out_naming_a_file_and_a_subset_larger_than_the_set(tmp_path, capsys):
+    target = tmp_path / "results.txt"
+    target.write_text("keep me")
+    assert main(["compare", *TINY, "--budgets", "1", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {target} is an existing file, not a folder" in err and target.read_text() == "keep me"
+    assert main(["compare", *TINY, "--budgets", "1", "--methods", "baseline", "--train-subset", "5000",
+                 "--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr()
+    assert "--train-subset 5000 is more than the 160 training images there are: training on all 160" in (
+        printed.out + printed.err)

@@ -157,3 +157,38 @@ def test_accelerate_recipe_accumulation_equals_one_large_batch_with_clipping():
     ref = _reference(clip)
     for p, q in zip(accelerator.unwrap_model(net).parameters(), ref.parameters()):
         assert_close(p, q, rtol=1e-10, atol=1e-12)
+
+
+def test_transformers_trainer_accumulation_equals_one_large_batch_with_clipping(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import TrainingArguments
+
+    from trainact.integrations.transformers import TrActTrainer
+
+    class Net(nn.Module):  # the Trainer's interface: keyword inputs, a dict with the loss
+        def __init__(self):
+            super().__init__()
+            self.net = _net()
+
+        def forward(self, pixel_values, labels):
+            logits = self.net(pixel_values)
+            return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    x, y = _data()
+    train = [{"pixel_values": xi, "labels": yi} for xi, yi in zip(x, y)]
+    clip = 0.05  # small enough that clipping is active: it must see the preconditioned gradient
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, gradient_accumulation_steps=4,
+                             max_steps=1, learning_rate=0.5, max_grad_norm=clip, optim="sgd",
+                             lr_scheduler_type="constant", weight_decay=0.0, report_to="none", use_cpu=True,
+                             save_strategy="no", logging_strategy="no", seed=0)
+    model = Net()
+    trainer = TrActTrainer(model=model, args=args, train_dataset=train, tract_lam=0.1, tract_layer="net.0")
+    assert trainact.is_tract(model.net[0]) and model.net[0].tract.defer
+    trainer.train()
+    ref = _reference(clip)
+    for (name, p), q in zip(model.net.named_parameters(), ref.parameters()):
+        assert_close(p, q, rtol=1e-10, atol=1e-12, msg=name)
+    with pytest.raises(ValueError, match="must use defer=True"):
+        plain = Net()
+        trainact.apply(plain, layer="net.0")
+        TrActTrainer(model=plain, args=args, train_dataset=train)

@@ -522,3 +522,15 @@ def test_torchrun_two_processes_stream_a_mixed_size_folder(folder, tmp_path):
     assert len(runs) == 2 and all(s["completed"] for s in runs)
     assert all(s["test_images"] == 9 for s in runs)  # 9 test images over 2 ranks: counted once each, no padding
     assert json.loads((out / "summary.json").read_text())["completed"] is True
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_corrupt_image_is_one_line_whatever_the_workers(folder, tmp_path, workers):
+    """The same one-line error with decoding workers as without (DataLoader wraps a worker's error in its
+    traceback)."""
+    name = folder[1]["train"][0]
+    (folder[0] / name).write_bytes(b"\\x89PNG\\r\\n\\x1a\\n truncated")
+    with pytest.raises(DataError) as err:
+        load_dataset(folder[0], cache_dir=tmp_path / f"c{workers}", image_size=N, loader="stream", workers=workers)
+    assert len(str(err.value).splitlines()) == 1 and name in str(err.value), str(err.value)
+    assert "Traceback" not in str(err.value)

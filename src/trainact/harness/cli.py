@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache-dir", metavar="DIR", default=D.cache_dir,
                    help="where decoded images are cached (default: $TRAINACT_CACHE or ~/.cache/trainact)")
     g.add_argument("--train-subset", metavar="N", type=_positive_int, default=D.train_subset,
-                   help="train on a seeded, class-balanced subset of N training images")
+                   help="train on a seeded, class-balanced subset of N training images (N above the set's size: all "
+                        "of it, said in one line)")
     g.add_argument("--input-range", choices=INPUT_RANGES, default=D.input_range,
                    help="standardized: per-channel mean 0 / std 1; unit: [0,1]; byte: [0,255] (paper §4.5 ablation)")
     g.add_argument("--no-augment", dest="augment", action="store_false",
@@ -384,6 +385,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if cfg.batch_size % (dist.world_size * cfg.grad_accum):
             raise UsageError(f"--batch-size {cfg.batch_size} (the global batch) is not divisible by the "
                              f"{dist.world_size} processes x {cfg.grad_accum} micro-batches")
+        from pathlib import Path
+
+        if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+            raise UsageError(f"--out {cfg.out} is an existing file, not a folder: choose another --out")
         try:
             compare.check_out_dir(cfg)
         except ValueError as err:

@@ -39,6 +39,9 @@ def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv(), log: Callable[[str]
         dataset = load()
     if cfg.train_subset is not None and cfg.train_subset < dataset.num_train:
         dataset = dataset.subset(cfg.train_subset, seed=0)
+    elif cfg.train_subset is not None and cfg.train_subset > dataset.num_train and dist.is_main:
+        log(f"trainact compare: --train-subset {cfg.train_subset} is more than the {dataset.num_train} training "
+            f"images there are: training on all {dataset.num_train}")
     return dataset
 
 

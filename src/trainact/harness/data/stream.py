@@ -393,7 +393,7 @@ class StreamLoader:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (inputs (B, 3, H, W) `dtype`, labels (B,) int64) on `device` for this rank."""
         self._sampler.set_epoch(epoch)
-        for x, y in self._loader:
+        for x, y in _worker_batches(self._loader):
             yield self._to_input(x), y.to(self.device, non_blocking=True)
 
     def example(self, n: int = 2) -> torch.Tensor:
@@ -401,6 +401,18 @@ class StreamLoader:
         self._sampler.set_epoch(0)
         keys = [k for k, _ in zip(self._sampler, range(n))]
         return self._to_input(torch.stack([self._images[k][0] for k in keys]))
+
+
+def _worker_batches(loader: DataLoader) -> Iterator:
+    """A DataLoader's batches; a DataError raised in a worker process arrives as its own one-line message, as with
+    no workers (DataLoader re-raises it with the worker's whole traceback in the message)."""
+    try:
+        yield from loader
+    except DataError as err:
+        text = str(err).rstrip()
+        if "Original Traceback" not in text:
+            raise
+        raise DataError(text.splitlines()[-1].split("DataError: ", 1)[-1]) from None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -448,7 +460,7 @@ def _stream_stats(files: list[str], reader, image_size, stored, where: str, key:
     loader = DataLoader(_Histograms(sample, reader, where, image_size, stored), batch_size=64, num_workers=workers,
                         collate_fn=_sum_histograms)
     hist = torch.zeros(3, 256, dtype=torch.int64)
-    for h in loader:
+    for h in _worker_batches(loader):
         hist += h
     mean, std = _stats_from_histograms(hist)
     try:
