@@ -25,10 +25,9 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_overhead import _iqr  # noqa: E402
-from common import RESULTS, machine_info, write_result  # noqa: E402
+from common import case_arguments, machine_info, parse_cases, write_result  # noqa: E402
 
 import trainact  # noqa: E402
-from trainact.harness.env import resolve_device  # noqa: E402
 
 VARIANTS = ("plain-eager", "trainact-eager", "plain-compiled", "trainact-compiled")
 
@@ -91,28 +90,16 @@ def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device,
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of %(default)s")
-    p.add_argument("--reps", type=int, default=15)
-    p.add_argument("--warmup", type=int, default=3, help="repetitions not timed (the first one compiles)")
-    p.add_argument("--seed", type=int, default=0)
+    case_arguments(p, tuple(CASES), reps=15, warmup=3, name="compile")  # the first warm-up repetition compiles
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
-    p.add_argument("--device", default="cpu")
     p.add_argument("--mode", default="default", help="torch.compile mode (default: %(default)s)")
-    p.add_argument("--out", default=None, help="result file (default: benchmarks/results/compile-DEVICE.json)")
+    p.set_defaults(device="cpu")
     a = p.parse_args(argv)
-    try:
-        device = resolve_device(a.device)
-    except (ValueError, RuntimeError) as e:
-        p.error(str(e))
-    cases = [c for c in a.cases.split(",") if c]
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
-    if a.reps < 1 or a.warmup < 1:
-        p.error(f"--reps and --warmup must be at least 1, got {a.reps} and {a.warmup}")
+    device, cases, out = parse_cases(p, a, tuple(CASES), "compile")
+    if a.warmup < 1:
+        p.error(f"--warmup must be at least 1 (the compiling repetition is not timed), got {a.warmup}")
     torch.set_num_threads(a.threads)
     results = [run_case(c, a.reps, a.warmup, a.seed, device, a.mode) for c in cases]
-    out = a.out or os.path.join(RESULTS, f"compile-{device.type}.json")
     write_result(out, {"benchmark": "compile", "command": " ".join(sys.argv), "seed": a.seed,
                        **machine_info(device), "results": results})
     return 0

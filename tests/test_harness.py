@@ -701,3 +701,23 @@ def test_two_jobs_train_what_one_job_trains(tmp_path):
         assert _rows(tmp_path / "seq" / rel) == _rows(tmp_path / "par" / rel), rel
     summary = json.loads((tmp_path / "par" / "summary.json").read_text())
     assert summary["complete"]
+
+
+def test_no_speed_up_against_a_baseline_at_chance_and_a_closing_sentence():
+    """The demo's old failure: a baseline still at chance (10 classes: 10 %) at 4 epochs made TrAct@4 look 1.32x
+    faster. That speed-up is withdrawn with its reason; the closing sentence says what was reached, when, and on
+    how many seeds."""
+    cfg = CompareConfig(budgets=(4, 8), seeds=(0,), lrs=(0.1,), lams=(0.1,), warmup_epochs=0)
+    runs = [_fake(4, "baseline", 0.1, 0, 9.0), _fake(8, "baseline", 0.1, 0, 84.5),
+            _fake(4, "tract", 0.1, 0, 33.4, lam=0.1), _fake(8, "tract", 0.1, 0, 85.3, lam=0.1)]
+    out = analyse(cfg, runs, classes=10)
+    sp = {s["tract_budget"]: s for s in out["speedups"]}
+    assert sp[4]["kind"] == "baseline_at_chance" and sp[4]["display"] == "n/a" and sp[4]["ratio"] is None
+    assert "baseline@4 is at chance (9.00% with chance 10.0%)" in sp[4]["note"]
+    assert sp[8]["kind"] == "at_least"  # brackets no chance-level point: kept
+    assert out["conclusion"] == ("TrAct (tract-l0.1) reached 33.4% in 4 epochs; the baseline needed 8 epochs (84.5%) "
+                                 "(below 3x chance, 30%: baseline@4) — 1 seed: indicative only, run more seeds "
+                                 "(--seeds 0,1,2).")
+    table = format_table(out)
+    assert " n/a" in table and out["conclusion"] in table
+    assert analyse(cfg, runs)["speedups"][0]["display"] == "1.32x"  # without the class count: as before

@@ -110,6 +110,8 @@ def _speedup(plt, analysis: dict, labels: list, colors: dict, budgets: list):
     for s in analysis["speedups"]:
         t = s["tract_budget"]
         c = colors.get(s["label"], "k")
+        if s["kind"] == "baseline_at_chance":  # no measurement to draw (the table's note says why)
+            continue
         if s["kind"] == "interpolated":
             ax.plot(t, s["matched_baseline_epochs"], "o", color=c)
             ax.annotate(s["display"], (t, s["matched_baseline_epochs"]), textcoords="offset points", xytext=(4, 4),

@@ -109,8 +109,13 @@ def _fmt_b(b: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- analysis
-def analyse(cfg: CompareConfig, runs: Sequence[RunResult]) -> dict:
-    """Aggregate completed runs: best lr per budget, mean ± std per method and budget, speed-ups.
+CHANCE_FACTOR = 1.5  # a baseline below 1.5x chance has not started learning: no speed-up is measured against it
+
+
+def analyse(cfg: CompareConfig, runs: Sequence[RunResult], *, classes: Optional[int] = None) -> dict:
+    """Aggregate completed runs: best lr per budget, mean ± std per method and budget, speed-ups, and the closing
+    sentence.  `classes` (the data set's): chance is 100/classes %; a speed-up interpolated from a baseline budget
+    at chance (below CHANCE_FACTOR x chance) is not reported, and the note says why.
 
     Works on partial results too (report on an interrupted comparison): what is missing is listed.
     """
@@ -161,16 +166,51 @@ def analyse(cfg: CompareConfig, runs: Sequence[RunResult]) -> dict:
 
     # speed-up of every TrAct budget against the baseline's curve
     curve = [(r["budget"], r["top1"]["mean"]) for r in rows if r["method"] == "baseline"]
+    chance = 100.0 / classes if classes else None
     speedups = []
     if curve:
         for r in rows:
             if r["method"] == "tract":
-                s = match_budget(curve, r["top1"]["mean"], r["budget"])
+                s = _at_chance(match_budget(curve, r["top1"]["mean"], r["budget"]), curve, chance)
                 s["label"] = r["label"]
                 r["speedup"] = s["display"]
                 speedups.append(s)
     return {"best_lr": [{"budget": b, "lr": lr} for b, lr in sorted(best.items())], "lr_grid": lr_grid,
-            "results": rows, "speedups": speedups, "missing": missing, "complete": not missing}
+            "results": rows, "speedups": speedups, "missing": missing, "complete": not missing,
+            "conclusion": conclusion(rows, chance)}
+
+
+def _at_chance(s: dict, curve: list, chance: Optional[float]) -> dict:
+    """A speed-up whose baseline bracket starts at chance is no measurement: withdrawn, with the reason."""
+    if chance is None or s["kind"] not in ("interpolated", "below"):
+        return s
+    below = [(b, a) for b, a in sorted(curve) if s["kind"] == "below" or b <= s["matched_baseline_epochs"]]
+    b, a = below[-1] if s["kind"] == "interpolated" else below[0]
+    if a >= CHANCE_FACTOR * chance:
+        return s
+    return {**s, "kind": "baseline_at_chance", "ratio": None, "bound": None, "display": "n/a",
+            "note": f"no speed-up for TrAct@{_fmt_b(s['tract_budget'])}: the baseline@{_fmt_b(b)} is at chance "
+                    f"({a:.2f}% with chance {chance:.1f}%), it had not started learning; compare the accuracies"}
+
+
+def conclusion(rows: list, chance: Optional[float] = None) -> Optional[str]:
+    """One plain sentence: the accuracy TrAct (first λ) reached at its shortest budget, and at which budget the
+    baseline reached it, if it did; how many seeds support it."""
+    tract = sorted((r for r in rows if r["method"] == "tract"), key=lambda r: r["budget"])
+    base = sorted((r for r in rows if r["method"] == "baseline"), key=lambda r: r["budget"])
+    if not tract or not base:
+        return None
+    first = tract[0]
+    acc, b, n = first["top1"]["mean"], first["budget"], first["top1"]["n"]
+    reached = [r for r in base if r["top1"]["mean"] >= acc]
+    text = f"TrAct ({first['label']}) reached {acc:.1f}% in {b} epochs; " + (
+        f"the baseline needed {reached[0]['budget']} epochs ({reached[0]['top1']['mean']:.1f}%)" if reached else
+        f"the baseline did not reach it in {base[-1]['budget']} epochs ({base[-1]['top1']['mean']:.1f}%)")
+    if chance is not None:
+        low = [f"{r['label']}@{r['budget']}" for r in rows if r["top1"]["mean"] < 3 * chance]
+        if low:
+            text += f" (below 3x chance, {3 * chance:.0f}%: {', '.join(low)})"
+    return text + (f" — {n} seeds." if n > 1 else " — 1 seed: indicative only, run more seeds (--seeds 0,1,2).")
 
 
 def grid_edge_notes(analysis: dict) -> list[str]:
@@ -202,6 +242,8 @@ def _footer(analysis: dict, note_prefix: str, missing_line: str) -> list[str]:
                       "measured baseline budgets, never extrapolated) / TrAct epochs"]
     lines += [note_prefix + s["note"] for s in analysis["speedups"] if s["note"]]
     lines += [note_prefix + n for n in grid_edge_notes(analysis)]
+    if analysis.get("conclusion"):
+        lines += ["", analysis["conclusion"]]
     if analysis["missing"]:
         lines += ["", missing_line]
     return lines
@@ -273,5 +315,6 @@ def summarize(out_dir, cfg: Optional[CompareConfig] = None) -> dict:
     with open(out_dir / "config.json") as f:
         env = json.load(f).get("environment", {})
     runs = load_runs(out_dir)
-    analysis = analyse(cfg, runs)
+    classes = env.get("dataset", {}).get("classes")
+    analysis = analyse(cfg, runs, classes=classes if isinstance(classes, int) and classes > 0 else None)
     return {"config": cfg.to_dict(), "environment": env, **analysis, "runs": sorted(r.spec.run_id for r in runs)}
