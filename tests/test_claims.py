@@ -381,3 +381,13 @@ def test_the_trend_sentences_say_which_protocol_each_used():
     assert "between 16 and 32 epochs" in bullets[1]  # the 32-epoch budget comes from fig3-sgd-authors-32
     assert bullets[3].startswith("- Not in the paper — weight decay × max-pool") and len(bullets) == 4
     assert experiment_tables.trend_sentences(FakeSource({})) == []
+
+
+def test_the_paper_protocol_rows_compare_tract_at_100_with_the_baseline_at_200():
+    """paper-fig3-sgd's row: TrAct@100 against the baseline at 100 and (paper-fig3-sgd-200) at 200 epochs; with one
+    seed so far it says so and stays inconclusive."""
+    src = FakeSource({("paper-fig3-sgd", 100, "baseline"): {0: 90.0}, ("paper-fig3-sgd", 100, "tract-l0.1"): {0: 91.0},
+                      ("paper-fig3-sgd-200", 200, "baseline"): {0: 91.5}})
+    (row,) = claims.all_claims(src, titles={"paper-fig3-sgd": "paper SGD"}, ablation_budget=2)
+    assert row.claim == "paper SGD" and row.paper == claims.FIG3_SGD and row.verdict == INCONCLUSIVE
+    assert "100 ep: +1.00 (1 seed, no interval)" in row.measured and "100@200 ep: -0.50" in row.measured
