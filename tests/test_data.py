@@ -140,11 +140,15 @@ def test_archives_roundtrip(tmp_path, suffix, top):
     assert ds.name == "mini" and ds.source == str(path.resolve())
 
 
-def test_grayscale_kept_as_one_channel_and_mixed_becomes_rgb(tmp_path):
+def test_grayscale_becomes_rgb_with_every_loader_and_mixed_too(tmp_path):
+    """An all-gray folder is RGB (3 equal channels) in memory, as the streaming loader feeds it: one model."""
     expected = make_tree(tmp_path / "gray", channels=1)
     ds = load_dataset(tmp_path / "gray", cache_dir=tmp_path / "cache")
-    assert ds.image_shape == (1, 6, 8)
-    _check(ds, expected)
+    assert ds.image_shape == (3, 6, 8)
+    _check(ds, {split: (images.expand(-1, 3, -1, -1).contiguous(), labels)
+                for split, (images, labels) in expected.items()})
+    streamed = load_dataset(tmp_path / "gray", cache_dir=tmp_path / "cache", loader="stream")
+    assert streamed.input_shape == ds.input_shape
     # one RGB image among gray ones: everything becomes RGB, gray images replicated over the channels
     rgb = torch.randint(0, 256, (3, 6, 8), dtype=torch.uint8)
     _save(tmp_path / "gray" / "train" / "cat" / "img99.png", rgb)

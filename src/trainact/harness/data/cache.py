@@ -9,7 +9,7 @@ import torch
 
 from trainact.harness.env import save_atomic
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: image folders always decoded to RGB (an all-gray set was kept at one channel)
 
 
 # --- the cache ----------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ def _key_options(image_size, val_fraction) -> list:
 
 
 def _decoded_bytes(arrays) -> int:
-    """The size of a set's uint8 arrays counted at 3 channels (gray sets are 3x smaller): `loader="auto"`'s measure."""
+    """The size of a set's uint8 arrays (3 channels): `loader="auto"`'s measure."""
     return sum(3 * a.shape[0] * a.shape[2] * a.shape[3] for a in (arrays[0], arrays[2]))
 
 
@@ -313,13 +313,13 @@ def _hold_out(items: list, classes: list[str], fraction: float, base: str, where
 
 def _read_image_folder(tree: _Tree, train_items: list, test_items: list, where: str, *,
                        image_size: int | None = None, budget: int | None = None):
-    """(train images, train labels, test images, test labels), uint8 (N, C, H, W) and int64 (N,): C = 1 if every
-    image is gray, else 3. With image_size N: train S x S squares, test N x N (harness/data/images.py); without,
+    """(train images, train labels, test images, test labels), uint8 (N, 3, H, W) and int64 (N,): always RGB, a
+    gray file as 3 equal channels (as the streaming loader feeds it, so both loaders give one model). With
+    image_size N: train S x S squares, test N x N (harness/data/images.py); without,
     every image must have one size. budget: raise _OverBudget as soon as the arrays are known to exceed it."""
     names = [f for f, _ in train_items] + [f for f, _ in test_items]
     n_train = len(train_items)
     slot = {name: i for i, name in enumerate(names)}
-    gray = torch.zeros(len(names), dtype=torch.bool)
     bufs = None  # image_size: (train (n_train, S, S, 3), test (n_test, N, N, 3)) uint8
     out = None  # no image_size: (N, H, W, 3) uint8, allocated at the first image
     if image_size is not None:
@@ -332,7 +332,7 @@ def _read_image_folder(tree: _Tree, train_items: list, test_items: list, where: 
     first = None  # (name, w, h)
     for name, data in tree.read(names):
         i = slot[name]
-        px, is_gray = decode(data, name, where, image_size=image_size, split="train" if i < n_train else "test")
+        px, _ = decode(data, name, where, image_size=image_size, split="train" if i < n_train else "test")
         h, w = px.shape[:2]
         if bufs is not None:
             if i < n_train:
@@ -352,12 +352,10 @@ def _read_image_folder(tree: _Tree, train_items: list, test_items: list, where: 
                     "N x N crop; train: a random N x N crop of that)"
                 )
             out[i] = px
-        gray[i] = is_gray
-    keep = 1 if bool(gray.all()) else 3
     if bufs is not None:
-        train_images, test_images = (b[..., :keep].permute(0, 3, 1, 2).contiguous() for b in bufs)  # (N, C, H, W)
+        train_images, test_images = (b.permute(0, 3, 1, 2).contiguous() for b in bufs)  # (N, 3, H, W)
     else:
-        images = out[..., :keep].permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+        images = out.permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
         train_images, test_images = images[:n_train].clone(), images[n_train:].clone()
     labels = torch.tensor([label for _, label in train_items + test_items], dtype=torch.int64)
     return train_images, labels[:n_train].clone(), test_images, labels[n_train:].clone()

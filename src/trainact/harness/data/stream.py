@@ -41,8 +41,7 @@ or an uncompressed tar.
 Channel statistics (for standardisation) are computed over the stored train images (the S x S squares with
 --image-size, the images as stored without) of a seeded sample of at most STATS_SAMPLE of them (all of them in
 smaller sets, which then have exactly the in-memory loader's statistics) and cached in the cache directory.
-Images are always fed as RGB (a gray file becomes 3 equal channels; the in-memory loader keeps an all-gray set at
-one channel). Without --image-size every image must have the first one's size, checked as it is decoded.
+Images are always fed as RGB (a gray file becomes 3 equal channels), as by the in-memory loader. Without --image-size every image must have the first one's size, checked as it is decoded.
 """
 
 from __future__ import annotations
