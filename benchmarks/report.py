@@ -78,35 +78,18 @@ def experiments_sections() -> list[str]:
 
 
 def readme_block() -> list[str]:
-    """The README's short results section: speed-ups per experiment, with plots."""
-    lines = [README_START, "", "## Results at CPU scale", "",
-             "Measured by this project (commands, seeds, hardware and every table in [BENCHMARKS.md](BENCHMARKS.md)); "
-             "speed-up = baseline epochs needed for TrAct's accuracy / TrAct's epochs. " + scale_note(), "",
-             "| experiment | seeds | TrAct (λ = 0.1) vs baseline, final test top-1 % per budget | speed-up per TrAct budget |",
-             "|---|---:|---|---|"]
-    shown = []
-    for name in CURVES:
-        loaded = load_experiment(name)
-        if loaded is None:
-            continue
-        summary = loaded[1]
-        per_budget = []
-        for b in sorted({r["budget"] for r in summary["results"]}):
-            r = by_label(summary, b)
-            if "baseline" in r and "tract-l0.1" in r:
-                per_budget.append(f"{b}: {r['tract-l0.1']['top1']['mean']:.1f} vs {r['baseline']['top1']['mean']:.1f}")
-        n = sorted({r["top1"]["n"] for r in summary["results"]})
-        seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
-        lines.append(f"| {EXPERIMENT_TITLES[name]}{'' if summary['complete'] else ' (unfinished)'} | {seeds} | "
-                     f"{'; '.join(per_budget)} | {speedup_line(summary, 'tract-l0.1')} |")
-        shown.append(name)
-    lines.append("")
-    lines += [plots(name, ("accuracy_vs_budget.png",)) for name in shown]
-    lines += [""] + trend_sentences()
-    for sentence, plot in ((whitening_sentence(), "whitening.png"), (zoo_sentence(), "zoo.png")):
-        if sentence:  # beyond the paper: the sentence and its plot (drawn by the BENCHMARKS.md section)
-            lines += sentence + [f"![{plot[:-4]}](benchmarks/results/experiments/{plot})", ""]
-    lines += ["### The paper's claims, checked", ""] + claims_table()
+    """The README's results section: plain sentences, each with its interval, and one figure; every table (the
+    per-budget accuracies, the paper's claims one by one) is in BENCHMARKS.md."""
+    lines = [README_START, "", "## What we found", "", scale_note(), ""]
+    lines += trend_sentences()
+    for sentence in (whitening_sentence(), zoo_sentence()):
+        lines += [("- " + line if line else line) for line in sentence]  # beyond the paper
+    if load_experiment("fig3-sgd") is not None:
+        lines += ["![TrAct against the baseline per budget, CIFAR ResNet with SGD]"
+                  "(benchmarks/results/experiments/fig3-sgd/accuracy_vs_budget.png)", ""]
+    lines += ["Every table — accuracy per budget and seed, the speed-ups, the paper's claims checked one by one with "
+              "their verdicts, the overhead and memory benchmarks — with its command, seeds and hardware is in "
+              "[BENCHMARKS.md](BENCHMARKS.md)."]
     return lines + ["", README_END]
 
 
