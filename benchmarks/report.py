@@ -17,8 +17,8 @@ from bench_tables import (  # noqa: E402
     overhead_section, stream_memory_section, sync_section,
 )
 from experiment_tables import (  # noqa: E402
-    CURVES, EXPERIMENT_TITLES, ablation_section, by_label, claims_table, curve_section, first_layer_sgd_section,
-    lam_sweep_section, load_experiment, plots, reproducibility_section, scale_note, speedup_line, trend_sentences,
+    CURVES, ablation_section, claims_table, curve_section, first_layer_sgd_section,
+    lam_sweep_section, load_experiment, reproducibility_section, scale_note, trend_sentences,
     wall_time_section, whitening_section, whitening_sentence, zoo_section, zoo_sentence,
 )
 from experiments import ABLATION_BUDGET, EXPERIMENTS  # noqa: E402
