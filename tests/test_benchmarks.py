@@ -77,6 +77,10 @@ def test_gpu_benchmarks_run_on_cpu_and_refuse_bad_input(script, case, tmp_path, 
                       + (["--steps", "1"] if script == "bench_sync" else [])) == 0
     (r,) = json.loads(out.read_text())["results"]
     assert r["case"] == case and r["device"] == "cpu"
+    if script == "bench_sync":  # today's format renders (no "without the read" columns any more)
+        tables = _load("bench_tables")
+        text = "\n".join(tables.sync_section(json.loads(out.read_text())))
+        assert f"{r['extra_over_plain']:+.1%}" in text and "without the read" not in text
     with pytest.raises(SystemExit) as e:
         bench.main(["--device", "cpu", "--cases", "stem,deit-s" if script == "bench_sync" else "vit",
                     "--out", str(tmp_path / "x.json")])
