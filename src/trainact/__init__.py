@@ -10,6 +10,9 @@ directly.  Forward, bias, all other layers and inference are unchanged.
     ...train as usual, any optimizer...
     trainact.remove(model)                        # back to plain layers, same Parameters
 
+The backward never reads a device value on the host; a failed solve makes that gradient NaN and raises
+``TrActNumericalError`` at the next optimizer step (``trainact.check_numerics(model)`` checks at once).
+
 The formula lives in ``trainact/tract.py``; how each layer type yields its patches in ``trainact/patches.py``.
 This package imports torch only; the experiment harness (``trainact compare``) lives in ``trainact.harness``.
 """

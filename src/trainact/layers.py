@@ -7,7 +7,7 @@ gradients) are untouched::
 
     z = conv(x, Precondition(W; x), bias)      # forward value: exactly conv(x, W, bias)
 
-The wrapped module is an instance of a subclass of the original class (``isinstance`` holds), shares the original
+(``backward.py``: that Function, which reads nothing on the host and compiles with the model.)  The wrapped module is an instance of a subclass of the original class (``isinstance`` holds), shares the original
 Parameter objects (an optimizer built before wrapping keeps working) and has the same ``state_dict`` keys.
 """
 from __future__ import annotations
