@@ -313,3 +313,81 @@ def test_the_band_algorithm_and_small_blocks_are_for_the_cpu_only():
     x = torch.randn(2, 3, 20, 18, dtype=torch.float64)  # gram without block_bytes = with the CPU default
     assert torch.equal(patches.gram(x, stem, dtype=torch.float64)[0],
                        patches.gram(x, stem, dtype=torch.float64, block_bytes=patches.DEFAULT_BLOCK_BYTES)[0])
+
+
+# ------------------------------------------------------------------------ the accelerator code path, on the CPU
+
+
+@pytest.fixture
+def accelerator_path(monkeypatch):
+    """The GPU's code path on the CPU: one dense GEMM per block with the ridge formed in it, no band algorithm,
+    no triangle blocks, and no status read in backward."""
+    from trainact import patches
+
+    monkeypatch.setattr(patches, "accelerator_path", lambda device: True)
+
+
+@pytest.mark.parametrize("case", ["stem", "stem-4-blocks", "patchify", "groups-reflect", "linear", "relative",
+                                  "woodbury", "3d"])
+def test_accelerator_path_matches_the_oracle(case, accelerator_path):
+    torch.manual_seed(21)
+    layer, x, opts = {
+        "stem": (nn.Conv2d(3, 8, 7, stride=2, padding=3), torch.randn(3, 3, 22, 20), {}),
+        # 3 samples of 11 x 10 rows of 147 float64: a block of 30 000 bytes holds 2 images' rows: several blocks
+        "stem-4-blocks": (nn.Conv2d(3, 8, 7, stride=2, padding=3), torch.randn(5, 3, 22, 20), {"block_bytes": 30000}),
+        "patchify": (nn.Conv2d(8, 4, 7, stride=7), torch.randn(3, 8, 28, 21), {}),
+        "groups-reflect": (nn.Conv2d(4, 8, (5, 3), stride=(2, 1), padding=(2, 1), groups=2, padding_mode="reflect"),
+                           torch.randn(2, 4, 13, 11), {}),
+        "linear": (nn.Linear(12, 5), torch.randn(4, 9, 12), {}),
+        "relative": (nn.Conv2d(3, 6, 3, padding=1), torch.rand(2, 3, 8, 8) * 255, {"relative": True}),
+        "woodbury": (nn.Conv2d(3, 6, 4, stride=4), torch.randn(1, 3, 8, 8), {}),  # 4 rows < 48 features
+        "3d": (nn.Conv3d(2, 4, 3, stride=(1, 2, 2), padding=1), torch.randn(2, 2, 5, 7, 6), {}),
+    }[case]
+    if opts.get("relative"):
+        layer = layer.double()
+        x = x.double()
+        with torch.no_grad():
+            grad_out = torch.randn_like(layer(x))
+        tract = trainact.TrAct(layer, 0.1, solve_dtype=torch.float64, relative=True)
+        w, _, _ = grads(tract, x, grad_out)
+        lam_eff = 0.1 * (ridge_patches_second_moment(layer, x))
+        assert_close(w, ridge_oracle(layer, x, grad_out, lam_eff), **F64)
+        return
+    check_against_oracle(layer, x, **opts)
+
+
+def ridge_patches_second_moment(layer, x) -> float:
+    """tr(AᵀA/r)/n: the mean per-feature second moment of the layer's patches (relative λ's scale)."""
+    from oracle import layer_patches
+
+    a = layer_patches(copy.deepcopy(layer), x)[0]  # (r, n)
+    return float(a.square().sum() / a.shape[0] / a.shape[1])
+
+
+def test_accelerator_path_deferred_and_float32(accelerator_path):
+    """Deferred statistics (bmm per block, no ridge) and float32 statistics on the accelerator path."""
+    torch.manual_seed(22)
+    conv = nn.Conv2d(3, 6, 3, stride=2, padding=1).double()
+    xs = [torch.randn(3, 3, 9, 9, dtype=torch.float64) for _ in range(2)]
+    outs = [torch.randn_like(conv(x)) for x in xs]
+    tract = trainact.TrAct(copy.deepcopy(conv), 0.1, solve_dtype=torch.float64, defer=True)
+    for x, g in zip(xs, outs):
+        tract(x).backward(g)
+    trainact.precondition_grads([tract])
+    assert_close(tract.weight.grad, ridge_oracle(conv, torch.cat(xs), torch.cat(outs), 0.1), **F64)
+    f32 = trainact.TrAct(copy.deepcopy(conv).float(), 0.1)
+    f32(xs[0].float()).backward(outs[0].float())
+    ref = ridge_oracle(conv, xs[0], outs[0], 0.1)
+    assert_close(f32.weight.grad.double(), ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+
+
+def test_accelerator_path_nonfinite_input_poisons_without_raising(accelerator_path):
+    """No status read in backward on this path: the gradient is NaN, and the check names the layer."""
+    tract = trainact.TrAct(nn.Conv2d(3, 4, 3), 0.1, name="stem")
+    x = torch.randn(2, 3, 6, 6)
+    x[0, 0, 0, 0] = float("inf")
+    tract(x).sum().backward()  # no error here
+    assert tract.weight.grad.isnan().all()
+    with pytest.raises(trainact.TrActNumericalError, match="TrAct layer 'stem'"):
+        trainact.check_numerics([tract])
+    trainact.check_numerics([tract])  # reported once
