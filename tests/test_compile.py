@@ -171,3 +171,37 @@ def test_jit_script_says_what_to_use():
     trainact.apply(model, layer=first)
     with pytest.raises(RuntimeError, match="torch.jit.script does not support TrAct layers.*torch.compile"):
         torch.jit.script(model)
+
+
+def _compiled_ddp_step(rank, world):
+    torch._dynamo.reset()
+    model, first = model_of("conv", torch.float32)
+    trainact.apply(model, layer=first)
+    graphs: dict = {}
+    compiled = torch.compile(nn.parallel.DistributedDataParallel(model), backend=recording_backend(graphs))
+    x, y = batch("conv", torch.float32)
+    g = torch.Generator().manual_seed(rank)
+    x = torch.randn(x.shape, generator=g)
+    nn.functional.cross_entropy(compiled(x), y).backward()
+    backward = set().union(*(ops_of(gm) for gm in graphs.get("backward", [])))
+    return {"grad": model[0].weight.grad.clone(), "backward": sorted(backward), "x": x}
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_compiled_ddp_traces_the_all_reduce_and_gives_the_global_batch_gradient():
+    """torch.compile over DDP (2 gloo processes): TrAct's all-reduce of AᵀA is a traced collective inside the
+    compiled backward, and each rank's gradient is the TrAct gradient of the concatenated batch."""
+    import multiproc
+
+    results = multiproc.run(_compiled_ddp_step, timeout=600)
+    model, first = model_of("conv", torch.float32)
+    trainact.apply(model, layer=first)
+    _, y = batch("conv", torch.float32)
+    # DDP averages the ranks' mean-loss gradients: the gradient of the mean loss over both batches
+    x = torch.cat([r["x"] for r in results])
+    nn.functional.cross_entropy(model(x), torch.cat([y, y])).backward()
+    for r in results:
+        assert "_c10d_functional.all_reduce.default" in r["backward"], r["backward"]
+        assert "aten.linalg_cholesky_ex.default" in r["backward"]
+        assert_close(r["grad"], model[0].weight.grad, **TOL[torch.float32])
