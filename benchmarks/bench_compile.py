@@ -18,14 +18,13 @@ import copy
 import os
 import statistics
 import sys
-import time
 
 import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_overhead import _iqr  # noqa: E402
-from common import case_arguments, machine_info, parse_cases, write_result  # noqa: E402
+from common import case_arguments, interleaved, machine_info, parse_cases, write_result  # noqa: E402
 
 import trainact  # noqa: E402
 
@@ -67,16 +66,7 @@ def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device,
             opt.step()
 
         steps[variant] = step
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for rep in range(warmup + reps):
-        for variant in VARIANTS[rep % 4:] + VARIANTS[:rep % 4]:
-            sync()
-            start = time.perf_counter()
-            steps[variant]()
-            sync()
-            if rep >= warmup:
-                times[variant].append(time.perf_counter() - start)
+    times = interleaved(steps, reps, warmup, device)
     result = {"case": name, "device": str(device), "mode": mode, "reps": reps, "warmup": warmup,
               "median_ms": {v: 1e3 * statistics.median(t) for v, t in times.items()}}
     for kind in ("eager", "compiled"):

@@ -17,14 +17,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 import warnings
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_overhead import CASES, _iqr  # noqa: E402
-from common import case_arguments, machine_info, parse_cases, write_result  # noqa: E402
+from common import case_arguments, interleaved, machine_info, parse_cases, write_result  # noqa: E402
 
 STEP_CASES = ("resnet18", "vit")
 VARIANTS = ("plain", "trainact")
@@ -49,19 +48,13 @@ def count_syncs(step, device: torch.device) -> int:
 def run_case(name: str, steps: int, reps: int, warmup: int, seed: int, device: torch.device) -> dict:
     make = CASES[name](seed, device)
     fns = {v: make(v) for v in VARIANTS}
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     syncs = {v: count_syncs(fns[v], device) for v in VARIANTS}
-    per_step: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for rep in range(warmup + reps):
-        for variant in VARIANTS[rep % 2:] + VARIANTS[:rep % 2]:
-            sync()
-            start = time.perf_counter()
-            for _ in range(steps):
-                fns[variant]()
-            sync()
-            if rep >= warmup:
-                per_step[variant].append((time.perf_counter() - start) / steps)
 
+    def queued(fn):  # `steps` steps queued back to back: one timing
+        return lambda: [fn() for _ in range(steps)]
+
+    per_step = {v: [t / steps for t in ts]
+                for v, ts in interleaved({v: queued(f) for v, f in fns.items()}, reps, warmup, device).items()}
     ratios = [x / y - 1 for x, y in zip(per_step["trainact"], per_step["plain"])]
     result = {"case": name, "device": str(device), "steps_per_timing": steps, "reps": reps, "warmup": warmup,
               "syncs_per_step": syncs,

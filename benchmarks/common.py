@@ -55,3 +55,26 @@ def parse_cases(parser, args, cases: tuple, name: str) -> tuple:
     if args.reps < 1:
         parser.error(f"--reps must be at least 1, got {args.reps}")
     return device, chosen, args.out or os.path.join(RESULTS, f"{name}-{device.type}.json")
+
+
+def interleaved(fns: dict, reps: int, warmup: int, device) -> dict:
+    """{name: [seconds of each timed repetition]}: every repetition runs each function once, in a rotating order (a
+    machine's drifts hit all alike), bracketed by device synchronisations; the first `warmup` are not kept."""
+    import time
+
+    import torch
+
+    names = list(fns)
+    sync = (lambda: torch.cuda.synchronize(device)) if torch.device(device).type == "cuda" else (lambda: None)
+    times: dict = {n: [] for n in names}
+    for rep in range(warmup + reps):
+        k = rep % len(names)
+        for name in names[k:] + names[:k]:
+            sync()
+            start = time.perf_counter()
+            fns[name]()
+            sync()
+            if rep >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
