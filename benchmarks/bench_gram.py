@@ -15,13 +15,12 @@ import contextlib
 import os
 import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_overhead import CASES, _iqr  # noqa: E402
-from common import case_arguments, machine_info, parse_cases, write_result  # noqa: E402
+from common import case_arguments, interleaved, machine_info, parse_cases, write_result  # noqa: E402
 
 from trainact import patches  # noqa: E402
 
@@ -42,17 +41,14 @@ def band(on: bool):
 def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device) -> dict:
     make = CASES[name](seed, device)
     made = {"plain": make("plain"), "band": make("trainact"), "dense": make("trainact")}
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for rep in range(warmup + reps):
-        for variant in VARIANTS[rep % 3:] + VARIANTS[:rep % 3]:
+
+    def step(variant: str):
+        def run():
             with band(variant == "band"):
-                sync()
-                start = time.perf_counter()
                 made[variant]()
-                sync()
-            if rep >= warmup:
-                times[variant].append(time.perf_counter() - start)
+        return run
+
+    times = interleaved({v: step(v) for v in VARIANTS}, reps, warmup, device)
 
     def paired(a: str, b: str) -> tuple[float, list[float]]:
         ratios = [x / y - 1 for x, y in zip(times[a], times[b])]

@@ -314,8 +314,8 @@ def gram(
     (default: :func:`default_block_bytes`) of patches are materialised at once."""
     block_bytes = block_bytes or default_block_bytes(x.device)
     rows = count_rows(x, geo)
-    if accelerator_path(x.device):
-        total = None
+    total = _gram_band(x, geo, dtype, block_bytes) if _band_applies(geo, x.device) else None
+    if total is None and accelerator_path(x.device):
         scale = 1.0 if ridge is None else 1.0 / max(rows, 1)
         for block in row_blocks(x, geo, dtype, block_bytes):  # (g, n, rows)
             if total is not None:
@@ -326,9 +326,6 @@ def gram(
                 total = torch.bmm(block, block.transpose(1, 2))
         if total is not None:
             return total, rows
-    total = None
-    if _band_applies(geo, x.device):
-        total = _gram_band(x, geo, dtype, block_bytes)
     if total is None:
         total = torch.zeros(geo.groups, geo.n, geo.n, dtype=dtype, device=x.device)
         edges = _edges(geo.n)
