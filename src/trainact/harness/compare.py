@@ -16,10 +16,10 @@ import torch
 from trainact.harness.config import CompareConfig
 from trainact.harness.env import DistEnv, environment, resolve_device, write_json_atomic
 from trainact.harness.protocol import RunSpec, best_lrs, final_runs, grid_runs
-from trainact.harness.train import STREAM_THROUGHPUT_BATCHES, _log, make_loaders, run_one, stream_workers
+from trainact.harness.train import STREAM_THROUGHPUT_BATCHES, log_line, make_loaders, run_one, stream_workers
 
 
-def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv(), log: Callable[[str], None] = _log):
+def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv(), log: Callable[[str], None] = log_line):
     """The data set of a comparison (rank 0 first, so that it alone fills the caches), subset if asked: an
     ImageDataset, or a StreamDataset with --loader stream (or auto, over the memory budget: said in one line)."""
     from trainact.harness.data import load_dataset
@@ -134,7 +134,7 @@ class PlotError(ValueError):
 
 
 def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Optional[torch.device] = None,
-                log: Callable[[str], None] = _log, out=None) -> dict:
+                log: Callable[[str], None] = log_line, out=None) -> dict:
     """The whole comparison: lr grid, TrAct at the baseline's best lr, summary.json, the table, plots.
 
     The output folder is locked for the duration (rank 0 holds the lock for a torchrun job): a second comparison

@@ -229,7 +229,8 @@ def read_completed(path: Path) -> Optional[dict]:
     return summary if summary.get("completed") is True else None
 
 
-def _log(msg: str) -> None:
+def log_line(msg: str) -> None:
+    """One line of the harness's log, on stderr (the default `log` of run_one and the comparison)."""
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -392,7 +393,7 @@ def _save_epoch(t: Training, run: RunSpec, run_dir: Path, row: dict, history: li
 
 def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.device, *,
             dist: DistEnv = DistEnv(), on_epoch_end: Optional[Callable[[int, dict], None]] = None,
-            env: Optional[dict] = None, log: Callable[[str], None] = _log, progress: bool = True) -> dict:
+            env: Optional[dict] = None, log: Callable[[str], None] = log_line, progress: bool = True) -> dict:
     """Train one run (or continue it from its checkpoint, or skip it if complete); returns its summary.
     `progress`: a progress bar on a terminal (runs side by side log their epochs only).
 
