@@ -14,101 +14,30 @@
 Exit status: 0 on success, 2 on bad usage (unknown option, bad value, contradictory flags, a missing optional
 package, an output folder in use by another comparison), 1 when the run fails (unreadable data, a model that
 cannot be built, ...); `--debug` prints the traceback.
+
+Contract: `compare`'s options are CompareConfig's declarations (harness/config.py), one flag per field stored
+under the field's name and checked by the field's own check as it is parsed, so `config_from_args` builds the
+config from any parsed namespace without naming an option; the config then checks the options together. The
+flags that are not config options (--debug, --version, `report`'s) are added in `build_parser`.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import traceback
-from typing import Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from trainact import __version__
-from trainact.harness.config import (AMP_MODES, DEFAULT_MEMORY_BUDGET, DEFAULT_STEP_GAMMA, FIRST_LAYER_INITS,
-                                     INPUT_RANGES, LOADERS, OPTIMIZERS, SCHEDULES, CompareConfig)
+from trainact.harness.config import CompareConfig
+from trainact.harness.options import Declared, declarations, parse_bytes
 
-D = CompareConfig()  # the defaults, shown in --help
+__all__ = ["UsageError", "build_parser", "config_from_args", "check_requirements", "main", "parse_bytes"]
+
+_bytes = parse_bytes  # the former name of parse_bytes, still imported by a benchmark and a test
 
 
 class UsageError(ValueError):
     """Bad or contradictory options: exit status 2."""
-
-
-def _list_of(kind: Callable, what: str):
-    """A comma-separated list of `kind` values; `what` is the singular noun for messages ("an integer")."""
-    def parse(text: str):
-        items = [t.strip() for t in text.split(",")]
-        if any(not t for t in items):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list (empty item)")
-        out = []
-        for t in items:
-            try:
-                out.append(kind(t))
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{t!r} in {text!r} is not {what}") from None
-        return out
-
-    parse.__name__ = "list"
-    return parse
-
-
-def _options(text: str) -> dict:
-    """`key=value,key=value` with integer values."""
-    out = {}
-    for item in text.split(","):
-        key, eq, value = item.partition("=")
-        try:
-            if not eq or not key.strip():
-                raise ValueError
-            out[key.strip()] = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{item!r} in {text!r} is not key=integer") from None
-    return out
-
-
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= `minimum`."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
-        return v
-
-    return parse
-
-
-_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
-
-
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
-          "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
-
-
-def _bytes(text: str) -> int:
-    """A size such as 256MiB, 8GiB, 1.5G or 1000000 (bytes); K/M/G/T are binary (2^10, 2^20, ...) with or
-    without iB."""
-    import re
-
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
-    unit = m.group(2).lower() if m else None
-    if m is None or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 256MiB, 8GiB, or a number of bytes)")
-    value = int(float(m.group(1)) * _UNITS[unit])
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 byte")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in (0, 1)")
-    return v
 
 
 def _csv(xs) -> str:
@@ -141,8 +70,18 @@ EXAMPLES = """examples:
 
 exit status: 0 success, 2 bad usage (unknown option, bad value, contradictory flags), 1 failure."""
 
+COMPARE_DESCRIPTION = (
+    "Train the same model with and without TrAct for each budget (epochs), seed and lr; TrAct uses the baseline's "
+    "best lr per budget (the paper's rule, no re-tuning). Writes config.json, per run metrics.jsonl and "
+    "summary.json, a top-level summary.json, plots, and prints a table with the speed-up (baseline epochs needed "
+    "for TrAct's accuracy / TrAct's epochs). Rerunning with the same --out skips finished runs and resumes "
+    "interrupted ones from their last epoch. With no options it runs a quick CPU demo on the built-in synthetic "
+    "data set.")
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """`trainact [--version] [--debug] {compare,report}`: the flags that are not config options are added here;
+    `compare`'s options come from CompareConfig's declarations (`add_config_options`)."""
     fmt = _HelpFormatter
     parser = argparse.ArgumentParser(
         prog="trainact", usage="trainact [--version] [--debug] {compare,report} ...", description="TrAct (training "
@@ -152,135 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trainact {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    c = sub.add_parser(
-        "compare", formatter_class=fmt, usage="trainact compare [options]",
-        help="train baseline and TrAct side by side (the main job)",
-        description="Train the same model with and without TrAct for each budget (epochs), seed and lr; TrAct "
-        "uses the baseline's best lr per budget (the paper's rule, no re-tuning). Writes config.json, per run "
-        "metrics.jsonl and summary.json, a top-level summary.json, plots, and prints a table with the speed-up "
-        "(baseline epochs needed for TrAct's accuracy / TrAct's epochs). Rerunning with the same --out skips "
-        "finished runs and resumes interrupted ones from their last epoch. With no options it runs a "
-        "quick CPU demo on the built-in synthetic data set.")
+    c = sub.add_parser("compare", formatter_class=fmt, usage="trainact compare [options]",
+                       help="train baseline and TrAct side by side (the main job)", description=COMPARE_DESCRIPTION)
     c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the full traceback on errors")
-    g = c.add_argument_group("data")
-    g.add_argument("--data", metavar="PATH", default=D.data,
-                   help="CIFAR-10/100 python folder, image-folder tree (train/<class>/..., test/ or val/), or a "
-                        ".tar/.tar.gz/.zip of one; default: the built-in synthetic data set")
-    g.add_argument("--synthetic", type=_options, default=D.synthetic, metavar="KEY=VALUE,...",
-                   help="options of the built-in synthetic set, e.g. train_size=5000,test_size=1000,image_size=32,"
-                        "num_classes=10,seed=0 (without --data)")
-    g.add_argument("--cache-dir", metavar="DIR", default=D.cache_dir,
-                   help="where decoded images are cached (default: $TRAINACT_CACHE or ~/.cache/trainact)")
-    g.add_argument("--train-subset", metavar="N", type=_positive_int, default=D.train_subset,
-                   help="train on a seeded, class-balanced subset of N training images (N above the set's size: all "
-                        "of it, said in one line)")
-    g.add_argument("--input-range", choices=INPUT_RANGES, default=D.input_range,
-                   help="standardized: per-channel mean 0 / std 1; unit: [0,1]; byte: [0,255] (paper §4.5 ablation)")
-    g.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no random crop / horizontal flip. The crop is a random window of the training image's "
-                        "size after zero padding by 4 pixels; with --image-size N a random N x N window of the "
-                        "training image resized to shorter side round(N / 0.875) and centre-cropped square (resize "
-                        "+ random crop, not RandomResizedCrop); without augmentation, that square's centre N x N")
-    g.add_argument("--image-size", type=_positive_int, default=D.image_size, metavar="N",
-                   help="image folders/archives of any image sizes: test images resized to shorter side "
-                        "round(N / 0.875) and centre-cropped to N x N (ImageNet's 0.875 crop ratio, 224 of 256); "
-                        "train images see --no-augment (default: images used as stored, all of one size)")
-    g.add_argument("--val-fraction", type=_fraction, default=D.val_fraction, metavar="F",
-                   help="an image folder with train/ only: hold out a class-balanced fraction F of it as the test "
-                        "split (the same split in every run: fixed salt, independent of --seeds)")
-    g.add_argument("--loader", choices=LOADERS, default=D.loader,
-                   help="memory: decode the whole set once into memory (cached on disk); stream: decode every batch "
-                        "from the files with --workers processes (image folders/archives); auto: memory unless the "
-                        f"decoded set (3 bytes a pixel) exceeds --memory-budget, {DEFAULT_MEMORY_BUDGET >> 30} GiB "
-                        "unless given")
-    g.add_argument("--workers", type=_non_negative_int, default=D.workers, metavar="N",
-                   help="decoding processes per GPU/process of the streaming loader, 0: in the training process "
-                        "(default: min(8, CPUs per process))")
-    g.add_argument("--memory-budget", type=_bytes, default=D.memory_budget, metavar="SIZE",
-                   help=f"--loader auto streams data whose decoded size exceeds SIZE, e.g. 256MiB, 8GiB (default: "
-                        f"{DEFAULT_MEMORY_BUDGET >> 30}GiB)")
-
-    g = c.add_argument_group("model")
-    g.add_argument("--model", default=D.model,
-                   help="resnet18|resnet34|resnet50 (CIFAR variant), resnet18-maxpool (the TrAct authors' CIFAR ResNet-18: "
-                        "a 3x3/2 max-pool after the stem), vit, vit-patchnorm, vit-dualpatchnorm, "
-                        "tv:<torchvision name>, timm:<timm name>")
-    g.add_argument("--width", type=_positive_int, default=D.width,
-                   help="ResNet base width (the paper's ResNet-18: 64; narrow by default for CPU runs)")
-    g.add_argument("--patch-size", type=_positive_int, default=None, help="ViT patch size (default: 8)")
-    g.add_argument("--dim", type=_positive_int, default=None, help="ViT hidden size (default: 384)")
-    g.add_argument("--depth", type=_positive_int, default=None, help="ViT depth (default: 7)")
-    g.add_argument("--heads", type=_positive_int, default=None, help="ViT heads (default: 12)")
-
-    g = c.add_argument_group("methods and protocol")
-    g.add_argument("--methods", type=_list_of(str, "a method name"), default=list(D.methods),
-                   metavar="LIST", help="comma-separated subset of baseline,tract")
-    g.add_argument("--lam", dest="lams", type=_list_of(float, "a number"), default=list(D.lams), metavar="LIST",
-                   help="TrAct's lambda, or a comma-separated list (the paper: 0.01,0.1,1)")
-    g.add_argument("--relative-lambda", action="store_true",
-                   help="use lambda * tr(AᵀA/r)/n as the ridge term, invariant to the input scale (for --input-range unit/byte; not in the paper)")
-    g.add_argument("--budgets", type=_list_of(int, "an integer"), default=list(D.budgets), metavar="LIST",
-                   help="epoch budgets, each its own run with its own schedule (the paper: 100,200,400,800)")
-    g.add_argument("--seeds", type=_list_of(int, "an integer"), default=list(D.seeds), metavar="LIST",
-                   help="seeds (the paper: 5)")
-    g.add_argument("--lr", dest="lrs", type=_list_of(float, "a number"), default=list(D.lrs), metavar="LIST",
-                   help="learning rate or a comma-separated grid; the baseline's best per budget is TrAct's lr")
-    g.add_argument("--lr-grid-seeds", type=_positive_int, default=None, metavar="N",
-                   help="run the lr grid with the first N seeds only (default: all seeds)")
-
-    g = c.add_argument_group("optimisation")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer, help="optimizer")
-    g.add_argument("--momentum", type=float, default=D.momentum, help="SGD momentum")
-    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    g.add_argument("--weight-decay", type=float, default=D.weight_decay, help="weight decay (all parameters)")
-    g.add_argument("--schedule", choices=SCHEDULES, default=D.schedule,
-                   help="cosine: per-step cosine to 0 over each run; multistep: pytorch-cifar100's x0.2 at "
-                        "60/120/160 of 200 epochs, i.e. at 30%%/60%%/80%% of the budget; step: x--gamma at each of "
-                        "--milestones")
-    g.add_argument("--milestones", type=_list_of(float, "a number"), default=None, metavar="LIST",
-                   help="--schedule step: increasing fractions of the budget in (0, 1); the lr is multiplied by "
-                        "--gamma from epoch max(1, round(fraction x budget)) on, e.g. 0.333,0.667 (the paper's "
-                        "ImageNet: 10/20 of 30 epochs)")
-    g.add_argument("--gamma", type=float, default=None,
-                   help=f"--schedule step: the lr factor at each milestone (default: {DEFAULT_STEP_GAMMA:g})")
-    g.add_argument("--warmup-epochs", type=float, default=D.warmup_epochs, help="linear warm-up (epochs, per step)")
-    g.add_argument("--label-smoothing", type=float, default=D.label_smoothing, help="label smoothing")
-    g.add_argument("--batch-size", type=_positive_int, default=D.batch_size,
-                   help="global batch size (divided among torchrun processes)")
-    g.add_argument("--grad-accum", type=_positive_int, default=D.grad_accum,
-                   help="split each batch into N micro-batches, accumulating gradients; TrAct then pools the "
-                        "statistics of all micro-batches (and all processes) into the exact large-batch update")
-    g.add_argument("--first-layer-sgd", action="store_true",
-                   help="the paper's open question: train the first layer with SGD (momentum) while the rest "
-                        "uses --optimizer adam/adamw")
-    g.add_argument("--first-layer-lr", type=float, default=None,
-                   help="lr of the first layer with --first-layer-sgd (default: 0.08, the paper's SGD lr)")
-    g.add_argument("--first-layer-init", choices=FIRST_LAYER_INITS, default=D.first_layer_init,
-                   help="default: the model's own init; whiten: airbench's patch-whitening filters (± eigenvectors "
-                        "of the first layer's patch covariance over 5000 training images, scaled by "
-                        "1/sqrt(eigenvalue + 5e-4)), then trained as usual; whiten-frozen: the same, weight frozen "
-                        "(only with --methods baseline: TrAct would have nothing to train)")
-
-    g = c.add_argument_group("execution")
-    g.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="mixed precision (fp16 needs CUDA)")
-    g.add_argument("--channels-last", action="store_true",
-                   help="model and image batches in channels-last memory format (faster convolutions on GPUs)")
-    g.add_argument("--compile", action="store_true",
-                   help="train through torch.compile(model), TrAct's backward compiled with it; the first steps "
-                        "compile (tens of seconds on a CPU); evaluation stays eager. The log says how many graphs "
-                        "were compiled and how many graph breaks there were")
-    g.add_argument("--device", default=D.device, help="auto (CUDA when present), cpu, cuda, cuda:N")
-    g.add_argument("--jobs", type=_positive_int, default=D.jobs,
-                   help="train N runs side by side, each in its own process: round-robin over the visible GPUs "
-                        "(several per GPU allowed), the CPU's threads split between them; a budget's TrAct runs "
-                        "start once its lr grid has finished. Not under torchrun")
-    g.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch.set_num_threads (default: torch's choice)")
-    g.add_argument("--eval-every", type=_positive_int, default=D.eval_every,
-                   help="evaluate every N epochs (and always after the last)")
-    g.add_argument("--out", metavar="DIR", default=D.out,
-                   help="output directory; a fixed default so that rerunning resumes (it must hold the same "
-                        "configuration, except more budgets/seeds/lrs/lambdas)")
+    add_config_options(c, CompareConfig)
 
     r = sub.add_parser("report", formatter_class=fmt, usage="trainact report [--no-plots] [--markdown] DIR",
                        help="print the table and rebuild the plots of a comparison from its JSON files",
@@ -294,22 +108,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per declared field of the config dataclass `cls`, in its --help section, stored under the field's
+    name."""
+    groups: dict = {}
+    for d in declarations(cls):
+        if d.option.group not in groups:
+            groups[d.option.group] = parser.add_argument_group(d.option.group)
+        groups[d.option.group].add_argument(d.flag, dest=d.name, **_argument(d))
+
+
+def _argument(d: Declared) -> dict:
+    """argparse's keywords for a declared option: a boolean is a switch away from its default; a value is parsed
+    and then checked by the declaration's own check (argparse reports the typed text and what is wrong with it)."""
+    o = d.option
+    if isinstance(d.default, bool):
+        return {"action": "store_false" if d.default else "store_true", "help": o.help}
+    out: dict[str, Any] = {"default": d.default, "help": o.help}
+    if o.metavar:
+        out["metavar"] = o.metavar
+    if o.choices:
+        out["choices"] = o.choices
+    elif o.parse or o.check:
+        out["type"] = _argument_type(d)
+    return out
+
+
+def _argument_type(d: Declared):
+    parse, check = d.option.parse, d.option.check
+
+    def convert(text: str):
+        value = parse(text) if parse else text
+        if check:
+            try:
+                check(repr(text), value)
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+    convert.__name__ = d.name
+    return convert
+
+
 def config_from_args(args: argparse.Namespace) -> CompareConfig:
     """The CompareConfig of parsed `compare` options (ValueError on bad or contradictory values)."""
-    return CompareConfig(
-        data=args.data, synthetic=args.synthetic, cache_dir=args.cache_dir, train_subset=args.train_subset, input_range=args.input_range,
-        augment=args.augment, image_size=args.image_size, val_fraction=args.val_fraction, loader=args.loader,
-        workers=args.workers, memory_budget=args.memory_budget, model=args.model, width=args.width, patch_size=args.patch_size, dim=args.dim,
-        depth=args.depth, heads=args.heads, methods=args.methods, lams=args.lams,
-        relative_lambda=args.relative_lambda, budgets=args.budgets, seeds=args.seeds, lrs=args.lrs,
-        lr_grid_seeds=args.lr_grid_seeds, optimizer=args.optimizer, momentum=args.momentum,
-        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, milestones=args.milestones,
-        gamma=args.gamma,
-        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        first_layer_sgd=args.first_layer_sgd, first_layer_lr=args.first_layer_lr,
-        first_layer_init=args.first_layer_init, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        jobs=args.jobs,
-        device=args.device, eval_every=args.eval_every, threads=args.threads, out=args.out)
+    return CompareConfig(**{d.name: getattr(args, d.name) for d in declarations(CompareConfig)})
 
 
 # What `trainact compare` imports beyond torch: module -> (pip package, extra of trainact that installs it)
