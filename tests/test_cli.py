@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from trainact.harness.cli import main
+from trainact.harness.config import CompareConfig
 from trainact.harness.plots import PLOT_FILES
 
 TINY = ["--synthetic", "train_size=160,test_size=64,image_size=16", "--width", "4", "--batch-size", "32",
@@ -172,6 +173,41 @@ def test_bad_input_fails_clearly_and_marks_nothing_complete(tmp_path, capsys, ar
     assert needle in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3  # a message, not a dump
     assert not list(out.rglob("summary.json"))
+
+
+def test_options_parse_into_the_config_by_their_declarations():
+    from trainact.harness.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["compare", "--budgets", "4,8", "--lr", "0.04,0.08", "--lam", "0.01,0.1",
+                                      "--no-augment", "--data", "d", "--image-size", "224", "--memory-budget", "1GiB"])
+    cfg = config_from_args(args)
+    assert cfg.budgets == (4, 8) and cfg.lrs == (0.04, 0.08) and cfg.lams == (0.01, 0.1) and not cfg.augment
+    assert cfg.image_size == 224 and cfg.memory_budget == 2**30
+    assert config_from_args(build_parser().parse_args(["compare"])) == CompareConfig()  # the same defaults
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--momentum", "1.5"], "argument --momentum: '1.5' must be < 1"),
+    (["--seeds", "1,1"], "argument --seeds: '1,1' has duplicates: [1, 1]"),
+    (["--budgets", "0"], "argument --budgets: budget must be an integer >= 1, got 0"),
+    (["--device", "tpu"], "argument --device: 'tpu' must be auto, cpu, cuda or cuda:N"),
+])
+def test_a_value_the_options_own_check_refuses_names_the_flag_and_the_text(capsys, argv, needle):
+    assert main(["compare", *argv]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_config_json_markers_are_the_ones_existing_folders_were_written_with():
+    """Which fields config.json may leave out, and which may change when a folder is resumed: changing either
+    would stop existing output folders from loading or resuming as they did."""
+    from trainact.harness.config import EXTENSIBLE_FIELDS, OPTIONAL_FIELDS
+
+    assert set(OPTIONAL_FIELDS) == {"image_size", "val_fraction", "loader", "workers", "memory_budget", "milestones",
+                                    "gamma", "channels_last", "compile", "jobs"}
+    assert set(EXTENSIBLE_FIELDS) == {"methods", "lams", "budgets", "seeds", "lrs", "lr_grid_seeds", "out", "device",
+                                      "threads", "channels_last", "compile", "jobs", "workers"}
+    assert set(json.loads(CompareConfig().to_json())) == {f for f in CompareConfig.__dataclass_fields__
+                                                          if f not in OPTIONAL_FIELDS}
 
 
 def test_failure_during_training_leaves_nothing_complete(tmp_path, capsys, monkeypatch):
