@@ -51,7 +51,7 @@ protocol_option = functools.partial(option, group="methods and protocol")
 optimisation_option = functools.partial(option, group="optimisation")
 execution_option = functools.partial(option, group="execution")
 
-positive_int = integer(1)
+_positive = integer(1)
 
 
 def _check_dict(subject: str, value: Any) -> None:
@@ -102,7 +102,8 @@ class CompareConfig:
     # differ from the default, so a run with the defaults writes the same bytes as before they existed (and an
     # older file loads with the defaults). Extensible fields may differ between two invocations writing into the
     # same output directory: more budgets, seeds, lrs or lambdas add runs; the rest only change how runs are
-    # executed, not what they compute.
+    # executed, not what they compute. A field missing from an older config.json (first_layer_init, and the
+    # optional ones) loads with its default. The field order is config.json's key order.
 
     data: Optional[str] = data_option(
         None, "CIFAR-10/100 python folder, image-folder tree (train/<class>/..., test/ or val/), or a "
@@ -114,7 +115,7 @@ class CompareConfig:
         None, "where decoded images are cached (default: $TRAINACT_CACHE or ~/.cache/trainact)", metavar="DIR")
     train_subset: Optional[int] = data_option(
         None, "train on a seeded, class-balanced subset of N training images (N above the set's size: all of it, "
-        "said in one line)", metavar="N", parse=parse_int, check=positive_int)
+        "said in one line)", metavar="N", parse=parse_int, check=_positive)
     input_range: str = data_option(
         "standardized", "standardized: per-channel mean 0 / std 1; unit: [0,1]; byte: [0,255] (paper §4.5 ablation)",
         choices=INPUT_RANGES)
@@ -126,7 +127,7 @@ class CompareConfig:
     image_size: Optional[int] = data_option(
         None, "image folders/archives of any image sizes: test images resized to shorter side round(N / 0.875) and "
         "centre-cropped to N x N (ImageNet's 0.875 crop ratio, 224 of 256); train images see --no-augment (default: "
-        "images used as stored, all of one size)", metavar="N", parse=parse_int, check=positive_int, optional=True)
+        "images used as stored, all of one size)", metavar="N", parse=parse_int, check=_positive, optional=True)
     val_fraction: Optional[float] = data_option(
         None, "an image folder with train/ only: hold out a class-balanced fraction F of it as the test split (the "
         "same split in every run: fixed salt, independent of --seeds)", metavar="F", parse=parse_float,
@@ -143,7 +144,7 @@ class CompareConfig:
         "min(8, CPUs per process))", metavar="N", parse=parse_int, check=integer(0), optional=True, extensible=True)
     memory_budget: Optional[int] = data_option(
         None, "--loader auto streams data whose decoded size exceeds SIZE, e.g. 256MiB, 8GiB (default: "
-        f"{DEFAULT_MEMORY_BUDGET >> 30}GiB)", metavar="SIZE", parse=parse_bytes, check=positive_int, optional=True)
+        f"{DEFAULT_MEMORY_BUDGET >> 30}GiB)", metavar="SIZE", parse=parse_bytes, check=_positive, optional=True)
 
     model: str = model_option(
         "resnet18", "resnet18|resnet34|resnet50 (CIFAR variant), resnet18-maxpool (the TrAct authors' CIFAR "
@@ -152,12 +153,12 @@ class CompareConfig:
     # 64 in the paper; 8 keeps the no-argument demo on a CPU
     width: Optional[int] = model_option(
         8, "ResNet base width (the paper's ResNet-18: 64; narrow by default for CPU runs)", parse=parse_int,
-        check=positive_int)
+        check=_positive)
     patch_size: Optional[int] = model_option(
-        None, "ViT patch size (default: 8)", parse=parse_int, check=positive_int)
-    dim: Optional[int] = model_option(None, "ViT hidden size (default: 384)", parse=parse_int, check=positive_int)
-    depth: Optional[int] = model_option(None, "ViT depth (default: 7)", parse=parse_int, check=positive_int)
-    heads: Optional[int] = model_option(None, "ViT heads (default: 12)", parse=parse_int, check=positive_int)
+        None, "ViT patch size (default: 8)", parse=parse_int, check=_positive)
+    dim: Optional[int] = model_option(None, "ViT hidden size (default: 384)", parse=parse_int, check=_positive)
+    depth: Optional[int] = model_option(None, "ViT depth (default: 7)", parse=parse_int, check=_positive)
+    heads: Optional[int] = model_option(None, "ViT heads (default: 12)", parse=parse_int, check=_positive)
 
     methods: tuple = protocol_option(
         METHODS, "comma-separated subset of baseline,tract", metavar="LIST", parse=parse_list(str, "a method name"),
@@ -183,7 +184,7 @@ class CompareConfig:
         check=each(number(positive=True, element="lr")), extensible=True)
     lr_grid_seeds: Optional[int] = protocol_option(
         None, "run the lr grid with the first N seeds only (default: all seeds)", metavar="N", parse=parse_int,
-        check=positive_int, extensible=True)
+        check=_positive, extensible=True)
 
     optimizer: str = optimisation_option("sgd", "optimizer", choices=OPTIMIZERS)
     momentum: float = optimisation_option(
@@ -209,10 +210,10 @@ class CompareConfig:
     label_smoothing: float = optimisation_option(
         0.0, "label smoothing", parse=parse_float, check=number(minimum=0.0, below=1))
     batch_size: int = optimisation_option(
-        128, "global batch size (divided among torchrun processes)", parse=parse_int, check=positive_int)
+        128, "global batch size (divided among torchrun processes)", parse=parse_int, check=_positive)
     grad_accum: int = optimisation_option(
         1, "split each batch into N micro-batches, accumulating gradients; TrAct then pools the statistics of all "
-        "micro-batches (and all processes) into the exact large-batch update", parse=parse_int, check=positive_int)
+        "micro-batches (and all processes) into the exact large-batch update", parse=parse_int, check=_positive)
     first_layer_sgd: bool = optimisation_option(
         False, "the paper's open question: train the first layer with SGD (momentum) while the rest uses "
         "--optimizer adam/adamw", check=boolean)
@@ -236,13 +237,13 @@ class CompareConfig:
     jobs: int = execution_option(
         1, "train N runs side by side, each in its own process: round-robin over the visible GPUs (several per GPU "
         "allowed), the CPU's threads split between them; a budget's TrAct runs start once its lr grid has "
-        "finished. Not under torchrun", parse=parse_int, check=positive_int, optional=True, extensible=True)
+        "finished. Not under torchrun", parse=parse_int, check=_positive, optional=True, extensible=True)
     device: str = execution_option(
         "auto", "auto (CUDA when present), cpu, cuda, cuda:N", check=_check_device, extensible=True)
     eval_every: int = execution_option(
-        1, "evaluate every N epochs (and always after the last)", parse=parse_int, check=positive_int)
+        1, "evaluate every N epochs (and always after the last)", parse=parse_int, check=_positive)
     threads: Optional[int] = execution_option(
-        None, "torch.set_num_threads (default: torch's choice)", parse=parse_int, check=positive_int,
+        None, "torch.set_num_threads (default: torch's choice)", parse=parse_int, check=_positive,
         extensible=True)
     out: str = execution_option(
         "runs/compare", "output directory; a fixed default so that rerunning resumes (it must hold the same "
