@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import multiproc
+from helpers import make_archive, make_cifar
 from trainact.harness.cli import main
 from trainact.harness.config import CompareConfig
 from trainact.harness.data import BatchLoader, DataError, ImageDataset, StreamDataset, StreamLoader, load_dataset
@@ -26,7 +27,6 @@ from trainact.harness.train import evaluate, evaluation_counts, precision_contex
 np = pytest.importorskip("numpy")
 Image = pytest.importorskip("PIL.Image")
 
-from test_data import _archive, make_cifar  # noqa: E402  (the tiny-archive and CIFAR writers)
 
 CLASSES = ("cat", "dog", "frog")
 N = 12  # --image-size of the tests
@@ -243,7 +243,7 @@ def test_stream_of_mixed_sizes_without_image_size_names_the_flag(folder, tmp_pat
 
 @pytest.mark.parametrize("suffix,reader", [(".zip", "_ZipReader"), (".tar", "_TarReader"), (".tar.gz", "_DirReader")])
 def test_archives_stream_with_a_handle_per_worker(folder, tmp_path, suffix, reader):
-    path = _archive(folder[0], tmp_path / f"mini{suffix}", "top")
+    path = make_archive(folder[0], tmp_path / f"mini{suffix}", "top")
     cache = tmp_path / "cache"
     mem = load_dataset(path, cache_dir=cache, image_size=N)
     st = load_dataset(path, cache_dir=cache, image_size=N, loader="stream", workers=2)
