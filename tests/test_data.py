@@ -11,6 +11,7 @@ import torch
 
 from trainact.harness import data as D
 from trainact.harness.data import BatchLoader, DataError, ImageDataset, load_dataset, sources, synthetic_dataset
+from trainact.harness.data.imagefolder import ImageFolderReader
 from helpers import make_archive, make_cifar, make_tree, save_image
 
 np = pytest.importorskip("numpy")
@@ -135,12 +136,12 @@ def test_cache_hit_skips_decoding_and_a_change_invalidates_it(tmp_path, monkeypa
     first = load_dataset(root, cache_dir=cache)
     assert len(list(cache.glob("*.pt"))) == 1 and not list(cache.glob("*.tmp"))
 
-    decode = sources._read_image_folder
+    decode = ImageFolderReader.decode
 
     def fail(*a, **k):
         raise AssertionError("decoder called despite a valid cache")
 
-    monkeypatch.setattr(sources, "_read_image_folder", fail)
+    monkeypatch.setattr(ImageFolderReader, "decode", fail)
     second = load_dataset(root, cache_dir=cache)
     _check(second, expected)
     assert second.mean == first.mean and second.std == first.std
@@ -152,7 +153,7 @@ def test_cache_hit_skips_decoding_and_a_change_invalidates_it(tmp_path, monkeypa
     os.utime(target, ns=(1, 1_000_000_000))
     with pytest.raises(AssertionError, match="decoder called"):
         load_dataset(root, cache_dir=cache)
-    monkeypatch.setattr(sources, "_read_image_folder", decode)
+    monkeypatch.setattr(ImageFolderReader, "decode", decode)
     third = load_dataset(root, cache_dir=cache)
     torch.testing.assert_close(third.test_images[3], new, rtol=0, atol=0)
 
@@ -161,7 +162,7 @@ def test_archive_cache_does_not_open_the_archive(tmp_path, monkeypatch):
     make_tree(tmp_path / "src")
     path = make_archive(tmp_path / "src", tmp_path / "mini.tar.gz", "mini")
     first = load_dataset(path, cache_dir=tmp_path / "cache")
-    monkeypatch.setattr(sources, "_archive_tree", lambda p: pytest.fail("archive opened despite a valid cache"))
+    monkeypatch.setattr(sources, "open_archive", lambda p: pytest.fail("archive opened despite a valid cache"))
     second = load_dataset(path, cache_dir=tmp_path / "cache")
     assert second.name == "mini" and second.classes == first.classes
     torch.testing.assert_close(second.train_images, first.train_images, rtol=0, atol=0)
