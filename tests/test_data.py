@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,9 @@ import torch
 
 from trainact.harness import data as D
 from trainact.harness.data import BatchLoader, DataError, ImageDataset, load_dataset, sources, synthetic_dataset
+from trainact.harness.data import formats
 from trainact.harness.data.imagefolder import ImageFolderReader
+from trainact.harness.data.readers import Reader
 from helpers import make_archive, make_cifar, make_tree, save_image
 
 np = pytest.importorskip("numpy")
@@ -210,6 +214,43 @@ def test_unknown_layout(tmp_path):
     (tmp_path / "data.npz").write_bytes(b"x")
     with pytest.raises(DataError, match="not a .tar/.tar.gz/.tgz/.zip"):
         load_dataset(tmp_path / "data.npz", cache_dir=tmp_path)
+
+
+class _TensorReader(Reader):
+    """A format made up for the test: one torch file `set.pt` holding the four arrays and the class names."""
+
+    key, summary = "tensors", "a torch file set.pt"
+
+    def find(self, storage, base, train_only):
+        return base if storage.is_file(base + "set.pt") else None
+
+    def select(self, storage, root):
+        return [root + "set.pt"], []
+
+    def decode(self, storage, root, where, request, budget):
+        ((_, data),) = storage.read_all([root + "set.pt"])
+        d = torch.load(io.BytesIO(data), weights_only=True)
+        return tuple(d[k] for k in ("train_images", "train_labels", "test_images", "test_labels")), d["classes"]
+
+
+def test_a_registered_reader_is_asked_and_named(tmp_path, monkeypatch):
+    """Adding a format is one Reader in formats.READERS: detection asks it, in a directory or an archive, and an
+    unrecognised source names it among the formats known."""
+    monkeypatch.setattr(formats, "READERS", formats.READERS + (_TensorReader(),))
+    g = torch.Generator().manual_seed(0)
+    arrays = dict(train_images=torch.randint(0, 256, (6, 3, 4, 4), generator=g, dtype=torch.uint8),
+                  train_labels=torch.tensor([0, 1] * 3), test_images=torch.randint(0, 256, (2, 3, 4, 4), generator=g,
+                  dtype=torch.uint8), test_labels=torch.tensor([0, 1]))
+    (tmp_path / "src" / "top").mkdir(parents=True)
+    torch.save(arrays | {"classes": ["a", "b"]}, tmp_path / "src" / "top" / "set.pt")
+    for path in (tmp_path / "src", make_archive(tmp_path / "src", tmp_path / "set.zip", None)):
+        ds = load_dataset(path, cache_dir=tmp_path / "cache")
+        assert ds.classes == ["a", "b"] and ds.name == path.name.removesuffix(".zip")
+        for k, v in arrays.items():
+            torch.testing.assert_close(getattr(ds, k), v, rtol=0, atol=0)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "other")) + r": understood are .*CIFAR-10.*set\.pt"):
+        load_dataset(tmp_path / "other", cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.parametrize("packed", [False, True])
