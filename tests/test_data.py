@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
-import tarfile
-import zipfile
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from trainact.harness import data as D
-from trainact.harness.data import sources
-from trainact.harness.data import BatchLoader, DataError, ImageDataset, load_dataset, synthetic_dataset
+from trainact.harness.data import BatchLoader, DataError, ImageDataset, load_dataset, sources, synthetic_dataset
+from trainact.harness.data import formats
+from trainact.harness.data.imagefolder import ImageFolderReader
+from trainact.harness.data.readers import Reader
+from helpers import make_archive, make_cifar, make_tree, save_image
 
 np = pytest.importorskip("numpy")
 Image = pytest.importorskip("PIL.Image")
@@ -22,31 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------------------------------
-# helpers: tiny datasets written by the tests
-
-
-def _save(path: Path, img: torch.Tensor, **kw) -> None:
-    """Save a (C, H, W) uint8 tensor with Pillow (format from the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = img.permute(1, 2, 0).numpy()  # (H, W, C)
-    Image.fromarray(arr[..., 0] if img.shape[0] == 1 else arr).save(path, **kw)
-
-
-def make_tree(root: Path, *, classes=("cat", "dog", "frog"), counts=(("train", 3), ("test", 2)), hw=(6, 8),
-              channels=3, seed=0, ext=".png") -> dict:
-    """Write root/<split>/<class>/imgNN<ext>; return the expected tensors (sorted by class, then file)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for split, n in counts:
-        images, labels = [], []
-        for ci, cls in enumerate(sorted(classes)):
-            for i in range(n):
-                img = torch.randint(0, 256, (channels, *hw), generator=g, dtype=torch.uint8)
-                _save(root / split / cls / f"img{i:02d}{ext}", img)
-                images.append(img)
-                labels.append(ci)
-        out[split] = (torch.stack(images), torch.tensor(labels))
-    return out
+# checks
 
 
 def _stats(images: torch.Tensor):
@@ -63,55 +42,6 @@ def _check(ds: ImageDataset, expected: dict, classes=("cat", "dog", "frog"), tes
     mean, std = _stats(expected["train"][0])
     torch.testing.assert_close(torch.tensor(ds.mean, dtype=torch.float64), mean, rtol=0, atol=1e-12)
     torch.testing.assert_close(torch.tensor(ds.std, dtype=torch.float64), std, rtol=0, atol=1e-12)
-
-
-def _archive(src: Path, dest: Path, top: str | None) -> Path:
-    """Pack src/{train,test} into dest (.tar/.tar.gz/.tgz/.zip), under folder `top` or at the root."""
-    names = sorted(p for p in src.rglob("*"))
-    arc = lambda p: (f"{top}/" if top else "") + p.relative_to(src).as_posix()  # noqa: E731
-    if dest.name.endswith(".zip"):
-        with zipfile.ZipFile(dest, "w") as zf:  # files only: directories are implied
-            for p in names:
-                if p.is_file():
-                    zf.write(p, arc(p))
-    else:
-        mode = "w:gz" if dest.name.endswith(("gz", "tgz")) else "w"
-        with tarfile.open(dest, mode) as tf:
-            for p in names:  # directories become members too
-                tf.add(p, arc(p), recursive=False)
-    return dest
-
-
-def _cifar_rows(images: torch.Tensor) -> "np.ndarray":
-    """CIFAR's row format, built independently: per image R plane, G plane, B plane, each row-major."""
-    return np.stack([np.concatenate([img[c].numpy().ravel() for c in range(3)]) for img in images]).astype(np.uint8)
-
-
-def make_cifar(root: Path, kind: str, *, protocol: int, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    if kind == "cifar10":
-        folder, names = root / "cifar-10-batches-py", [f"class{i}" for i in range(10)]
-        files = [(f"data_batch_{i}", 2) for i in range(1, 6)] + [("test_batch", 3)]
-        label_key, meta_file, meta = b"labels", "batches.meta", {b"label_names": [n.encode() for n in names]}
-    else:
-        folder, names = root / "cifar-100-python", [f"fine{i}" for i in range(7)]
-        files = [("train", 6), ("test", 4)]
-        label_key, meta_file = b"fine_labels", "meta"
-        meta = {b"fine_label_names": [n.encode() for n in names], b"coarse_label_names": [b"a", b"b"]}
-    folder.mkdir(parents=True)
-    out = {"train": ([], []), "test": ([], [])}
-    for fname, n in files:
-        images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-        labels = torch.randint(0, len(names), (n,), generator=g).tolist()
-        blob = {b"batch_label": fname.encode(), b"data": _cifar_rows(images), label_key: labels, b"filenames": []}
-        if kind == "cifar100":
-            blob[b"coarse_labels"] = [0] * n
-        (folder / fname).write_bytes(pickle.dumps(blob, protocol=protocol))
-        split = "test" if "test" in fname else "train"
-        out[split][0].append(images)
-        out[split][1].append(torch.tensor(labels))
-    (folder / meta_file).write_bytes(pickle.dumps(meta, protocol=protocol))
-    return {k: (torch.cat(v[0]), torch.cat(v[1])) for k, v in out.items()} | {"classes": names}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -134,7 +64,7 @@ def test_image_folder_directory_roundtrip(tmp_path, test_split):
 @pytest.mark.parametrize("top", [None, "cifar-mini"])
 def test_archives_roundtrip(tmp_path, suffix, top):
     expected = make_tree(tmp_path / "src")
-    path = _archive(tmp_path / "src", tmp_path / f"mini{suffix}", top)
+    path = make_archive(tmp_path / "src", tmp_path / f"mini{suffix}", top)
     ds = load_dataset(path, cache_dir=tmp_path / "cache")
     _check(ds, expected)
     assert ds.name == "mini" and ds.source == str(path.resolve())
@@ -151,7 +81,7 @@ def test_grayscale_becomes_rgb_with_every_loader_and_mixed_too(tmp_path):
     assert streamed.input_shape == ds.input_shape
     # one RGB image among gray ones: everything becomes RGB, gray images replicated over the channels
     rgb = torch.randint(0, 256, (3, 6, 8), dtype=torch.uint8)
-    _save(tmp_path / "gray" / "train" / "cat" / "img99.png", rgb)
+    save_image(tmp_path / "gray" / "train" / "cat" / "img99.png", rgb)
     ds = load_dataset(tmp_path / "gray", cache_dir=tmp_path / "cache")
     assert ds.image_shape == (3, 6, 8)
     torch.testing.assert_close(ds.train_images[3], rgb, rtol=0, atol=0)  # sorted after img00..02 of cat
@@ -186,7 +116,7 @@ def test_cifar_pickles(tmp_path, kind, protocol, point_at):
 def test_cifar_release_archive(tmp_path):
     """The official cifar-10-python.tar.gz layout: cifar-10-batches-py/ inside a .tar.gz."""
     expected = make_cifar(tmp_path / "src", "cifar10", protocol=2)
-    path = _archive(tmp_path / "src", tmp_path / "cifar-10-python.tar.gz", None)
+    path = make_archive(tmp_path / "src", tmp_path / "cifar-10-python.tar.gz", None)
     ds = load_dataset(path, cache_dir=tmp_path / "cache")
     assert ds.name == "cifar10"
     torch.testing.assert_close(ds.test_images, expected["test"][0], rtol=0, atol=0)
@@ -210,12 +140,12 @@ def test_cache_hit_skips_decoding_and_a_change_invalidates_it(tmp_path, monkeypa
     first = load_dataset(root, cache_dir=cache)
     assert len(list(cache.glob("*.pt"))) == 1 and not list(cache.glob("*.tmp"))
 
-    decode = sources._read_image_folder
+    decode = ImageFolderReader.decode
 
     def fail(*a, **k):
         raise AssertionError("decoder called despite a valid cache")
 
-    monkeypatch.setattr(sources, "_read_image_folder", fail)
+    monkeypatch.setattr(ImageFolderReader, "decode", fail)
     second = load_dataset(root, cache_dir=cache)
     _check(second, expected)
     assert second.mean == first.mean and second.std == first.std
@@ -223,20 +153,20 @@ def test_cache_hit_skips_decoding_and_a_change_invalidates_it(tmp_path, monkeypa
     # change one file: a new key, so the decoder runs and sees the new pixels
     new = torch.full((3, 6, 8), 7, dtype=torch.uint8)
     target = root / "test" / "dog" / "img01.png"
-    _save(target, new)
+    save_image(target, new)
     os.utime(target, ns=(1, 1_000_000_000))
     with pytest.raises(AssertionError, match="decoder called"):
         load_dataset(root, cache_dir=cache)
-    monkeypatch.setattr(sources, "_read_image_folder", decode)
+    monkeypatch.setattr(ImageFolderReader, "decode", decode)
     third = load_dataset(root, cache_dir=cache)
     torch.testing.assert_close(third.test_images[3], new, rtol=0, atol=0)
 
 
 def test_archive_cache_does_not_open_the_archive(tmp_path, monkeypatch):
     make_tree(tmp_path / "src")
-    path = _archive(tmp_path / "src", tmp_path / "mini.tar.gz", "mini")
+    path = make_archive(tmp_path / "src", tmp_path / "mini.tar.gz", "mini")
     first = load_dataset(path, cache_dir=tmp_path / "cache")
-    monkeypatch.setattr(sources, "_archive_tree", lambda p: pytest.fail("archive opened despite a valid cache"))
+    monkeypatch.setattr(sources, "open_archive", lambda p: pytest.fail("archive opened despite a valid cache"))
     second = load_dataset(path, cache_dir=tmp_path / "cache")
     assert second.name == "mini" and second.classes == first.classes
     torch.testing.assert_close(second.train_images, first.train_images, rtol=0, atol=0)
@@ -286,11 +216,48 @@ def test_unknown_layout(tmp_path):
         load_dataset(tmp_path / "data.npz", cache_dir=tmp_path)
 
 
+class _TensorReader(Reader):
+    """A format made up for the test: one torch file `set.pt` holding the four arrays and the class names."""
+
+    key, summary = "tensors", "a torch file set.pt"
+
+    def find(self, storage, base, train_only):
+        return base if storage.is_file(base + "set.pt") else None
+
+    def select(self, storage, root):
+        return [root + "set.pt"], []
+
+    def decode(self, storage, root, where, request, budget):
+        ((_, data),) = storage.read_all([root + "set.pt"])
+        d = torch.load(io.BytesIO(data), weights_only=True)
+        return tuple(d[k] for k in ("train_images", "train_labels", "test_images", "test_labels")), d["classes"]
+
+
+def test_a_registered_reader_is_asked_and_named(tmp_path, monkeypatch):
+    """Adding a format is one Reader in formats.READERS: detection asks it, in a directory or an archive, and an
+    unrecognised source names it among the formats known."""
+    monkeypatch.setattr(formats, "READERS", formats.READERS + (_TensorReader(),))
+    g = torch.Generator().manual_seed(0)
+    arrays = dict(train_images=torch.randint(0, 256, (6, 3, 4, 4), generator=g, dtype=torch.uint8),
+                  train_labels=torch.tensor([0, 1] * 3), test_images=torch.randint(0, 256, (2, 3, 4, 4), generator=g,
+                  dtype=torch.uint8), test_labels=torch.tensor([0, 1]))
+    (tmp_path / "src" / "top").mkdir(parents=True)
+    torch.save(arrays | {"classes": ["a", "b"]}, tmp_path / "src" / "top" / "set.pt")
+    for path in (tmp_path / "src", make_archive(tmp_path / "src", tmp_path / "set.zip", None)):
+        ds = load_dataset(path, cache_dir=tmp_path / "cache")
+        assert ds.classes == ["a", "b"] and ds.name == path.name.removesuffix(".zip")
+        for k, v in arrays.items():
+            torch.testing.assert_close(getattr(ds, k), v, rtol=0, atol=0)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "other")) + r": understood are .*CIFAR-10.*set\.pt"):
+        load_dataset(tmp_path / "other", cache_dir=tmp_path / "cache")
+
+
 @pytest.mark.parametrize("packed", [False, True])
 def test_corrupt_image_is_named(tmp_path, packed):
     make_tree(tmp_path / "src")
     (tmp_path / "src" / "test" / "dog" / "img01.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    path = _archive(tmp_path / "src", tmp_path / "mini.zip", "top") if packed else tmp_path / "src"
+    path = make_archive(tmp_path / "src", tmp_path / "mini.zip", "top") if packed else tmp_path / "src"
     name = "top/test/dog/img01.png" if packed else "test/dog/img01.png"
     with pytest.raises(DataError, match=f"cannot decode image {name}"):
         load_dataset(path, cache_dir=tmp_path / "cache")
@@ -298,7 +265,7 @@ def test_corrupt_image_is_named(tmp_path, packed):
 
 def test_mixed_sizes(tmp_path):
     make_tree(tmp_path / "src")
-    _save(tmp_path / "src" / "train" / "dog" / "img01.png", torch.zeros(3, 7, 8, dtype=torch.uint8))
+    save_image(tmp_path / "src" / "train" / "dog" / "img01.png", torch.zeros(3, 7, 8, dtype=torch.uint8))
     with pytest.raises(DataError, match=r"train/dog/img01.png is 8x7 but train/cat/img00.png is 8x6"):
         load_dataset(tmp_path / "src", cache_dir=tmp_path / "cache")
 

@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 import multiproc
+from helpers import make_archive, make_cifar
 from trainact.harness.cli import main
 from trainact.harness.config import CompareConfig
 from trainact.harness.data import BatchLoader, DataError, ImageDataset, StreamDataset, StreamLoader, load_dataset
 from trainact.harness.data import images as I
-from trainact.harness.data.dataset import _mix_seed
+from trainact.harness.data.dataset import mix_seed
 from trainact.harness.protocol import RunSpec
 from trainact.harness.env import DistEnv
 from trainact.harness.train import evaluate, evaluation_counts, precision_context
@@ -26,7 +27,6 @@ from trainact.harness.train import evaluate, evaluation_counts, precision_contex
 np = pytest.importorskip("numpy")
 Image = pytest.importorskip("PIL.Image")
 
-from test_data import _archive, make_cifar  # noqa: E402  (the tiny-archive and CIFAR writers)
 
 CLASSES = ("cat", "dog", "frog")
 N = 12  # --image-size of the tests
@@ -120,7 +120,7 @@ def test_image_size_caches_train_squares_and_test_crops_keyed_by_size(folder, tm
     cache = tmp_path / "cache"
     ds = load_dataset(root, cache_dir=cache, image_size=N)
     assert ds.train_images.shape == (12, 3, SQ, SQ) and ds.test_images.shape == (9, 3, N, N)
-    assert ds.crop_size == N and ds.input_shape == (3, N, N)
+    assert ds.image_size == N and ds.input_shape == (3, N, N)
     # the pixels are those of the file, decoded, resized and cropped (checked against torchvision above)
     with Image.open(root / files["test"][4]) as im:
         want = np.asarray(I.fit(im.convert("RGB"), N, "test"))
@@ -135,9 +135,9 @@ def test_image_size_caches_train_squares_and_test_crops_keyed_by_size(folder, tm
 
 def test_in_memory_crop_of_the_stored_square(both):
     mem, _ = both
-    kw = dict(batch_size=4, train=True, mean=mem.mean, std=mem.std, input_range="byte", crop_size=N, crop_padding=0)
+    kw = dict(batch_size=4, train=True, mean=mem.mean, std=mem.std, input_range="byte", image_size=N, crop_padding=0)
     loader = BatchLoader(mem.train_images, mem.train_labels, **kw)
-    order = torch.randperm(12, generator=torch.Generator().manual_seed(_mix_seed(0, "epoch", 0)))
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(mix_seed(0, "epoch", 0)))
     seen = torch.cat([x for x, _ in loader.epoch(0)]).to(torch.uint8)  # (12, 3, N, N)
     assert seen.shape == (12, 3, N, N)
     for x, i in zip(seen, order.tolist()):  # each a window of its square, maybe mirrored
@@ -241,13 +241,13 @@ def test_stream_of_mixed_sizes_without_image_size_names_the_flag(folder, tmp_pat
         load_dataset(folder[0], cache_dir=tmp_path, loader="stream")  # the statistics decode every image
 
 
-@pytest.mark.parametrize("suffix,reader", [(".zip", "_ZipReader"), (".tar", "_TarReader"), (".tar.gz", "_DirReader")])
-def test_archives_stream_with_a_handle_per_worker(folder, tmp_path, suffix, reader):
-    path = _archive(folder[0], tmp_path / f"mini{suffix}", "top")
+@pytest.mark.parametrize("suffix,storage", [(".zip", "ZipStorage"), (".tar", "TarStorage"), (".tar.gz", "DirStorage")])
+def test_archives_stream_with_a_handle_per_worker(folder, tmp_path, suffix, storage):
+    path = make_archive(folder[0], tmp_path / f"mini{suffix}", "top")
     cache = tmp_path / "cache"
     mem = load_dataset(path, cache_dir=cache, image_size=N)
     st = load_dataset(path, cache_dir=cache, image_size=N, loader="stream", workers=2)
-    assert type(st.reader).__name__ == reader and st.mean == mem.mean
+    assert type(st.storage).__name__ == storage and st.mean == mem.mean
     if suffix == ".tar.gz":  # a compressed tar is extracted once into the cache, then read as files
         (extracted,) = cache.glob("mini-*.files")
         assert (extracted / ".complete").is_file() and (extracted / "top" / "test" / "dog" / "img01.jpg").is_file()

@@ -150,11 +150,11 @@ def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, d
         test = StreamLoader(dataset, split="test", batch_size=max(per_rank, 256), train=False, augment=False,
                             seed=seed, **common)
         return train, test
-    if dataset.crop_size is not None:  # --image-size: random crops of the stored squares, no padding
-        common["crop_size"], common["crop_padding"] = dataset.crop_size, 0
+    if dataset.image_size is not None:  # --image-size: random crops of the stored squares, no padding
+        common["image_size"], common["crop_padding"] = dataset.image_size, 0
     train = BatchLoader(dataset.train_images, dataset.train_labels, batch_size=per_rank, train=True,
                         augment=cfg.augment, seed=seed, **common)
-    common.pop("crop_size", None)  # the test split is stored at its final size
+    common.pop("image_size", None)  # the test split is stored at its final size
     test = BatchLoader(dataset.test_images, dataset.test_labels, batch_size=max(per_rank, 256), train=False,
                        augment=False, seed=seed, **common)
     return train, test

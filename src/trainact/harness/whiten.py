@@ -169,7 +169,7 @@ def whiten_first_layer(model: nn.Module, first: str, cfg: CompareConfig, dataset
         raise ValueError(f"first_layer_init {cfg.first_layer_init!r} needs a convolution (groups=1) as the first "
                          f"layer; {cfg.model}'s first layer {first!r} is {layer}")
     scale, shift = input_affine(dataset.mean, dataset.std, cfg.input_range, layer.weight.device)
-    n = dataset.crop_size
+    n = dataset.image_size
 
     def transform(x: torch.Tensor) -> torch.Tensor:  # the loader's arithmetic, in float32
         if n is not None:  # --image-size: the unaugmented loader's centre crop of the stored square

@@ -1,27 +1,18 @@
-"""Datasets for the harness: readers, a decoded-array cache, a synthetic set, and an in-memory loader.
+"""Datasets for the harness: a path in, an ImageDataset (in memory) or a StreamDataset (read per batch) out.
 
-    from trainact.harness.data import load_dataset, BatchLoader
-    ds = load_dataset("../shared/data/cifar10-jpeg.tar.gz")        # decoded once, then cached
-    ds = load_dataset(None, synthetic={"seed": 0})                 # built-in synthetic set, no files
-    train = BatchLoader(ds.train_images, ds.train_labels, batch_size=128, train=True,
-                        mean=ds.mean, std=ds.std, device="cuda", seed=0)
-    for epoch in range(epochs):
-        for x, y in train.epoch(epoch):                            # (B, C, H, W) float, (B,) int64
-            ...
+    ds = load_dataset("cifar10-jpeg.tar.gz", image_size=None)   # decoded once, then cached; or synthetic={...}
+    train = BatchLoader(ds.train_images, ds.train_labels, batch_size=128, train=True, mean=ds.mean, std=ds.std,
+                        image_size=ds.image_size, device="cuda", seed=0)   # StreamLoader(ds, ...) for a StreamDataset
+    for x, y in train.epoch(epoch): ...                           # (B, C, H, W) float, (B,) int64
 
-Understood sources: a CIFAR-10 / CIFAR-100 python folder (`cifar-10-batches-py/`, `cifar-100-python/`),
-an image-folder tree `train/<class>/*` + `test/<class>/*` (or `val/<class>/*`), either as a directory or
-inside a .tar / .tar.gz / .tgz / .zip archive (at its top or under one top-level folder).
-
-`--image-size N` resizes image folders (images.py: the ImageNet convention), `--val-fraction F` holds out part of a
-train-only folder, and a set too large for memory is streamed from disk by `StreamLoader` (stream.py):
-    ds = load_dataset("imagenet/", image_size=224, loader="auto")  # a StreamDataset over 8 GiB decoded
-
-Pillow (image folders) and numpy (CIFAR pickles) are imported only when needed.
+Modules: sources (load_dataset), formats (the registry of readers: cifar, imagefolder; readers.py is their
+interface), storage (directories and archives), cache, dataset (the two datasets' base), loader, stream, images
+(decoding and the --image-size geometry), synthetic. Pillow and numpy are imported only when needed.
 """
 
 from __future__ import annotations
 from .dataset import INPUT_RANGES as INPUT_RANGES
+from .dataset import Dataset as Dataset
 from .dataset import DataError as DataError
 from .dataset import ImageDataset as ImageDataset
 from .loader import BatchLoader as BatchLoader
@@ -34,6 +25,7 @@ from .synthetic import synthetic_dataset as synthetic_dataset
 
 __all__ = [
     "DataError",
+    "Dataset",
     "ImageDataset",
     "load_dataset",
     "synthetic_dataset",

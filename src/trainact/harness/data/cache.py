@@ -1,4 +1,9 @@
-"""The decoded-array cache: a dataset decoded once is stored as one torch file, keyed by its source's contents."""
+"""The decoded-array cache: a dataset decoded once is stored as one torch file, keyed by its source's contents.
+
+`write_cache` stores (arrays, classes, name, mean, std); `read_cache` returns them, or None (with a warning when the
+file is unreadable or of another CACHE_VERSION) so that the caller decodes again. Change what is stored and the
+version must change with it: the key of every cache file includes it.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,17 @@ import torch
 
 from trainact.harness.env import save_atomic
 
-_CACHE_VERSION = 2  # 2: image folders always decoded to RGB (an all-gray set was kept at one channel)
+CACHE_VERSION = 2  # 2: image folders always decoded to RGB (an all-gray set was kept at one channel)
 
 
-# --- the cache ----------------------------------------------------------------------------------------
-
-
-def _read_cache(path: Path):
+def read_cache(path: Path):
     if not path.is_file():
         return None
     try:
         d = torch.load(path, map_location="cpu", weights_only=True)
         arrays = tuple(d[k] for k in ("train_images", "train_labels", "test_images", "test_labels"))
         ok = (
-            d.get("version") == _CACHE_VERSION
+            d.get("version") == CACHE_VERSION
             and all(isinstance(a, torch.Tensor) for a in arrays)
             and arrays[0].dtype == arrays[2].dtype == torch.uint8
             and arrays[1].dtype == arrays[3].dtype == torch.int64
@@ -43,9 +45,9 @@ def _read_cache(path: Path):
     return tuple(a.contiguous() for a in arrays), list(d["classes"]), d["name"], mean, std
 
 
-def _write_cache(path: Path, arrays, classes: list[str], name: str, mean, std) -> None:
+def write_cache(path: Path, arrays, classes: list[str], name: str, mean, std) -> None:
     payload = dict(
-        version=_CACHE_VERSION,
+        version=CACHE_VERSION,
         train_images=arrays[0],
         train_labels=arrays[1],
         test_images=arrays[2],

@@ -1,4 +1,8 @@
-"""The in-memory loader: batches of a uint8 split on the device, seeded per (seed, epoch), batched augmentation."""
+"""The in-memory loader: batches of a uint8 split on the device, seeded per (seed, epoch), batched augmentation.
+
+`BatchLoader` and the streaming loader (stream.py) share their argument checks (`check_loader_args`) and the
+uint8-to-input arithmetic (`input_affine`); `measure_loader_throughput` times either.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,8 @@ from typing import Iterator, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .dataset import INPUT_RANGES, _mix_seed
+from .dataset import INPUT_RANGES, mix_seed
 from .images import centre_offset
-
-# ----------------------------------------------------------------------------------------------------
-# the loader
-
 
 def input_affine(mean: Sequence[float], std: Sequence[float], input_range: str,
                  device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,11 +32,30 @@ def input_affine(mean: Sequence[float], std: Sequence[float], input_range: str,
     return scale.view(1, c, 1, 1).to(device), shift.view(1, c, 1, 1).to(device)
 
 
+def check_loader_args(*, batch_size, input_range, mean, std, channels: int, crop_padding, dtype, rank,
+                      world_size) -> None:
+    """Raise ValueError, naming the argument, for a loader argument out of range (both loaders' checks)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if input_range not in INPUT_RANGES:
+        raise ValueError(f"input_range must be one of {INPUT_RANGES}, got {input_range!r}")
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean and std need one value per channel ({channels}), got {len(mean)} and {len(std)}")
+    if not all(float(s) > 0 for s in std):
+        raise ValueError(f"std must be > 0 for every channel, got {tuple(std)}")
+    if not isinstance(crop_padding, int) or crop_padding < 0:
+        raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+    if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
+
+
 class BatchLoader:
     """In-memory batches in the airbench style: the split lives on `device` as uint8, an epoch is one seeded
     permutation plus slicing, and random crop (zero padding `crop_padding`, like torchvision's
     RandomCrop(size, padding=4)) and horizontal flip (p = 0.5) are batched tensor ops.
-    With `crop_size` N (`--image-size`: the train split stored as S x S squares, harness/data/images.py) the output
+    With `image_size` N (`--image-size`: the train split stored as S x S squares, harness/data/images.py) the output
     is N x N: a random window of the square (no padding) when augmenting, its centre (torchvision's CenterCrop
     offset) when not.
 
@@ -68,7 +87,7 @@ class BatchLoader:
         input_range: str = "standardized",
         augment: bool = True,
         crop_padding: int = 4,
-        crop_size: Optional[int] = None,
+        image_size: Optional[int] = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         seed: int = 0,
@@ -84,27 +103,15 @@ class BatchLoader:
             raise ValueError(f"labels must be a 1-d tensor with one entry per image ({images.shape[0]}), got {got}")
         if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             raise ValueError(f"labels must be integers, got {labels.dtype}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if input_range not in INPUT_RANGES:
-            raise ValueError(f"input_range must be one of {INPUT_RANGES}, got {input_range!r}")
-        c = images.shape[1]
-        if len(mean) != c or len(std) != c:
-            raise ValueError(f"mean and std need one value per channel ({c}), got {len(mean)} and {len(std)}")
-        if not all(float(s) > 0 for s in std):
-            raise ValueError(f"std must be > 0 for every channel, got {tuple(std)}")
-        if not isinstance(crop_padding, int) or crop_padding < 0:
-            raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
-        if crop_size is not None:
+        check_loader_args(batch_size=batch_size, input_range=input_range, mean=mean, std=std, channels=images.shape[1],
+                          crop_padding=crop_padding, dtype=dtype, rank=rank, world_size=world_size)
+        if image_size is not None:
             side = min(images.shape[2:]) + 2 * crop_padding
-            if not isinstance(crop_size, int) or not 1 <= crop_size <= side:
-                raise ValueError(f"crop_size must be an int in [1, {side}] (the padded image side), got {crop_size!r}")
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
-        if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
+            if not isinstance(image_size, int) or not 1 <= image_size <= side:
+                raise ValueError(f"image_size must be an int in [1, {side}] (the padded image side), "
+                                 f"got {image_size!r}")
         self.batch_size, self.train, self.augment = batch_size, bool(train), bool(augment)
-        self.input_range, self.crop_padding, self.crop_size, self.dtype = input_range, crop_padding, crop_size, dtype
+        self.input_range, self.crop_padding, self.image_size, self.dtype = input_range, crop_padding, image_size, dtype
         self.seed, self.drop_last, self.rank, self.world_size = int(seed), bool(drop_last), rank, world_size
         self.device = torch.device(device)
         self.images = images.to(self.device).contiguous()  # uint8 (N, C, H, W), moved once
@@ -152,7 +159,7 @@ class BatchLoader:
         n, dev = self.num_images, self.device
         augment = self.train and self.augment
         if self.train:
-            g = torch.Generator().manual_seed(_mix_seed(self.seed, "epoch", int(epoch)))
+            g = torch.Generator().manual_seed(mix_seed(self.seed, "epoch", int(epoch)))
             order = torch.randperm(n, generator=g)
             if augment:
                 h, w = self.images.shape[2:]
@@ -170,18 +177,18 @@ class BatchLoader:
             x = self.images[idx]  # uint8 (B, C, H, W)
             if augment:
                 x = self._crop_flip(x, dy[pos], dx[pos], flip[pos])
-            elif self.crop_size is not None:
+            elif self.image_size is not None:
                 x = self._centre(x)
             x = (x.to(torch.float32) * self._scale + self._shift).to(self.dtype)
             yield x, self.labels[idx]
 
     def _out_size(self) -> tuple[int, int]:
         h, w = self.images.shape[2:]
-        return (h, w) if self.crop_size is None else (self.crop_size, self.crop_size)
+        return (h, w) if self.image_size is None else (self.image_size, self.image_size)
 
     def _centre(self, x: torch.Tensor) -> torch.Tensor:
-        """The centre crop_size x crop_size window of (B, C, H, W)."""
-        n = self.crop_size
+        """The centre image_size x image_size window of (B, C, H, W)."""
+        n = self.image_size
         top, left = centre_offset(x.shape[2], n), centre_offset(x.shape[3], n)
         return x[:, :, top : top + n, left : left + n]  # (B, C, n, n)
 

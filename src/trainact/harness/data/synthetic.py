@@ -1,4 +1,8 @@
-"""The built-in synthetic set: oriented patterns per class, seeded, no files (the main job's default data)."""
+"""The built-in synthetic set: oriented patterns per class, seeded, no files (the harness's default data).
+
+`synthetic_dataset(**options)` is an ImageDataset, the same for the same options; SYNTHETIC_PARAMS are the options
+it takes (its `image_size` is the generated images' side, fed as stored).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import math
 
 import torch
 
-from .dataset import DataError, ImageDataset, _channel_stats, _mix_seed
+from .dataset import DataError, ImageDataset, channel_stats, mix_seed
 
 # ----------------------------------------------------------------------------------------------------
 # the synthetic set
 
-_SYNTHETIC_PARAMS = ("seed", "num_classes", "train_size", "test_size", "image_size", "channels")
+SYNTHETIC_PARAMS = ("seed", "num_classes", "train_size", "test_size", "image_size", "channels")
 _PATTERNS = ("grating", "plaid", "checker", "rings")
 # the knobs that set how hard the synthetic set is (tuned so a width-16 CIFAR ResNet-18 is far from 100 %)
 _DIFFICULTY = dict(theta_jitter=0.08, freq_jitter=0.10, window=(0.25, 0.6), clutter=0.3, noise=(0.05, 0.25))
@@ -131,10 +135,10 @@ def synthetic_dataset(
     ):
         if not isinstance(value, int) or value < lo:
             raise DataError(f"synthetic dataset {key} must be an int >= {lo}, got {value!r}")
-    g = torch.Generator().manual_seed(_mix_seed(seed, "synthetic"))
+    g = torch.Generator().manual_seed(mix_seed(seed, "synthetic"))
     train_images, train_labels = _synthetic_images(train_size, g, num_classes, image_size, channels, _DIFFICULTY)
     test_images, test_labels = _synthetic_images(test_size, g, num_classes, image_size, channels, _DIFFICULTY)
-    mean, std = _channel_stats(train_images)
+    mean, std = channel_stats(train_images)
     proto = _class_prototypes(num_classes)
     classes = [f"{_PATTERNS[int(k)]}-{i}" for i, k in enumerate(proto["kind"])]
     return ImageDataset(
