@@ -365,9 +365,9 @@ def test_old_config_json_loads_with_todays_behaviour_and_new_fields_roundtrip():
 
 
 def test_memory_budget_sizes_parse_and_bad_ones_name_the_flag(capsys):
-    from trainact.harness.cli import _bytes, build_parser, config_from_args
+    from trainact.harness.cli import build_parser, config_from_args, parse_bytes
 
-    assert [_bytes(t) for t in ("256MiB", "8GiB", "1.5G", "1000", "64k")] == [2**28, 2**33, 3 * 2**29, 1000, 2**16]
+    assert [parse_bytes(t) for t in ("256MiB", "8GiB", "1.5G", "1000", "64k")] == [2**28, 2**33, 3 * 2**29, 1000, 2**16]
     args = build_parser().parse_args(["compare", "--data", "x", "--memory-budget", "256MiB", "--workers", "0"])
     assert config_from_args(args).memory_budget == 2**28
     assert main(["compare", "--memory-budget", "12XB"]) == 2
