@@ -22,6 +22,8 @@ import torch.distributed as dist
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch import nn
 
+from .tract import raise_if_failed
+
 __all__ = ["SYNC_MODES", "precondition_grads", "attach", "discard_pending", "pending_layers", "check_numerics"]
 
 SYNC_MODES = ("auto", "global", "local")
@@ -140,8 +142,6 @@ def check_numerics(target: Union[nn.Module, Iterable[nn.Module]], *, wait: bool 
     ``wait=True`` (the default here) reads every status now, synchronising with the device.  On the CPU the
     eager backward raises at once.
     """
-    from .tract import raise_if_failed
-
     for layer in _tract_layers(target):
         sinks = layer.tract_sinks
         if sinks is None:
