@@ -147,7 +147,8 @@ class TrActLayer:
                 out = super().forward(input)  # type: ignore[misc]
             if mode.calls == 0:
                 raise TypeError(f"{self.tract_label}: {_plain_class(type(self)).__name__}.forward makes no "
-                                f"convolution/linear call TrAct can see (torch.nn.functional.linear/conv1d-3d)")
+                                f"convolution/linear call TrAct can see (torch.nn.functional: "
+                                f"{', '.join(f.__name__ for f in adapters.CALLS)})")
             return out
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
