@@ -30,12 +30,12 @@ VARIANTS = ("plain", "band", "dense")
 
 @contextlib.contextmanager
 def band(on: bool):
-    original = patches._band_applies
-    patches._band_applies = lambda geo, device: on and original(geo, torch.device("cpu"))
+    original = patches.band_applies
+    patches.band_applies = lambda geo, device: on and original(geo, torch.device("cpu"))
     try:
         yield
     finally:
-        patches._band_applies = original
+        patches.band_applies = original
 
 
 def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device) -> dict:

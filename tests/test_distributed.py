@@ -179,7 +179,7 @@ def test_accumulated_micro_batches_equal_one_big_batch():
 
 def _pending(layer):
     """The deferred statistics a layer holds: (Σ aᵀa, rows)."""
-    sinks = layer._tract_sinks
+    sinks = layer.tract_sinks
     return sinks.gram.grad, sinks.rows.grad
 
 

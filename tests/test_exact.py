@@ -292,13 +292,13 @@ def test_gram_algorithms_match_explicit_patches(layer, shape, block_bytes, reque
     geo = patches.geometry_of(layer)
     case = request.node.callspec.id  # each case takes the path it is named after
     budget = block_bytes or patches.DEFAULT_BLOCK_BYTES
-    uses_band = patches._band_applies(geo, x.device) and patches._gram_band(x, geo, torch.float64, budget) is not None
+    uses_band = patches.band_applies(geo, x.device) and geo.gram_band(x, torch.float64, budget) is not None
     assert uses_band == (case.startswith("band") and case != "band-fallback")
     assert (len(patches._edges(geo.n)) > 2) == case.endswith("triangle")
     kwargs = {} if block_bytes is None else {"block_bytes": block_bytes}
     total, rows = patches.gram(x, geo, dtype=torch.float64, **kwargs)
     a = layer_patches(layer.double(), x)  # (g, r, n) from the layer's own convolution
-    assert rows == a.shape[1] == patches.count_rows(x, geo)
+    assert rows == a.shape[1] == geo.count_rows(x)
     assert_close(total, a.transpose(1, 2) @ a, rtol=1e-12, atol=1e-9)
 
 
@@ -306,8 +306,8 @@ def test_the_band_algorithm_and_small_blocks_are_for_the_cpu_only():
     from trainact import patches
 
     stem = patches.geometry_of(nn.Conv2d(3, 8, 7, stride=2, padding=3))
-    assert patches._band_applies(stem, torch.device("cpu"))
-    assert not patches._band_applies(stem, torch.device("cuda"))  # kernel launches: one dense GEMM per block
+    assert patches.band_applies(stem, torch.device("cpu"))
+    assert not patches.band_applies(stem, torch.device("cuda"))  # kernel launches: one dense GEMM per block
     assert patches.default_block_bytes(torch.device("cpu")) == patches.DEFAULT_BLOCK_BYTES == 16 * 2**20
     assert patches.default_block_bytes(torch.device("cuda", 1)) == 64 * 2**20
     x = torch.randn(2, 3, 20, 18, dtype=torch.float64)  # gram without block_bytes = with the CPU default

@@ -207,7 +207,7 @@ def test_memory_blocks_are_bounded(layer, shape, monkeypatch):
     small, rows_small = patches.gram(x, geo, block_bytes=budget)
     assert len(seen) > 2 and max(seen) <= budget
     big, rows_big = patches.gram(x, geo, block_bytes=2**40)
-    assert rows_small == rows_big == patches.count_rows(x, geo)
+    assert rows_small == rows_big == geo.count_rows(x)
     assert_close(small, big, rtol=1e-5, atol=1e-4)
 
 
@@ -226,9 +226,9 @@ def test_band_algorithm_blocks_are_bounded(monkeypatch):
         return out
 
     monkeypatch.setattr(patches.torch, "zeros", zeros)
-    banded = patches._gram_band(x, geo, torch.float32, budget)
+    banded = geo.gram_band(x, torch.float32, budget)
     monkeypatch.setattr(patches.torch, "zeros", real_zeros)
-    assert banded is not None and patches._band_applies(geo, x.device)
+    assert banded is not None and patches.band_applies(geo, x.device)
     blocks = [b for b in sizes if b == 2 * per_sample or b == per_sample]  # the laid-out samples of each block
     assert len(blocks) == 3 and max(blocks) <= budget  # 5 samples: 2 + 2 + 1
     from oracle import layer_patches
@@ -240,7 +240,7 @@ def test_band_algorithm_blocks_are_bounded(monkeypatch):
 def test_patch_embedding_uses_a_view_of_the_input():
     conv = nn.Conv2d(3, 8, 4, stride=4)
     x = torch.randn(2, 3, 16, 16)
-    view = patches._conv_view(x, patches.geometry_of(conv))
+    view = patches.geometry_of(conv).view(x)
     assert view.data_ptr() == x.data_ptr() and view._base is x  # no copy before the bounded block
 
 

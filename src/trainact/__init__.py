@@ -1,20 +1,15 @@
 """trainact: TrAct — training first-layer activations (Petersen, Borgelt, Ermon, NeurIPS 2024) for PyTorch.
 
-TrAct changes one thing: the weight gradient of a vision model's first layer becomes
-``Gᵀ A (AᵀA/r + λI)⁻¹`` instead of ``Gᵀ A``, so the first layer moves as if its pre-activations were trained
-directly.  Forward, bias, all other layers and inference are unchanged.
+The weight gradient of a vision model's first layer becomes ``Gᵀ A (AᵀA/r + λI)⁻¹`` instead of ``Gᵀ A``; forward,
+bias, all other layers and inference are unchanged::
 
-    import trainact
     name = trainact.apply(model, lam=0.1)        # or: model.conv1 = trainact.TrAct(model.conv1)
-    # or: names = trainact.apply(model, layer="all")   every layer reading the input (patch embeddings, stems)
     ...train as usual, any optimizer...
     trainact.remove(model)                        # back to plain layers, same Parameters
 
-The backward never reads a device value on the host; a failed solve makes that gradient NaN and raises
-``TrActNumericalError`` at the next optimizer step (``trainact.check_numerics(model)`` checks at once).
-
-The formula lives in ``trainact/tract.py``; how each layer type yields its patches in ``trainact/patches.py``.
-This package imports torch only; the experiment harness (``trainact compare``) lives in ``trainact.harness``.
+The backward never reads a device value on the host; a failed solve raises ``TrActNumericalError`` at the next
+optimizer step.  Modules: ``tract`` (the formula), ``adapters`` (one class per supported layer family),
+``patches`` (AᵀA), ``layers`` (wrapping), ``detect``, ``distributed``.  Imports torch only.
 """
 from .detect import find_first_layer as find_first_layer
 from .detect import find_input_layers as find_input_layers

@@ -14,8 +14,8 @@ from typing import Optional
 
 import torch
 
-from . import distributed as _dist
-from . import patches as _patches
+from . import distributed, patches
+from .adapters import Adapter
 from .tract import raise_if_failed, solve, solve_woodbury, system
 
 __all__ = ["Spec", "Sinks", "Precondition"]
@@ -32,7 +32,7 @@ class Spec:
     defer: bool
     block_bytes: Optional[int]
     dtype: torch.dtype
-    geo: _patches.Geometry
+    geo: Adapter
     label: str
     all_reduce: bool
     check_now: bool
@@ -88,7 +88,7 @@ class Precondition(torch.autograd.Function):
         x, eye = ctx.saved_tensors
         with torch.autocast(device_type=x.device.type, enabled=False):
             if spec.defer:  # statistics now, preconditioning once per step (precondition_grads)
-                gram, rows = _patches.gram(x, spec.geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
+                gram, rows = patches.gram(x, spec.geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
                 rows_t = torch.full((), rows, dtype=torch.float64, device=x.device)
                 return grad, None, None, gram, rows_t, None, None
             new, status = _tract_gradient(grad, x, eye, spec)
@@ -101,21 +101,21 @@ def _tract_gradient(grad: torch.Tensor, x: torch.Tensor, eye: torch.Tensor, spec
     """(the TrAct weight gradient, its solve status) from the plain gradient and the layer input."""
     geo = spec.geo
     g = geo.groups
-    rows = _patches.count_rows(x, geo)
+    rows = geo.count_rows(x)
     grad3 = grad.reshape(g, grad.shape[0] // g, geo.n)  # (g, m_g, n_g)
     if spec.all_reduce:  # the global batch's covariance: one all-reduce of n² + 1 numbers
-        gram, rows = _patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
-        gram, rows = _dist.all_reduce_stats(gram, rows)
+        gram, rows = patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
+        gram, rows = distributed.all_reduce_stats(gram, rows)
         out, status = solve(grad3, system(gram, rows, spec.lam, relative=spec.relative), spec.dtype)
     elif rows == 0:
         return grad, torch.zeros(g, dtype=torch.float64, device=grad.device)
     elif spec.woodbury and rows < geo.n:
-        a = _patches.patch_matrix(x, geo, dtype=spec.dtype)  # (g, r, n_g)
+        a = patches.patch_matrix(x, geo, dtype=spec.dtype)  # (g, r, n_g)
         out, status = solve_woodbury(grad3, a, spec.lam, relative=spec.relative)
     elif spec.relative:
-        gram, rows = _patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
+        gram, rows = patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
         out, status = solve(grad3, system(gram, rows, spec.lam, relative=True), spec.dtype)
     else:  # AᵀA/r + λI formed inside the Gram GEMMs
-        mat, _ = _patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes, ridge=(spec.lam, eye))
+        mat, _ = patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes, ridge=(spec.lam, eye))
         out, status = solve(grad3, mat, spec.dtype)
     return out.reshape(grad.shape), status

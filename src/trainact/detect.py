@@ -1,20 +1,12 @@
-"""Find a model's first layer: the Linear/Conv whose input is the model input (up to parameter-free ops).
+"""Find a model's first layer: the supported layer whose input is the model input (up to parameter-free ops).
 
-Detection traces one forward pass (eval mode, so BatchNorm statistics and dropout are left alone; training flags
-are restored afterwards) with hooks on every Linear/Conv.  For each layer it walks the autograd graph of the
-layer's input back towards the model input, stopping at the outputs of layers already seen: a layer whose walk
-reaches the model input without crossing another layer consumes the input.  :func:`find_first_layer` wants exactly
-one such layer; none or several raise a ``ValueError`` listing the candidates (pass ``layer=`` then).
-:func:`find_input_layers` returns all of them that TrAct supports (several patch embeddings, re-parameterisable
-stems with parallel branches), in call order.
-
-The input is ``example_input`` when given.  Otherwise it is inferred: a model attribute ``input_size``
-(C, H, W), timm's ``pretrained_cfg['input_size']``,
-torchvision's ``image_size``, a batch of 2 images of 32 or 224 pixels with the channel count of one of the
-first two convolutions, or a batch of rows for the first Linear.  If
-no forward succeeds (a model whose input cannot be guessed), the first module in registration order among the
-Linear/Conv-like layers is used if TrAct supports it — a guess, with no trace behind it: pass ``example_input=``
-(or ``layer=``) for such a model — and an error naming the failed forwards is raised otherwise.
+Detection traces one forward pass in eval mode (training flags restored afterwards) with hooks on every
+candidate layer, and walks the autograd graph of each layer's input back towards the model input, stopping at
+the outputs of layers already seen.  :func:`find_first_layer` wants exactly one layer that consumes the input
+(none or several raise a ``ValueError`` naming the candidates); :func:`find_input_layers` returns all supported
+ones, in call order.  The input is ``example_input``, or guessed: a model's ``input_size``, timm's
+``pretrained_cfg``, torchvision's ``image_size``, then the example shapes of each family's adapter.  If no forward
+runs, :func:`find_first_layer` falls back to the first candidate in registration order when it is supported.
 """
 from __future__ import annotations
 
@@ -23,7 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .patches import SUPPORTED
+from .adapters import ADAPTERS, FAMILY_NAMES, SUPPORTED
 
 # Families that TrAct cannot wrap but that would be the first layer if they consume the input.
 _OTHER_LAYERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Embedding, nn.Bilinear)
@@ -49,14 +41,15 @@ def _guess_inputs(model: nn.Module, cands: list[nn.Module]) -> list[torch.Tensor
         cfg = getattr(model, attr, None)
         if isinstance(cfg, dict) and isinstance(cfg.get("input_size"), (tuple, list)):
             shapes.append(tuple(int(s) for s in cfg["input_size"]))
-    convs = [m for m in cands if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
     size = getattr(model, "image_size", None)
     sizes = ([int(size)] if isinstance(size, int) else []) + [32, 224]
-    for conv in convs[:2]:  # images for the first convolutions in registration order
-        shapes += [(conv.in_channels, *([s] * (conv.weight.dim() - 2))) for s in sizes]
-    linears = [m for m in cands if isinstance(m, nn.Linear)]
-    if linears:
-        shapes.append((linears[0].in_features,))
+    guesses = []
+    for adapter in ADAPTERS:
+        family = [m for m in cands if isinstance(m, adapter.layers)]
+        if family:
+            guesses.append(adapter.example_shapes(family, sizes))
+    for group in sorted(guesses, key=lambda g: -max(map(len, g), default=0)):  # images before rows
+        shapes += group
     seen, out = set(), []
     for shape in shapes:
         if shape not in seen:
@@ -85,7 +78,7 @@ def _reaches_input(tensor: torch.Tensor, source: torch.Tensor, stops: set) -> bo
 
 
 def _trace(model: nn.Module, x: torch.Tensor) -> list[str]:
-    """Names of the Linear/Conv layers that consume ``x`` directly, in call order."""
+    """Names of the candidate layers that consume ``x`` directly, in call order."""
     cands = _candidates(model)
     stops: set = set()
     direct: list[str] = []
@@ -139,7 +132,7 @@ def _supported_names(model: nn.Module, cands) -> list[str]:
     if not supported:
         names = [n for n, _ in cands]
         raise ValueError(
-            f"apply: no nn.Linear / nn.Conv1d/2d/3d layer found in {type(model).__name__}"
+            f"apply: no {FAMILY_NAMES} layer found in {type(model).__name__}"
             + (f" (found unsupported {names})" if names else "")
         )
     return supported
@@ -155,7 +148,7 @@ def find_first_layer(model: nn.Module, *, example_input: Optional[torch.Tensor] 
             return direct[0]
         if not direct:
             raise ValueError(
-                f"apply: no Linear/Conv layer consumes the input {shape} directly; candidates: {supported}. "
+                f"apply: no {FAMILY_NAMES} layer consumes the input {shape} directly; candidates: {supported}. "
                 f"Pass layer='name'"
             )
         raise ValueError(
@@ -194,7 +187,7 @@ def find_input_layers(model: nn.Module, *, example_input: Optional[torch.Tensor]
     if not found:
         others = [f"{n} ({type(kinds[n]).__name__})" for n in direct]
         raise ValueError(
-            f"apply(layer='all'): no nn.Linear / nn.Conv1d/2d/3d layer consumes the input {shape} directly"
+            f"apply(layer='all'): no {FAMILY_NAMES} layer consumes the input {shape} directly"
             + (f"; it goes to unsupported {others}" if others else "")
             + f". Candidates: {supported}"
         )

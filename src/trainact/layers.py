@@ -1,14 +1,14 @@
-"""TrAct layers: ``TrAct(module)``, ``apply(model)``, ``remove(model)``.
+"""TrAct layers: ``TrAct(module)``, ``apply(model)``, ``remove(model)``, and the options (``TrActConfig``).
 
 A TrAct layer is the original layer with one change: the gradient arriving at its weight is preconditioned by
-(AᵀA/r + λI)⁻¹ (see ``tract.py``).  It is implemented as an identity on the weight whose backward does the
-preconditioning, so the layer's own forward and backward kernels (cuDNN, oneDNN, autocast casts, bias and input
-gradients) are untouched::
+(AᵀA/r + λI)⁻¹ (``tract.py``), through an identity on the weight whose backward does it (``backward.py``), so the
+layer's own forward and backward kernels are untouched::
 
     z = conv(x, Precondition(W; x), bias)      # forward value: exactly conv(x, W, bias)
 
-(``backward.py``: that Function, which reads nothing on the host and compiles with the model.)  The wrapped module is an instance of a subclass of the original class (``isinstance`` holds), shares the original
-Parameter objects (an optimizer built before wrapping keeps working) and has the same ``state_dict`` keys.
+The wrapped module is an instance of a subclass of the original class (``isinstance`` holds), shares the original
+Parameter objects (an optimizer built before wrapping keeps working) and has the same ``state_dict`` keys.  What
+differs per layer family (geometry, forward call) is asked of its adapter (``adapters.py``).
 """
 from __future__ import annotations
 
@@ -19,14 +19,13 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from . import distributed as _dist
-from . import patches as _patches
+from . import adapters, distributed, patches
 from .backward import Precondition, Sinks, Spec
 from .tract import check_lam, raise_if_failed, resolve_solve_dtype, solve, solve_dtype_of, system
 
 __all__ = ["TrAct", "TrActConfig", "TrActLayer", "apply", "remove", "is_tract", "SUPPORTED"]
 
-SUPPORTED, _SUPPORTED_NAMES = _patches.SUPPORTED, _patches.SUPPORTED_NAMES
+SUPPORTED = adapters.SUPPORTED
 
 
 _UNSET: Any = object()  # "lam not given" (None is a bad λ, not a default)
@@ -71,8 +70,8 @@ class TrActConfig:
         b = self.block_bytes
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
             raise ValueError(f"TrAct: block_bytes must be a positive integer number of bytes or None, got {b!r}")
-        if self.sync not in _dist.SYNC_MODES:
-            raise ValueError(f"TrAct: sync must be one of {_dist.SYNC_MODES}, got {self.sync!r}")
+        if self.sync not in distributed.SYNC_MODES:
+            raise ValueError(f"TrAct: sync must be one of {distributed.SYNC_MODES}, got {self.sync!r}")
         object.__setattr__(self, "solve_dtype", solve_dtype_of(self.solve_dtype))
 
     @classmethod
@@ -93,35 +92,6 @@ class TrActConfig:
         return cls(**({} if lam is _UNSET else {"lam": lam}), **options)
 
 
-_FUNCTIONAL = {  # the functional calls a weight-transforming subclass may make, and their spatial dims
-    nn.functional.linear: 0, nn.functional.conv1d: 1, nn.functional.conv2d: 2, nn.functional.conv3d: 3,
-}
-
-
-def _call_geometry(func, weight: torch.Tensor, args: tuple, kwargs: dict) -> _patches.Geometry:
-    """The patch geometry of one functional linear/conv call, from the call's own arguments."""
-    d = _FUNCTIONAL[func]
-    if d == 0:
-        return _patches.Geometry(kind="linear", n=weight.shape[1])
-    names = ("stride", "padding", "dilation", "groups")
-    given = dict(zip(names, args[3:]), **{k: v for k, v in kwargs.items() if k in names})
-
-    def per_dim(v, default):
-        v = given.get(v, default)
-        return tuple(v) if isinstance(v, (tuple, list)) else (v,) * d
-
-    kernel, dilation = tuple(weight.shape[2:]), per_dim("dilation", 1)
-    padding = given.get("padding", 0)
-    if isinstance(padding, str):
-        per = [(0, 0)] * d if padding == "valid" else _patches._same_padding(kernel, dilation)
-    else:
-        per = [(p, p) for p in per_dim("padding", 0)]
-    pad = tuple(v for left, right in reversed(per) for v in (left, right))
-    groups = int(given.get("groups", 1))
-    return _patches.Geometry(kind="conv", n=weight.shape[1] * int(torch.Size(kernel).numel()), groups=groups,
-                             kernel=kernel, stride=per_dim("stride", 1), dilation=dilation, pad=pad)
-
-
 class _Intercept(torch.overrides.TorchFunctionMode):
     """Runs the forward of a weight-transforming subclass (timm's StdConv2d, ...) and preconditions the weight
     *as passed to* its one functional convolution / linear call, with that call's input and geometry."""
@@ -132,17 +102,18 @@ class _Intercept(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func in _FUNCTIONAL:
+        if func in adapters.CALLS:
             self.calls += 1
             if self.calls > 1:
-                raise TypeError(f"{self.layer._tract_label()}: {_plain_class(type(self.layer)).__name__}.forward makes "
+                raise TypeError(f"{self.layer.tract_label}: {_plain_class(type(self.layer)).__name__}.forward makes "
                                 f"more than one convolution/linear call; TrAct needs exactly one")
             args = list(args)
             x = args[0] if args else kwargs["input"]
             w_key = 1 if len(args) > 1 else "weight"
             weight = args[w_key] if w_key == 1 else kwargs[w_key]
             if torch.is_grad_enabled() and weight.requires_grad:
-                weight = self.layer._tract_weight(weight, x, _call_geometry(func, weight, tuple(args), kwargs))
+                geo = adapters.CALLS[func].of_call(weight, tuple(args), kwargs)
+                weight = self.layer._tract_weight(weight, x, geo)
                 if w_key == 1:
                     args[1] = weight
                 else:
@@ -151,9 +122,20 @@ class _Intercept(torch.overrides.TorchFunctionMode):
 
 
 class TrActLayer:
-    """Mixin for the TrAct version of a Linear/ConvNd.  Concrete classes are made per original class."""
+    """Mixin for the TrAct version of a supported layer.  Concrete classes are made per original class.
+
+    What ``distributed.py`` uses of a layer (it imports nothing from here):
+
+    * ``tract``: the :class:`TrActConfig`; ``weight``; ``tract_label``: the layer's name in messages;
+    * ``tract_sinks``: the :class:`~trainact.backward.Sinks` whose ``status`` gradient holds the solve status of
+      the backwards since the last check (``inflight``: status copies not yet read), or None before the first one;
+    * ``tract_pending()``: deferred statistics wait; ``tract_precondition()``: turn ``weight.grad`` into the TrAct
+      gradient with them; ``tract_discard()``: drop them.
+    """
 
     tract: TrActConfig
+    tract_adapter: type[adapters.Adapter]  # the layer's family (set per concrete class)
+    tract_sinks: Optional[Sinks] = None  # made on the weight's device (not on the meta device)
     _tract_name: Optional[str]
 
     _tract_transforms_weight: bool = False  # the original class overrides forward (e.g. weight standardisation)
@@ -164,74 +146,78 @@ class TrActLayer:
             with mode:
                 out = super().forward(input)  # type: ignore[misc]
             if mode.calls == 0:
-                raise TypeError(f"{self._tract_label()}: {_plain_class(type(self)).__name__}.forward makes no "
-                                f"convolution/linear call TrAct can see (torch.nn.functional.linear/conv1d-3d)")
+                raise TypeError(f"{self.tract_label}: {_plain_class(type(self)).__name__}.forward makes no "
+                                f"convolution/linear call TrAct can see (torch.nn.functional: "
+                                f"{', '.join(f.__name__ for f in adapters.CALLS)})")
             return out
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
             weight = self._tract_weight(weight, input, self.tract_geometry)
-        if isinstance(self, nn.Linear):
-            return nn.functional.linear(input, weight, self.bias)
-        return self._conv_forward(input, weight, self.bias)
+        return self.tract_adapter.forward(self, input, weight)
 
-    def _tract_label(self) -> str:
+    @property
+    def tract_label(self) -> str:
+        """The layer's name in messages."""
         return f"TrAct layer {self._tract_name!r}" if self._tract_name else f"TrAct layer ({type(self).__name__})"
 
     @property
-    def tract_geometry(self) -> _patches.Geometry:
-        return _patches.geometry_of(self)
+    def tract_geometry(self) -> adapters.Adapter:
+        """The patch geometry of the layer's own call."""
+        return self.tract_adapter.of_layer(self)
 
-    def _tract_weight(self, weight: torch.Tensor, x: torch.Tensor, geo: _patches.Geometry) -> torch.Tensor:
+    def _tract_weight(self, weight: torch.Tensor, x: torch.Tensor, geo: adapters.Adapter) -> torch.Tensor:
         """``weight`` with TrAct's backward attached (forward: the same values), for a call with input x."""
         if torch.compiler.is_exporting():
             raise RuntimeError(
-                f"{self._tract_label()}: torch.export keeps no custom backward, so an exported TrAct layer would train "
+                f"{self.tract_label}: torch.export keeps no custom backward, so an exported TrAct layer would train "
                 f"with the plain gradient; export for inference under torch.no_grad() or after trainact.remove(model), "
                 f"and train with eager PyTorch or torch.compile"
             )
-        cfg, label = self.tract, self._tract_label()
-        all_reduce = _dist.sync_group(cfg.sync, label) is not None
+        cfg, label = self.tract, self.tract_label
+        all_reduce = distributed.sync_group(cfg.sync, label) is not None
         # "auto": from the input's and the weight's dtype (the gradient has the weight's): the same on every rank
         dtype = resolve_solve_dtype(cfg.solve_dtype, x.dtype, weight.dtype)
         compiling = torch.compiler.is_compiling()
-        if not compiling:
-            _dist.check_ranks_agree(self, weight.device, dtype)  # once per layer, and only with several ranks
+        if not compiling and not self.__dict__.get("_tract_agreed"):  # once per layer; a collective with several ranks
+            distributed.check_ranks_agree(cfg, label, weight.device, dtype)
+            self._tract_agreed = True
         sinks = self._tract_sinks_on(weight.device, dtype)
         spec = Spec(cfg.lam, cfg.relative, cfg.woodbury, cfg.defer, cfg.block_bytes, dtype, geo, label, all_reduce,
-                     check_now=not _patches.accelerator_path(x.device) and not compiling)
+                     check_now=not patches.accelerator_path(x.device) and not compiling)
         return Precondition.apply(weight, x.detach(), sinks.status, sinks.gram, sinks.rows, sinks.eye, spec)
 
     def _tract_sinks_on(self, device: torch.device, dtype: torch.dtype) -> Sinks:
         """The layer's sinks on ``device``, whose statistics hold ``dtype`` (widened to float64 if any input is)."""
-        sinks = self.__dict__.get("_tract_sinks")
+        sinks = self.__dict__.get("tract_sinks")
         if sinks is None or sinks.device != device or (sinks.dtype != dtype and dtype == torch.float64):
             wider = dtype if sinks is None else torch.promote_types(sinks.dtype, dtype)
-            sinks = self.__dict__["_tract_sinks"] = Sinks(self, device, wider, sinks)
+            sinks = self.__dict__["tract_sinks"] = Sinks(self, device, wider, sinks)
         return sinks
 
-    def _tract_pending(self) -> bool:
+    def tract_pending(self) -> bool:
         """Deferred statistics are waiting for precondition_grads."""
-        sinks = self.__dict__.get("_tract_sinks")
+        sinks = self.__dict__.get("tract_sinks")
         return sinks is not None and sinks.gram is not None and sinks.gram.grad is not None
 
-    def _tract_discard(self) -> None:
-        sinks = self.__dict__.get("_tract_sinks")
+    def tract_discard(self) -> None:
+        """Drop the pending statistics."""
+        sinks = self.__dict__.get("tract_sinks")
         if sinks is not None and sinks.gram is not None:
             sinks.gram.grad = sinks.rows.grad = None
 
-    def _tract_precondition_pending(self) -> None:
+    def tract_precondition(self) -> None:
         """The deferred step: weight.grad (the plain gradient of every backward since the last step) becomes the
         TrAct gradient, with the pooled statistics of those backwards (and, under DDP, of every rank)."""
-        sinks: Sinks = self.__dict__["_tract_sinks"]
-        cfg, label = self.tract, self._tract_label()
+        sinks: Sinks = self.__dict__["tract_sinks"]
+        cfg, label = self.tract, self.tract_label
         gram, rows = sinks.gram.grad, sinks.rows.grad
-        if _dist.sync_group(cfg.sync, label) is not None:
-            gram, rows = _dist.all_reduce_stats(gram, rows)
+        if distributed.sync_group(cfg.sync, label) is not None:
+            gram, rows = distributed.all_reduce_stats(gram, rows)
         grad = self.weight.grad
         if grad is None:
             raise RuntimeError(f"{label}: statistics are pending but weight.grad is None (was zero_grad called "
                                f"between backward and precondition_grads?)")
-        local = _dist.local_tensor(grad)  # FSDP2: this rank's rows of the gradient (rows are independent)
+        local = distributed.local_tensor(grad)  # FSDP2: this rank's rows of the gradient (rows are independent)
         geo = self.tract_geometry
         g = geo.groups
         if g > 1 and local.shape[0] != grad.shape[0]:
@@ -239,7 +225,7 @@ class TrActLayer:
                                       f"supported; use the default per-step mode")
         grad3 = local.reshape(g, local.shape[0] // g, geo.n)  # (g, m_g, n_g); m_g = 0 for an empty shard
         new, status = solve(grad3, system(gram, rows, cfg.lam, relative=cfg.relative), sinks.dtype)
-        self._tract_discard()
+        self.tract_discard()
         local.copy_(new.reshape(local.shape))  # in place: DDP bucket views and optimizer references stay valid
         if local.device.type == "cpu":
             raise_if_failed(status, label, cfg.lam)
@@ -252,21 +238,21 @@ class TrActLayer:
         return out
 
     def _tract_refresh(self) -> None:
-        sinks = self.__dict__.get("_tract_sinks")
+        sinks = self.__dict__.get("tract_sinks")
         weight = self.weight
         dtype = resolve_solve_dtype(self.tract.solve_dtype, weight.dtype)
-        if self._tract_pending():  # statistics pooled so far keep their dtype if it is the wider one
+        if self.tract_pending():  # statistics pooled so far keep their dtype if it is the wider one
             dtype = torch.promote_types(dtype, sinks.dtype)
         if weight.device.type != "meta":
-            self.__dict__["_tract_sinks"] = Sinks(self, weight.device, dtype, sinks)
+            self.__dict__["tract_sinks"] = Sinks(self, weight.device, dtype, sinks)
 
     def __setstate__(self, state):
         super().__setstate__(state)  # type: ignore[misc]
         self._tract_refresh()
-        _dist.register(self)
+        distributed.register(self)
 
     def __prepare_scriptable__(self):
-        raise RuntimeError(f"{self._tract_label()}: torch.jit.script does not support TrAct layers (a custom autograd "
+        raise RuntimeError(f"{self.tract_label}: torch.jit.script does not support TrAct layers (a custom autograd "
                            f"Function); use torch.compile to compile a model with TrAct, or script after "
                            f"trainact.remove(model)")
 
@@ -291,14 +277,15 @@ class TrActLayer:
 
 
 _CLASSES: dict[type, type] = {}
-_TRANSIENT = ("_tract_sinks", "_tract_agreed")  # per-process state, never copied or pickled
+_TRANSIENT = ("tract_sinks", "_tract_agreed")  # per-process state, never copied or pickled
 
 
 def _tract_class(cls: type) -> type:
     if cls not in _CLASSES:
-        base = next(c for c in SUPPORTED if issubclass(cls, c))
+        adapter = adapters.adapter_for(cls)
         _CLASSES[cls] = type(f"TrAct{cls.__name__}", (TrActLayer, cls),
-                             {"__module__": __name__, "_tract_transforms_weight": cls.forward is not base.forward})
+                             {"__module__": __name__, "tract_adapter": adapter,
+                              "_tract_transforms_weight": adapter.transforms_weight(cls)})
     return _CLASSES[cls]
 
 
@@ -320,10 +307,10 @@ def is_tract(module: nn.Module) -> bool:
 
 def _check_supported(module: Any, where: str) -> None:
     if isinstance(module, TrActLayer):
-        raise ValueError(f"{where}: {module._tract_label()} is already a TrAct layer; wrapping twice is not allowed")
+        raise ValueError(f"{where}: {module.tract_label} is already a TrAct layer; wrapping twice is not allowed")
     if not isinstance(module, SUPPORTED):
         raise TypeError(
-            f"{where}: unsupported module {type(module).__name__}; TrAct supports {_SUPPORTED_NAMES} "
+            f"{where}: unsupported module {type(module).__name__}; TrAct supports {adapters.SUPPORTED_NAMES} "
             f"(and subclasses, also those whose forward transforms the weight before one functional call)"
         )
 
@@ -350,7 +337,7 @@ def TrAct(
     before; ``name`` is the label used in error messages (``apply`` sets the qualified name).
     """
     _check_supported(module, "TrAct")
-    if _dist.local_tensor(module.weight) is not module.weight:
+    if distributed.local_tensor(module.weight) is not module.weight:
         raise ValueError(f"TrAct: {name or type(module).__name__}'s weight is already sharded (a DTensor: "
                          f"fully_shard was applied first); apply TrAct before fully_shard")
     cfg = TrActConfig.of(lam, config, **options)
@@ -366,7 +353,7 @@ def TrAct(
     new.tract = cfg
     new._tract_name = name
     new._tract_refresh()
-    _dist.register(new)
+    distributed.register(new)
     return new
 
 

@@ -1,0 +1,346 @@
+"""First-layer types as adapters: one class per family of layers TrAct can wrap, all listed in ``ADAPTERS``.
+
+An adapter *instance* is the patch geometry of one layer (``of_layer``) or of one functional call made by a
+subclass whose forward transforms the weight first, e.g. a weight-standardised conv (``of_call``).  It is frozen
+and hashable, so torch.compile takes it as a constant.  The *class* holds the family's rules: which ``nn``
+classes it serves (``layers``, subclasses included), the functional calls their forward makes (``calls``), how to
+run the forward with a given weight, which example inputs detection may try, and how an input becomes patch rows:
+``blocks`` yields the transposed patch matrix (g, n, rows) block by block, ``count_rows`` gives r.  ``patches.py``
+turns blocks into AᵀA for every family.
+
+Adding a first-layer type is one subclass of :class:`Adapter`, appended to ``ADAPTERS``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Adapter", "LinearAdapter", "ConvAdapter", "ADAPTERS", "SUPPORTED", "SUPPORTED_NAMES", "CALLS",
+           "adapter_for", "geometry_of"]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One family of first layers; an instance is the patch geometry of one layer or call."""
+
+    n: int  # features per patch row (per group)
+    groups: int = 1
+
+    layers: ClassVar[tuple[type, ...]] = ()  # the nn classes of the family (their subclasses too)
+    calls: ClassVar[tuple] = ()  # the functional calls those classes' forward makes
+    name: ClassVar[str] = ""  # the family in messages
+
+    @classmethod
+    def of_layer(cls, module: nn.Module) -> "Adapter":
+        raise NotImplementedError
+
+    @classmethod
+    def of_call(cls, weight: torch.Tensor, args: tuple, kwargs: dict) -> "Adapter":
+        """The geometry of one call ``func(*args, **kwargs)`` (func in ``calls``) with this ``weight``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def forward(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The layer's own forward, with ``weight`` in place of ``layer.weight``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def example_shapes(modules: list, sizes: list[int]) -> list[tuple[int, ...]]:
+        """Input shapes (no batch dimension) detection may try, for the family's layers in registration order
+        (``sizes``: image sizes to try)."""
+        return []
+
+    @classmethod
+    def transforms_weight(cls, layer_cls: type) -> bool:
+        """Whether ``layer_cls`` overrides the forward of its family's class (it transforms the weight first): then
+        its one functional call (in ``calls``) is intercepted and given TrAct."""
+        base = next(c for c in cls.layers if issubclass(layer_cls, c))
+        return layer_cls.forward is not base.forward
+
+    def blocks(self, x: torch.Tensor, dtype: torch.dtype, max_rows: int) -> Iterator[torch.Tensor]:
+        """Blocks of the transposed patch matrix (g, n, rows) in ``dtype``, each a view or at most ``max_rows``
+        rows when copied."""
+        raise NotImplementedError
+
+    def count_rows(self, x: torch.Tensor) -> int:
+        """r, without touching the data."""
+        raise NotImplementedError
+
+    @property
+    def has_band(self) -> bool:
+        """Whether :meth:`gram_band` can assemble AᵀA with less work than dense GEMMs (used on the CPU)."""
+        return False
+
+    def gram_band(self, x: torch.Tensor, dtype: torch.dtype, block_bytes: int) -> Optional[torch.Tensor]:
+        """AᵀA (g, n, n) by the family's own algorithm, or None when it does not apply."""
+        return None
+
+
+@dataclass(frozen=True)
+class LinearAdapter(Adapter):
+    """``nn.Linear``: a row is the last dimension of the input; every leading dimension is a row index (r = batch
+    for (B, n) input, batch x tokens for (B, T, n)).  A row-major input in the solve dtype is used as a view."""
+
+    layers: ClassVar[tuple[type, ...]] = (nn.Linear,)
+    calls: ClassVar[tuple] = (F.linear,)
+    name: ClassVar[str] = "nn.Linear"
+
+    @classmethod
+    def of_layer(cls, module: nn.Module) -> "LinearAdapter":
+        return cls(n=module.in_features)
+
+    @classmethod
+    def of_call(cls, weight: torch.Tensor, args: tuple, kwargs: dict) -> "LinearAdapter":
+        return cls(n=weight.shape[1])
+
+    @staticmethod
+    def forward(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight, layer.bias)
+
+    @staticmethod
+    def example_shapes(modules: list, sizes: list[int]) -> list[tuple[int, ...]]:
+        return [(modules[0].in_features,)]  # a batch of rows for the first Linear
+
+    def blocks(self, x: torch.Tensor, dtype: torch.dtype, max_rows: int) -> Iterator[torch.Tensor]:
+        n = self.n
+        if x.dim() == 1:
+            yield x.reshape(1, n, 1).to(dtype)
+            return
+        try:
+            flat = x.view(-1, n)  # (r, n) without a copy when the layout allows it
+        except RuntimeError:
+            flat = None
+        if flat is not None:
+            if flat.dtype == dtype:  # a view needs no blocking: nothing is materialised
+                yield flat.t().unsqueeze(0)  # (1, n, r): a transposed view
+                return
+            for start in range(0, flat.shape[0], max_rows):
+                yield flat[start : start + max_rows].to(dtype).t().unsqueeze(0)  # (1, n, rows)
+            return
+        # Non-contiguous N-d input: walk the leading dimension, recursing while a single slice is still too large.
+        per_index = x[0].numel() // n
+        if per_index > max_rows and x.dim() > 2:
+            for i in range(x.shape[0]):
+                yield from self.blocks(x[i], dtype, max_rows)
+            return
+        step = max(1, max_rows // max(per_index, 1))
+        for start in range(0, x.shape[0], step):
+            yield x[start : start + step].reshape(-1, n).to(dtype).t().unsqueeze(0)  # (1, n, rows)
+
+    def count_rows(self, x: torch.Tensor) -> int:
+        return x.numel() // self.n
+
+
+_BAND_LINES = 2  # image lines per GEMM in the band algorithm
+
+
+def _contiguous(view: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A contiguous copy of a strided view in ``dtype``, in one op (a cast, or a plain copy)."""
+    return view.contiguous() if view.dtype == dtype else view.to(dtype, memory_format=torch.contiguous_format)
+
+
+@dataclass(frozen=True)
+class ConvAdapter(Adapter):
+    """``nn.Conv1d/2d/3d``: a row is one receptive field (in_channels/groups x prod(kernel_size) values), one per
+    (sample, output position): r = batch x prod(output size).  With groups > 1 the problem separates per group,
+    so everything is laid out per group.  Patches are a strided view of the (padded) input: ``Tensor.unfold`` per
+    spatial dimension, every ``dilation``-th element of the window."""
+
+    kernel: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    pad: tuple[int, ...] = ()  # F.pad order: last spatial dim first, (left, right) pairs
+    pad_mode: str = "constant"  # F.pad mode: constant (zeros), reflect, replicate, circular
+
+    layers: ClassVar[tuple[type, ...]] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    calls: ClassVar[tuple] = (F.conv1d, F.conv2d, F.conv3d)
+    name: ClassVar[str] = "nn.Conv1d/2d/3d"
+
+    @classmethod
+    def _make(cls, per_group: int, kernel: tuple, stride: Any, padding: Any, dilation: Any, groups: int,
+              padding_mode: str = "zeros") -> "ConvAdapter":
+        d = len(kernel)
+
+        def per_dim(v):
+            return tuple(v) if isinstance(v, (tuple, list)) else (v,) * d
+
+        dilation = per_dim(dilation)
+        if padding == "valid":
+            per = [(0, 0)] * d
+        elif padding == "same":  # PyTorch's: total d(k-1), the extra element (odd total) to the right/bottom
+            per = [(t // 2, t - t // 2) for t in (dd * (k - 1) for k, dd in zip(kernel, dilation))]
+        else:
+            per = [(p, p) for p in per_dim(padding)]
+        pad = tuple(v for left, right in reversed(per) for v in (left, right))
+        return cls(n=per_group * math.prod(kernel), groups=int(groups), kernel=kernel, stride=per_dim(stride),
+                   dilation=dilation, pad=pad, pad_mode="constant" if padding_mode == "zeros" else padding_mode)
+
+    @classmethod
+    def of_layer(cls, module: nn.Module) -> "ConvAdapter":
+        return cls._make(module.in_channels // module.groups, tuple(module.kernel_size), module.stride,
+                         module.padding, module.dilation, module.groups, module.padding_mode)
+
+    @classmethod
+    def of_call(cls, weight: torch.Tensor, args: tuple, kwargs: dict) -> "ConvAdapter":
+        names = ("stride", "padding", "dilation", "groups")  # F.conv*d(input, weight, bias, *names)
+        given = dict(zip(names, args[3:]), **{k: v for k, v in kwargs.items() if k in names})
+        return cls._make(weight.shape[1], tuple(weight.shape[2:]), given.get("stride", 1), given.get("padding", 0),
+                         given.get("dilation", 1), given.get("groups", 1))
+
+    @staticmethod
+    def forward(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return layer._conv_forward(x, weight, layer.bias)
+
+    @staticmethod
+    def example_shapes(modules: list, sizes: list[int]) -> list[tuple[int, ...]]:
+        # images for the first two convolutions in registration order
+        return [(conv.in_channels, *([s] * (conv.weight.dim() - 2))) for conv in modules[:2] for s in sizes]
+
+    @property
+    def spatial(self) -> int:
+        return len(self.kernel)
+
+    def output_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        """Output spatial size for input ``x`` ((B, C, *S) or (C, *S))."""
+        sizes = x.shape[-self.spatial :]
+        out = []
+        for i, (k, s, d) in enumerate(zip(self.kernel, self.stride, self.dilation)):
+            j = 2 * (self.spatial - 1 - i)
+            size = sizes[i] + self.pad[j] + self.pad[j + 1]
+            out.append(max(0, (size - d * (k - 1) - 1) // s + 1))
+        return tuple(out)
+
+    def count_rows(self, x: torch.Tensor) -> int:
+        batch = 1 if x.dim() == self.spatial + 1 else x.shape[0]
+        return batch * math.prod(self.output_shape(x))
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """Strided view of a (padded) input chunk: (B, C, *out, *kernel)."""
+        if any(self.pad):
+            x = F.pad(x, self.pad, mode=self.pad_mode)  # (B, C, *padded)
+        for i, (k, s, d) in enumerate(zip(self.kernel, self.stride, self.dilation)):
+            x = x.unfold(2 + i, d * (k - 1) + 1, s)  # appends the window as the last dim
+        if any(d > 1 for d in self.dilation):
+            x = x[(Ellipsis, *(slice(None, None, d) for d in self.dilation))]  # every d-th element of each window
+        return x  # (B, C, *out, *kernel)
+
+    def blocks(self, x: torch.Tensor, dtype: torch.dtype, max_rows: int) -> Iterator[torch.Tensor]:
+        """(g, n, rows) blocks: the layout whose copy and Aᵀ·A GEMM are fastest."""
+        if x.dim() == self.spatial + 1:  # unbatched input (C, *spatial)
+            x = x.unsqueeze(0)
+        batch, channels = x.shape[:2]
+        g, d = self.groups, self.spatial
+        out_shape = self.output_shape(x)
+        per_sample = math.prod(out_shape)
+        if per_sample == 0 or batch == 0:
+            return
+        if any(self.pad):
+            x = F.pad(x, self.pad, mode=self.pad_mode)  # (B, C, *padded): once, not per block
+        unpadded = replace(self, pad=(0,) * len(self.pad))
+        step = max(1, max_rows // per_sample)
+        for start in range(0, batch, step):
+            view = unpadded.view(x[start : start + step])  # (b, C, *out, *k)
+            b = view.shape[0]
+            view = view.unflatten(1, (g, channels // g))  # (b, g, Cg, *out, *k)
+            # columns = (Cg, *k), rows = (b, *out), groups first
+            perm = (1, 2, *range(3 + d, 3 + 2 * d), 0, *range(3, 3 + d))
+            view = view.permute(perm)  # (g, Cg, *k, b, *out)
+            if b * per_sample <= max_rows:
+                # one pass: layout + dtype cast
+                yield _contiguous(view, dtype).view(g, self.n, b * per_sample)  # (g, n, rows)
+            else:  # a single sample exceeds the block: split its first output dimension
+                lines = max(1, max_rows // (per_sample // out_shape[0]))
+                for o in range(0, out_shape[0], lines):
+                    part = view.narrow(3 + d, o, min(lines, out_shape[0] - o))  # (g, Cg, *k, 1, o_part, ...)
+                    yield _contiguous(part, dtype).view(g, self.n, -1)  # (g, n, rows)
+
+    @property
+    def has_band(self) -> bool:
+        """Windows overlap along the first spatial dim (k > stride, no dilation there), in 2 or more dims."""
+        return self.spatial >= 2 and self.dilation[0] == 1 and self.kernel[0] > self.stride[0]
+
+    def gram_band(self, x: torch.Tensor, dtype: torch.dtype, block_bytes: int) -> Optional[torch.Tensor]:
+        """AᵀA when the windows overlap along the first spatial dimension ("height").
+
+        Unfold every dimension but height: Y_h = (rows of image line h) x (Cg · prod(k_rest)).  The Gram block
+        between kernel rows i and i' = i + δ is  Σ_p Y_{s p + i}ᵀ Y_{s p + i + δ}: so one GEMM per image line h
+        against the next k lines, P_h = Y_hᵀ [Y_h ... Y_{h+k-1}], summed over the lines each kernel row i visits,
+        gives the whole matrix, with about stride/k of the dense work.  None when one sample exceeds
+        ``block_bytes``."""
+        if x.dim() == self.spatial + 1:
+            x = x.unsqueeze(0)
+        batch, channels = x.shape[:2]
+        g, d = self.groups, self.spatial
+        k0, s0 = self.kernel[0], self.stride[0]
+        out_shape = self.output_shape(x)
+        rows_per_sample = math.prod(out_shape)
+        if rows_per_sample == 0 or batch == 0:
+            return torch.zeros(g, self.n, self.n, dtype=dtype, device=x.device)
+        lines = s0 * (out_shape[0] - 1) + k0  # padded image lines that any window touches
+        cg = channels // g
+        ck = cg * math.prod(self.kernel[1:])  # columns of Y_h
+        rest_rows = rows_per_sample // out_shape[0]  # output positions per line per sample
+        per_sample = rest_rows * (lines + k0) * g * ck * dtype.itemsize
+        if per_sample > block_bytes:
+            return None
+        step = max(1, block_bytes // per_sample)
+        band = torch.zeros(lines, g, ck, k0 * ck, dtype=dtype, device=x.device)  # P_h
+        rest = replace(self, kernel=(1, *self.kernel[1:]), stride=(1, *self.stride[1:]),
+                       dilation=(1, *self.dilation[1:]))
+        for start in range(0, batch, step):
+            view = rest.view(x[start : start + step])  # (b, C, H_pad, *out_rest, 1, *k_rest)
+            view = view.squeeze(2 + d)[:, :, :lines]  # (b, C, lines, *out_rest, *k_rest)
+            b = view.shape[0]
+            view = view.unflatten(1, (g, cg))  # (b, g, Cg, lines, *out_rest, *k_rest)
+            perm = (1, 0, *range(4, 4 + d - 1), 3, 2, *range(3 + d, 3 + 2 * d - 1))
+            view = view.permute(perm)  # (g, b, *out_rest, lines, Cg, *k_rest)
+            y = torch.zeros(g, b * rest_rows, lines + k0, ck, dtype=dtype, device=x.device)  # k0 zero lines at the end
+            y[:, :, :lines].view(view.shape[:1] + (b, *view.shape[2:])).copy_(view)
+            y = y.view(g, b * rest_rows, (lines + k0) * ck)  # (g, K, (lines + k0) * ck)
+            for h in range(0, lines, _BAND_LINES):
+                # _BAND_LINES lines per GEMM: a few wasted products, far fewer (thread-synchronising) BLAS calls
+                t = min(_BAND_LINES, lines - h)
+                left = y[:, :, h * ck : (h + t) * ck]  # (g, K, t*ck)             Y_h ... Y_{h+t-1}
+                right = y[:, :, h * ck : (h + t + k0 - 1) * ck]  # (g, K, w)      Y_h ... Y_{h+t+k0-2}
+                prod = torch.bmm(left.transpose(1, 2), right)  # (g, t*ck, w)
+                w = prod.shape[-1]
+                # line j of the group needs columns [j*ck, (j+k0)*ck) of its rows: a strided band of prod
+                diag = prod.as_strided((t, g, ck, k0 * ck), (ck * w + ck, prod.stride(0), w, 1))  # (t, g, ck, k0*ck)
+                band[h : h + t] += diag
+        total = torch.zeros(g, cg, k0, ck // cg, cg, k0, ck // cg, dtype=dtype, device=x.device)  # (g, c, i, j, c', i', j')
+        for i in range(k0):
+            q = band[i : i + s0 * out_shape[0] : s0].sum(0)  # (g, ck, k0 * ck): lines visited by kernel row i
+            q = q.view(g, cg, ck // cg, k0, cg, ck // cg)  # (g, c, j, δ, c', j')
+            for delta in range(k0 - i):
+                blk = q[:, :, :, delta]  # (g, c, j, c', j')
+                total[:, :, i, :, :, i + delta, :] = blk
+                if delta:
+                    total[:, :, i + delta, :, :, i, :] = blk.permute(0, 3, 4, 1, 2)
+        return total.view(g, self.n, self.n)
+
+
+ADAPTERS: tuple[type[Adapter], ...] = (LinearAdapter, ConvAdapter)  # the one table of first-layer types
+
+SUPPORTED = tuple(cls for adapter in ADAPTERS for cls in adapter.layers)  # the layer types TrAct wraps
+SUPPORTED_NAMES = ", ".join(f"nn.{c.__name__}" for c in SUPPORTED)
+FAMILY_NAMES = " / ".join(adapter.name for adapter in ADAPTERS)
+CALLS = {func: adapter for adapter in ADAPTERS for func in adapter.calls}  # functional call -> its adapter
+
+
+def adapter_for(layer: Any) -> Optional[type[Adapter]]:
+    """The adapter class serving a module or module class, or None when TrAct does not support it."""
+    cls = layer if isinstance(layer, type) else type(layer)
+    return next((adapter for adapter in ADAPTERS if issubclass(cls, adapter.layers)), None)
+
+
+def geometry_of(module: nn.Module) -> Adapter:
+    """The patch geometry of a supported layer."""
+    adapter = adapter_for(module)
+    if adapter is None:
+        raise TypeError(f"no patch geometry for {type(module).__name__}")
+    return adapter.of_layer(module)
