@@ -8,14 +8,13 @@ import os
 import statistics
 from typing import Optional
 
-import claims
-from common import describe
-import experiments
-from experiments import ABLATION_BUDGET, EXPERIMENTS
-from figures import bar_plot, lam_sweep_plot, paired_gain_plot
-
 from trainact.harness.protocol import fmt_num
 from trainact.harness.results import pm, stats
+
+from . import claims, experiments
+from .common import describe
+from .experiments import ABLATION_BUDGET, EXPERIMENTS
+from .figures import bar_plot, lam_sweep_plot, paired_gain_plot
 
 EXPERIMENT_TITLES = {name: e["title"] for name, e in EXPERIMENTS.items()}
 
@@ -129,7 +128,7 @@ def curve_section(name: str, loaded) -> list[str]:
         paired_gain_plot(os.path.join(experiments.COLLECTED, name, "paired_gain.png"), gains,
                          title=f"{name}: TrAct − baseline, paired per seed")
     return [f"### {EXPERIMENT_TITLES.get(name, name)}", "",
-            f"Command: `{top['command']}` (then `python benchmarks/experiments.py collect {name}`); "
+            f"Command: `{top['command']}` (then `python -m benchmarks.experiments collect {name}`); "
             f"{run_machine(top)}.", "",
             format_markdown(summary), "", *([extra, ""] if extra else []),
             f"Speed-up of TrAct per budget: {speedup_line(summary)}.", "",
@@ -284,7 +283,7 @@ def zoo_section(src=None) -> list[str]:
     if not rows:
         return []
     lines = ["### Architecture sweep (CIFAR-10, the pytorch-cifar100 recipe scaled to the budget)", "",
-             "`zoo-<model>` (see `python benchmarks/experiments.py list`; the models' CIFAR adaptations are in "
+             "`zoo-<model>` (see `python -m benchmarks.experiments list`; the models' CIFAR adaptations are in "
              "src/trainact/harness/library_models.py, the sizing in benchmarks/zoo_sizing.md). TrAct − baseline per seed, "
              "points [95 % t interval]; TrAct@2/3: TrAct trained for 2/3 of the budget against the baseline's whole "
              "budget (Table 7's comparison); lr: the one the baseline chose from 0.1 and 0.01 (seed 0), which TrAct "

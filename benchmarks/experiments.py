@@ -1,12 +1,12 @@
 """The evidence experiments: one registry, the exact `trainact compare` command of each, a runner that
 resumes, and a collector that copies the small JSON results into the repository.
 
-    python benchmarks/experiments.py list                      # every experiment and its command
-    python benchmarks/experiments.py run fig3-sgd lam-sweep    # run them one after the other (resumes)
-    python benchmarks/experiments.py collect                   # copy finished JSON into benchmarks/results/
-    python benchmarks/experiments.py status                    # what is finished, what is left to train
-    python benchmarks/experiments.py plan --minutes 9          # which whole paper-* runs fit in a GPU window
-    python benchmarks/report.py                                # BENCHMARKS.md + the README's results section
+    python -m benchmarks.experiments list                      # every experiment and its command
+    python -m benchmarks.experiments run fig3-sgd lam-sweep    # run them one after the other (resumes)
+    python -m benchmarks.experiments collect                   # copy finished JSON into benchmarks/results/
+    python -m benchmarks.experiments status                    # what is finished, what is left to train
+    python -m benchmarks.experiments plan --minutes 9          # which whole paper-* runs fit in a GPU window
+    python -m benchmarks.report                                # BENCHMARKS.md + the README's results section
 
 Runs are written to --runs DIR (default: $TRAINACT_RUNS or ./runs, git-ignored); checkpoints and logs stay
 there. `collect` copies config.json, every run's summary.json and metrics.jsonl, recomputes summary.json and
@@ -38,6 +38,8 @@ from typing import Optional
 from trainact.harness.config import CompareConfig
 from trainact.harness.env import write_json_atomic
 from trainact.harness.results import load_config, summarize
+
+from .common import compare_config
 
 HERE = Path(__file__).resolve().parent
 COLLECTED = HERE / "results" / "experiments"
@@ -210,8 +212,8 @@ experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the res
 # benchmarks/zoo_sizing.md: about 6 CPU (core) hours for the 24 experiments. Each run uses one thread and evaluates
 # only at its end (a 10 000-image evaluation costs one to two epochs of this subset), so the sweep runs as two parts
 # side by side, one per core, each model's pair in order (zoo_sizing.md lists a balanced split), e.g.:
-#     python benchmarks/experiments.py run zoo-deit-tiny zoo-deit-tiny-two-thirds zoo-vgg11 ...   # one shell
-#     python benchmarks/experiments.py run zoo-densenet121 zoo-densenet121-two-thirds ...         # another
+#     python -m benchmarks.experiments run zoo-deit-tiny zoo-deit-tiny-two-thirds zoo-vgg11 ...   # one shell
+#     python -m benchmarks.experiments run zoo-densenet121 zoo-densenet121-two-thirds ...         # another
 ZOO_SUBSET = 2300  # class-balanced, 230 images a class: 18 batches (17 of 128, one of 124); about 6 core hours
 ZOO_BUDGET = 9
 ZOO_SHORT_BUDGET = round(2 * ZOO_BUDGET / 3)
@@ -298,7 +300,7 @@ def _lr_from(name: str, root: Path) -> list:
                                      "them all: register one experiment per budget")
                 return ["--lr", format(lrs.pop(), "g")]
     raise SystemExit(f"{name}: takes its lr from {source}'s lr grid at {at} epochs, which has not finished "
-                     f"(run `python benchmarks/experiments.py run {source}` first)")
+                     f"(run `python -m benchmarks.experiments run {source}` first)")
 
 
 def command(name: str, root: Optional[Path] = None, *, out: Optional[str] = None) -> list:
@@ -312,12 +314,6 @@ def command(name: str, root: Optional[Path] = None, *, out: Optional[str] = None
     return e["args"] + lr + ["--out", out or f"runs/{name}"]
 
 
-def _parse(args: list) -> CompareConfig:
-    from trainact.harness.cli import build_parser, config_from_args
-
-    return config_from_args(build_parser().parse_args(["compare", *args]))
-
-
 def reuse_runs(name: str, root: Path) -> int:
     """Copy into `root / name` the finished runs it shares with the experiments named in `reuse` (trained under
     `root` or collected), and its own runs already collected into the repository (an earlier session's or another
@@ -327,7 +323,7 @@ def reuse_runs(name: str, root: Path) -> int:
     From another experiment only the runs this one needs are taken; from the collected folder every run is, so
     what was collected stays collected when the experiment changes (a shifted lr grid keeps its old runs as data).
     """
-    target = _parse(command(name, root, out=str(root / name)))
+    target = compare_config(command(name, root, out=str(root / name)))
     sources = [folder for source in EXPERIMENTS[name]["reuse"] for folder in (root / source, COLLECTED / source)]
     sources.append(COLLECTED / name)
     copied = 0
@@ -442,7 +438,7 @@ def collect(names: list, root: Path) -> None:
             top = json.load(f)
         args = command(name, root)
         # the experiment's whole configuration, even where `run --budgets` trained some of it so far
-        top["config"] = _parse(args).to_dict()
+        top["config"] = compare_config(args).to_dict()
         dataset = top.get("environment", {}).get("dataset", {})
         if "source" in dataset:
             dataset["source"] = top["config"]["data"]
@@ -478,7 +474,7 @@ def status(names: list, root: Path) -> None:
         if not found:
             print(f"{name}: not started")
             continue
-        whole = _parse(command(name, root))  # the experiment's whole configuration, not a `run --budgets` part
+        whole = compare_config(command(name, root))  # the experiment's whole configuration, not a `run --budgets` part
         best = max((summarize(f, whole) for f in found), key=lambda r: sum(x["top1"]["n"] for x in r["results"]))
         done = sum(r["top1"]["n"] for r in best["results"])
         missing = best["missing"]
@@ -503,12 +499,12 @@ def plan(names: list, root: Path, minutes: float, jobs: int = 1, times: Path = E
     collected or trained under `root` are left out. Returns [(name, seed, minutes)] and prints the plan."""
     if not times.is_file():
         raise SystemExit(f"plan: no GPU epoch times at {times}; measure them first on the GPU "
-                         "(python benchmarks/bench_epoch.py --device cuda)")
+                         "(python -m benchmarks.bench_epoch --device cuda)")
     measured = {(f"{r['case']}/{r['variant']}", r["method"], r["jobs"]): r
                 for r in json.loads(times.read_text())["results"]}
     chosen, used = [], 0.0
     for name in names:
-        cfg = _parse(command(name))
+        cfg = compare_config(command(name))
         key = _bench_case(cfg)
         if key is None:
             continue

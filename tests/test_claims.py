@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import claims  # noqa: E402
-from claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, paired, verdict  # noqa: E402
+from benchmarks import claims
+from benchmarks.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, paired, verdict
 
 
 def test_t_table():
@@ -165,7 +163,7 @@ def test_the_collected_claims_quote_the_paper_right():
 
 
 def test_the_reproducibility_section_compares_each_seed_then_and_again():
-    import experiment_tables as report
+    from benchmarks import experiment_tables as report
 
     then_b, then_t = {0: 50.0, 1: 51.0}, {0: 53.0, 1: 54.0}
     src = FakeSource({("fig3-sgd", 2, "baseline"): then_b, ("fig3-sgd", 2, "tract-l0.1"): then_t,
@@ -178,7 +176,7 @@ def test_the_reproducibility_section_compares_each_seed_then_and_again():
 
 
 def test_the_whitening_section_pairs_every_variant_with_the_fig3_runs(tmp_path, monkeypatch):
-    import experiment_tables
+    from benchmarks import experiment_tables
 
     monkeypatch.setattr(experiment_tables.experiments, "COLLECTED", str(tmp_path))
     three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
@@ -206,7 +204,7 @@ def test_the_whitening_section_pairs_every_variant_with_the_fig3_runs(tmp_path, 
 
 
 def test_the_zoo_section_and_claims_count_wins_and_the_two_thirds_runs(tmp_path, monkeypatch):
-    import experiment_tables
+    from benchmarks import experiment_tables
 
     monkeypatch.setattr(experiment_tables.experiments, "ZOO_MODELS", {"a": [], "b": []})
     monkeypatch.setattr(experiment_tables.experiments, "COLLECTED", str(tmp_path))
@@ -239,7 +237,7 @@ def test_the_zoo_section_and_claims_count_wins_and_the_two_thirds_runs(tmp_path,
 
 
 def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice_chance(monkeypatch):
-    import experiment_tables
+    from benchmarks import experiment_tables
 
     monkeypatch.setattr(experiment_tables.experiments, "ZOO_MODELS", {"a": [], "b": [], "c": []})
     three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
@@ -256,7 +254,7 @@ def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice
 
 
 def test_titles_and_curve_rows_name_the_cifar_protocol():
-    import experiments
+    from benchmarks import experiments
 
     ours, authors = claims.OUR_VARIANT_LONG, claims.AUTHORS_PROTOCOL_LONG
     assert ours == "our CIFAR variant: no max-pool, weight decay 5e-4"
@@ -341,7 +339,7 @@ def test_the_weight_decay_pool_claims_pair_every_difference_by_seed():
 
 
 def test_the_weight_decay_pool_sentence_waits_for_two_seeds_in_every_cell():
-    import experiment_tables
+    from benchmarks import experiment_tables
 
     s = experiment_tables.weight_decay_pool_sentence(_wd_pool_source(WD_POOL))
     assert s == ("Not in the paper — weight decay × max-pool (ResNet, SGD lr 0.08, λ = 0.1; points [95 % t interval], "
@@ -364,7 +362,7 @@ def test_the_weight_decay_pool_sentence_waits_for_two_seeds_in_every_cell():
 
 
 def test_the_trend_sentences_say_which_protocol_each_used():
-    import experiment_tables
+    from benchmarks import experiment_tables
 
     three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
     base, gains = three(50, 50, 50), three(52, 52.5, 53)

@@ -2,26 +2,13 @@
 runner reuses shared runs, takes an lr from another experiment's grid and collects JSON without local paths."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
+from benchmarks import experiments as E
 from trainact.harness.config import CompareConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("experiments", ROOT / "benchmarks" / "experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-E = _load()
 # a comparison that trains in a second: 96 synthetic 16-pixel images, a 4-channel ResNet, one thread
 TINY = ["--synthetic", "train_size=96,test_size=32,image_size=16", "--width", "4", "--batch-size", "32",
         "--warmup-epochs", "0", "--device", "cpu", "--threads", "1"]
@@ -53,15 +40,15 @@ def test_registered_commands_are_valid_configurations(name, monkeypatch, tmp_pat
     if e["lr_from"]:
         source = e["lr_from"][0]
         for budget in E.lr_budgets(e["lr_from"]):
-            assert budget in E._parse(E.command(source)).budgets, f"{source} has no {budget}-epoch budget"
+            assert budget in E.compare_config(E.command(source)).budgets, f"{source} has no {budget}-epoch budget"
         monkeypatch.setattr(E, "_lr_from", lambda n, root: ["--lr", "0.001"])
-    cfg = E._parse(E.command(name, tmp_path))
+    cfg = E.compare_config(E.command(name, tmp_path))
     assert isinstance(cfg, CompareConfig) and cfg.data in (E.DATA, E.IMAGENET) and cfg.out == f"runs/{name}"
     assert len(cfg.seeds) >= 3  # the evidence protocol: at least 3 seeds everywhere
     # the default warm-up changed (1 epoch, then 0): every experiment names its own, so its runs stay comparable
     assert "--warmup-epochs" in e["args"], f"{name} relies on the default warm-up"
     for source in e["reuse"]:
-        assert not cfg.differences(E._parse(E.command(source))), f"{name} cannot share runs with {source}"
+        assert not cfg.differences(E.compare_config(E.command(source))), f"{name} cannot share runs with {source}"
 
 
 def test_lr_from_several_budgets_needs_them_to_agree(tmp_path, registry, monkeypatch):
@@ -157,10 +144,7 @@ def test_a_changed_lr_grid_trains_only_the_new_lr_and_keeps_the_old_runs_as_data
     assert (folder / "b1" / "baseline" / "lr0.2" / "s0" / "summary.json").is_file()  # kept as data
 
     # the report names the runs it does not use
-    spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
-    tables = sys.modules["experiment_tables"]
+    from benchmarks import experiment_tables as tables
     monkeypatch.setattr(tables.experiments, "COLLECTED", str(tmp_path / "collected"))
     top, summary = tables.load_experiment("g")
     note = tables.unused_runs("g", top, summary)
@@ -195,7 +179,7 @@ IMAGENET_PROTOCOLS = {"imagenet-resnet50-30": (30, 0.141, 0.1), "imagenet-resnet
 @pytest.mark.parametrize("name", list(IMAGENET_PROTOCOLS))
 def test_the_papers_imagenet_protocols_are_registered(name):
     budget, lr, lam = IMAGENET_PROTOCOLS[name]
-    cfg = E._parse(E.command(name))
+    cfg = E.compare_config(E.command(name))
     assert cfg.data == E.IMAGENET and cfg.budgets == (budget,) and cfg.lrs == (lr,) and cfg.lams == (lam,)
     assert (cfg.image_size, cfg.loader, cfg.amp, cfg.device) == (224, "stream", "bf16", "cuda")
     assert E.EXPERIMENTS[name]["nproc_per_node"] == 8 and E.EXPERIMENTS[name]["epoch_time"] == "to be measured"
@@ -239,13 +223,13 @@ def test_run_on_another_device_replaces_the_experiments_own(tmp_path, registry, 
 
 
 def test_paper_protocols_are_the_authors_and_plan_fills_a_window_with_whole_seeds(tmp_path, capsys):
-    fig3 = E._parse(E.command("paper-fig3-sgd"))
+    fig3 = E.compare_config(E.command("paper-fig3-sgd"))
     assert (fig3.model, fig3.width, fig3.weight_decay, fig3.lrs, fig3.lams, fig3.budgets, fig3.batch_size) == (
         "resnet18-maxpool", 64, 0.0, (0.08,), (0.1,), (100,), 128)
     assert fig3.compile and fig3.channels_last and fig3.amp == "bf16"
-    long = E._parse(E.command("paper-fig3-sgd-200"))
+    long = E.compare_config(E.command("paper-fig3-sgd-200"))
     assert long.methods == ("baseline",) and long.budgets == (200,) and not long.differences(fig3)
-    vit = E._parse(E.command("paper-fig4-vit"))
+    vit = E.compare_config(E.command("paper-fig4-vit"))
     assert (vit.dim, vit.depth, vit.heads, vit.lrs, vit.label_smoothing, vit.budgets) == (384, 7, 12, (0.001,), 0.1, (100,))
 
     times = tmp_path / "epoch-cuda.json"
@@ -267,13 +251,8 @@ def test_paper_protocols_are_the_authors_and_plan_fills_a_window_with_whole_seed
 
 @pytest.mark.slow
 def test_bench_epoch_smoke_on_the_cpu(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_epoch", ROOT / "benchmarks" / "bench_epoch.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec.loader.exec_module(bench)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    from benchmarks import bench_epoch as bench
+
     out = tmp_path / "epoch.json"
     assert bench.main(["--device", "cpu", "--tiny", "--cases", "resnet18-authors", "--variants", "eager",
                        "--jobs", "1,2", "--epochs", "2", "--train-size", "64", "--out", str(out)]) == 0
