@@ -40,6 +40,10 @@ from trainact.harness.env import write_json_atomic
 from trainact.harness.results import load_config, summarize
 
 from .common import compare_config
+from .evidence import (
+    Ablation, Curve, FirstLayerSgd, Joins, LamOne, LamSweep, LamTable, LamTrend, ReadmeFigure, Repro, Scale,
+    WdPoolCell, Whitening, Zoo, ZooShort,
+)
 
 HERE = Path(__file__).resolve().parent
 COLLECTED = HERE / "results" / "experiments"
@@ -59,15 +63,28 @@ ABLATION_BUDGET = 2  # the λ sweep, the §4.5 ablations and the open question: 
 EXPERIMENTS: dict[str, dict] = {}
 TO_BE_MEASURED = "to be measured"
 
+# The two CIFAR ResNet protocols run here differ in two things only: the authors' code puts a 3x3/2 max-pool after
+# the stem and uses no weight decay; our variant has no max-pool and weight decay 5e-4.
+OUR_VARIANT, AUTHORS_PROTOCOL = "our CIFAR variant", "authors' protocol"
+OUR_VARIANT_LONG = f"{OUR_VARIANT}: no max-pool, weight decay 5e-4"
+AUTHORS_PROTOCOL_LONG = f"{AUTHORS_PROTOCOL}: max-pool stem, no weight decay"
+# the paper's claims that several experiments check, quoted from PAPER-NUMBERS.md
+FIG3_SGD = ("Fig. 3 (ResNet-18 CIFAR-10, SGD, 100–800 ep, λ ∈ {0.05, 0.1, 0.2}): TrAct better in every setting; "
+            "TrAct@100 better than baseline@800 (≥ 8×)")
+FIG3_ADAM = "Fig. 3 (Adam): TrAct better in every setting; TrAct@100 ≈ baseline@400, TrAct@200 ≈ baseline@800 (4×)"
+FIG3_SGD_LR = "Fig. 3 (SGD, lr 0.08, batch 128): TrAct better in every setting"
+FIG4_VIT = "Fig. 4 (ViT CIFAR-10): TrAct better for all λ; TrAct@200 ≈ baseline@400 (2×)"
+LAM_TREND = "λ ∈ {0.05, 0.1, 0.2}; 0.1 to start, 0.2 for long training (§ hyperparameters)"
+
 
 def experiment(name: str, title: str, args: list, *, reuse=(), lr_from: Optional[tuple] = None,
-               nproc_per_node: int = 1, epoch_time: Optional[str] = None) -> None:
+               nproc_per_node: int = 1, epoch_time: Optional[str] = None, report: tuple = ()) -> None:
     """Register an experiment. lr_from = (source, budget) or (source, (budget, ...)): its one `--lr` is the lr
     the source's grid selected at that budget; with several budgets, the one they all selected. nproc_per_node > 1:
     launched as `torchrun --nproc_per_node N -m trainact compare ...`; epoch_time: its wall time per epoch on one
-    GPU, as far as known."""
+    GPU, as far as known; report: what it feeds in BENCHMARKS.md and the README (benchmarks/evidence.py)."""
     EXPERIMENTS[name] = {"title": title, "args": list(args), "reuse": tuple(reuse), "lr_from": lr_from,
-                         "nproc_per_node": nproc_per_node, "epoch_time": epoch_time}
+                         "nproc_per_node": nproc_per_node, "epoch_time": epoch_time, "report": tuple(report)}
 
 
 def lr_budgets(spec: tuple) -> tuple:
@@ -79,7 +96,12 @@ def lr_budgets(spec: tuple) -> tuple:
 experiment("fig3-sgd", "Fig. 3 analogue: CIFAR ResNet, SGD; our CIFAR variant: no max-pool, weight decay 5e-4",
            RESNET + ["--budgets", "1,2,4,8,16"] + SEEDS + ["--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1",
                                                          "--lam", "0.05,0.1,0.2", "--optimizer", "sgd",
-                                                         "--warmup-epochs", "0"])
+                                                         "--warmup-epochs", "0"],
+           report=(Curve(paper=FIG3_SGD, trend=f"ResNet, SGD ({OUR_VARIANT_LONG})"), Scale("resnet"),
+                   ReadmeFigure("TrAct against the baseline per budget, CIFAR ResNet with SGD", "accuracy_vs_budget.png"),
+                   LamTrend(f"ResNet, SGD, {OUR_VARIANT}", LAM_TREND),
+                   Whitening((("baseline", "baseline"), ("TrAct", "tract-l0.1")), reference=True,
+                             setting=f"ResNet, {OUR_VARIANT}, SGD")))
 # The TrAct authors' own CIFAR protocol (torch-tract's examples/train_cifar.py and resnet_cifar10.py): their ResNet-18,
 # whose stem is followed by a 3x3/2 max-pool, and no weight decay at all (SGD momentum 0.9 or Adam, cosine per step,
 # batch 128, crop + flip): the Fig. 3 analogues above with only those two things changed (same subset and width).
@@ -87,17 +109,14 @@ AUTHORS = ["--model", "resnet18-maxpool", "--weight-decay", "0"]
 experiment("fig3-sgd-authors", "Fig. 3 analogue: CIFAR ResNet, SGD; authors' protocol: max-pool stem, no weight decay",
            RESNET + AUTHORS + ["--budgets", "1,2,4,8,16"] + SEEDS + [
                "--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1", "--lam", "0.05,0.1,0.2", "--optimizer", "sgd",
-               "--warmup-epochs", "0"], reuse=("wd-pool-maxpool-wd0",))
+               "--warmup-epochs", "0"], reuse=("wd-pool-maxpool-wd0",),
+           report=(Curve(paper=FIG3_SGD, trend=f"ResNet, SGD ({AUTHORS_PROTOCOL_LONG})"),))
 # the longer budget the max-pool model makes affordable: baseline and λ 0.1 at the lr the grid chose at 16 epochs
 experiment("fig3-sgd-authors-32",
            "Fig. 3 analogue at 32 epochs (baseline, λ 0.1), SGD; authors' protocol: max-pool stem, no weight decay",
            RESNET + AUTHORS + ["--budgets", "32"] + SEEDS + ["--lam", "0.1", "--optimizer", "sgd",
                                                              "--warmup-epochs", "0"],
-           lr_from=("fig3-sgd-authors", 16))
-experiment("fig3-adam-authors", "Fig. 3 analogue: CIFAR ResNet, Adam; authors' protocol: max-pool stem, no weight decay",
-           RESNET + AUTHORS + ["--budgets", "1,2,4,8,16"] + SEEDS + [
-               "--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1", "--optimizer", "adam",
-               "--warmup-epochs", "0"])
+           lr_from=("fig3-sgd-authors", 16), report=(Joins("fig3-sgd-authors"),))
 # Which of the two differences moves TrAct's gain: {max-pool, none} x {weight decay 0, 5e-4} at 4 and 16 epochs,
 # λ 0.1, lr 0.08 (the paper's SGD optimum at every budget), 3 seeds. The cell without either change is fig3-sgd's
 # protocol at lr 0.08, whose collected runs are reused.
@@ -108,45 +127,73 @@ for _pool, _model in (("maxpool", "resnet18-maxpool"), ("nopool", "resnet18")):
                    RESNET + ["--model", _model, "--weight-decay", _wd, "--budgets", "4,16"]
                    + SEEDS + ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0"],
                    reuse=("fig3-sgd",) if (_pool, _wd) == ("nopool", "5e-4") else
-                   ("fig3-sgd-authors",) if (_pool, _wd) == ("maxpool", "0") else ())
+                   ("fig3-sgd-authors",) if (_pool, _wd) == ("maxpool", "0") else (),
+                   report=(WdPoolCell(_pool, _wd, f"{'max-pool stem' if _pool == 'maxpool' else 'no max-pool'}, "
+                                      f"{'no weight decay' if _wd == '0' else 'weight decay 5e-4'}"
+                                      + {("maxpool", "0"): f" ({AUTHORS_PROTOCOL})",
+                                         ("nopool", "5e-4"): f" ({OUR_VARIANT})"}.get((_pool, _wd), ""),
+                                      FIG3_SGD_LR),))
 # TrAct whitens the first layer's gradient; airbench instead starts its first layer from patch-whitening filters (and
 # freezes them). fig3-sgd's protocol at 2 and 8 epochs with that first layer (here 16 channels: the 8 leading ± pairs
 # of the 27 eigen-filters), at the lr fig3-sgd's baseline selected at both budgets: whitened and trained normally
 # (baseline) against whitened + TrAct, and whitened and frozen (baseline only: a frozen layer leaves TrAct nothing).
 _WHITEN = RESNET + SEEDS + ["--budgets", "2,8", "--optimizer", "sgd", "--warmup-epochs", "0"]
 experiment("whiten-sgd", "airbench's patch-whitened first layer, trained, with and without TrAct (CIFAR ResNet, SGD)",
-           _WHITEN + ["--lam", "0.1", "--first-layer-init", "whiten"], lr_from=("fig3-sgd", (2, 8)))
+           _WHITEN + ["--lam", "0.1", "--first-layer-init", "whiten"], lr_from=("fig3-sgd", (2, 8)),
+           report=(Whitening((("whitened, trained", "baseline"), ("whitened + TrAct", "tract-l0.1"))),))
 experiment("whiten-frozen-sgd", "airbench's patch-whitened first layer, frozen (CIFAR ResNet, SGD)",
-           _WHITEN + ["--methods", "baseline", "--first-layer-init", "whiten-frozen"], lr_from=("fig3-sgd", (2, 8)))
+           _WHITEN + ["--methods", "baseline", "--first-layer-init", "whiten-frozen"], lr_from=("fig3-sgd", (2, 8)),
+           report=(Whitening((("whitened, frozen", "baseline"),)),))
 experiment("fig3-adam", "Fig. 3 analogue: CIFAR ResNet, Adam; our CIFAR variant: no max-pool, weight decay 5e-4",
            RESNET + BUDGETS + SEEDS + ["--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1",
-                                       "--optimizer", "adam", "--warmup-epochs", "0"])
+                                       "--optimizer", "adam", "--warmup-epochs", "0"],
+           report=(Curve(paper=FIG3_ADAM, trend=f"ResNet, Adam ({OUR_VARIANT_LONG})"),))
+experiment("fig3-adam-authors", "Fig. 3 analogue: CIFAR ResNet, Adam; authors' protocol: max-pool stem, no weight decay",
+           RESNET + AUTHORS + ["--budgets", "1,2,4,8,16"] + SEEDS + [
+               "--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1", "--optimizer", "adam",
+               "--warmup-epochs", "0"],
+           report=(Curve(paper=FIG3_ADAM, trend=f"ResNet, Adam ({AUTHORS_PROTOCOL_LONG})"),))
 _FIG4 = VIT + SEEDS + ["--lr", "0.001,0.0003,0.0001", "--lr-grid-seeds", "1", "--optimizer", "adam",
                        "--label-smoothing", "0.1", "--warmup-epochs", "0"]
 experiment("fig4-vit", "Fig. 4 analogue: ViT-CIFAR, Adam (cosine), label smoothing 0.1",
-           _FIG4 + ["--budgets", "1,2,4,8,16,32", "--lam", "0.1"])
+           _FIG4 + ["--budgets", "1,2,4,8,16,32", "--lam", "0.1"],
+           report=(Curve(paper=FIG4_VIT, trend="ViT"), Scale("vit"), LamTrend("ViT", LAM_TREND),
+                   Ablation("ViT, standardised inputs", "standardised", ABLATION_BUDGET, reference=True)))
 # the paper's other two λ at the budgets 1-8 (the baseline's lr grid and runs are fig4-vit's)
 experiment("fig4-vit-lam", "Fig. 4 analogue, the paper's λ grid: ViT-CIFAR with λ 0.05 and 0.2",
-           _FIG4 + BUDGETS + ["--lam", "0.05,0.2"], reuse=("fig4-vit",))
+           _FIG4 + BUDGETS + ["--lam", "0.05,0.2"], reuse=("fig4-vit",), report=(Joins("fig4-vit"),))
 experiment("lam-sweep", f"Fig. 6 analogue: lambda from 0.01 to 10 (CIFAR ResNet, SGD, {ABLATION_BUDGET} epochs)",
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.01,0.03,0.1,0.3,1,3,10",
                              "--optimizer", "sgd", "--warmup-epochs", "0"],
-           reuse=("fig3-sgd",), lr_from=("fig3-sgd", ABLATION_BUDGET))
+           reuse=("fig3-sgd",), lr_from=("fig3-sgd", ABLATION_BUDGET),
+           report=(LamTable(), LamSweep(f"ResNet, {OUR_VARIANT}, SGD", "Fig. 6 (ViT, 200 ep): TrAct above the baseline "
+                                        "for every λ in [0.00625, 1.6]", (0.01, 0.03, 0.1, 0.3, 1, 3, 10), (0.00625, 1.6))))
 for _opt in ("sgd", "adam"):  # the paper recommends λ = 1 for long training: at the longest budget here
     experiment("lam-long" + ("-adam" if _opt == "adam" else ""),
                f"λ at the longest budget: 0.1 vs 1 (CIFAR ResNet, {'SGD' if _opt == 'sgd' else 'Adam'}, 8 epochs)",
                RESNET + SEEDS + ["--budgets", "8", "--lam", "0.1,1", "--optimizer", _opt, "--warmup-epochs", "0"],
-               reuse=(f"fig3-{_opt}",), lr_from=(f"fig3-{_opt}", 8))
+               reuse=(f"fig3-{_opt}",), lr_from=(f"fig3-{_opt}", 8),
+               report=(LamTable(), LamOne(f"ResNet, {OUR_VARIANT}, {'SGD' if _opt == 'sgd' else 'Adam'}")))
 _VIT_ABLATION = ["--data", DATA, "--train-subset", "20000"] + VIT_SIZE + SEEDS + [
     "--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam", "--label-smoothing", "0.1",
     "--warmup-epochs", "0"]
 _VIT_LR = ("fig4-vit", ABLATION_BUDGET)
-for _model in ("vit-patchnorm", "vit-dualpatchnorm"):
+_FIG7 = "Fig. 7: {} helps up to 400 ep but less than TrAct"
+for _model, _row, _short, _what, _extra in (
+        ("vit-patchnorm", "ViT + patch-wise normalisation", "patch norm", "patch-wise normalisation", ""),
+        ("vit-dualpatchnorm", "ViT + DualPatchNorm", "DualPatchNorm", "DualPatchNorm",
+         " (insignificantly better at 200 ep only)")):
     experiment(f"ablation-{_model}", f"§4.5 ablation: {_model}", _VIT_ABLATION + ["--model", _model],
-               lr_from=_VIT_LR)
-for _range in ("unit", "byte"):
+               lr_from=_VIT_LR, report=(Ablation(_row, _short, ABLATION_BUDGET, normalisation=_what,
+                                                 paper=_FIG7.format(_what) + _extra),))
+for _range, _shown in (("unit", "[0,1]"), ("byte", "[0,255]")):
     experiment(f"ablation-vit-{_range}", f"§4.5 ablation: ViT on {_range} inputs",
-               _VIT_ABLATION + ["--model", "vit", "--input-range", _range], lr_from=_VIT_LR)
+               _VIT_ABLATION + ["--model", "vit", "--input-range", _range], lr_from=_VIT_LR,
+               report=(Ablation(f"ViT, {_shown} inputs", f"{_shown} inputs", ABLATION_BUDGET, input_range=_shown,
+                                relative=f"ablation-vit-{_range}-relative",
+                                paper="Fig. 8 (200 ep): TrAct more robust than the baseline, which degrades drastically",
+                                versus=("[0,1]", "Fig. 8: TrAct better at [0,255] than at [0,1], nearly insensitive "
+                                        "to λ at [0,255]") if _range == "byte" else None),))
     experiment(f"ablation-vit-{_range}-relative", f"§4.5 ablation: ViT on {_range} inputs, scale-invariant lambda",
                _VIT_ABLATION + ["--model", "vit", "--input-range", _range, "--relative-lambda",
                                 "--methods", "tract"], lr_from=_VIT_LR)
@@ -154,7 +201,7 @@ for _range in ("unit", "byte"):
 # reused) later, on another machine; the report compares each seed's accuracy and TrAct − baseline with the collected ones.
 experiment("repro-fig3-sgd", "fig3-sgd's 2-epoch runs trained again on another machine of the same kind",
            RESNET + SEEDS + ["--budgets", "2", "--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd",
-                             "--warmup-epochs", "0"])
+                             "--warmup-epochs", "0"], report=(Repro("fig3-sgd"),))
 # GPU only (run on CPU it stops with "CUDA is not available"): our CIFAR variant of the paper's protocol (no max-pool,
 # weight decay 5e-4; the authors' own is paper-fig3-sgd below), ResNet-18 (width 64) on all of CIFAR-10, SGD lr
 # 0.08 (momentum 0.9, cosine), batch 128, random crop + flip, at budgets 5, 10
@@ -163,13 +210,15 @@ experiment("repro-fig3-sgd", "fig3-sgd's 2-epoch runs trained again on another m
 experiment("gpu-resnet18",
            "GPU: ResNet-18 on CIFAR-10, SGD lr 0.08, batch 128; our CIFAR variant: no max-pool, weight decay 5e-4",
            ["--data", DATA, "--model", "resnet18", "--width", "64", "--budgets", "5,10,20"] + SEEDS +
-           ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0", "--device", "cuda"])
+           ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0", "--device", "cuda"],
+           report=(Curve("gpu", FIG3_SGD_LR, f"ResNet-18 on all of CIFAR-10, GPU ({OUR_VARIANT_LONG})"),))
 # GPU only, like gpu-resnet18: the paper's ViT-CIFAR (hidden size 384, 7 layers, 12 heads; Adam, cosine, label
 # smoothing 0.1) on all of CIFAR-10, at the lr the paper picks for its shortest budget (10^-3), λ = 0.1.
 experiment("gpu-vit", "GPU: ViT-CIFAR on CIFAR-10, the paper's model (Adam lr 1e-3, cosine, label smoothing 0.1)",
            ["--data", DATA, "--model", "vit", "--dim", "384", "--depth", "7", "--heads", "12", "--weight-decay",
             "5e-5", "--budgets", "4"] + SEEDS + ["--lr", "0.001", "--lam", "0.1", "--optimizer", "adam",
-                                                  "--label-smoothing", "0.1", "--warmup-epochs", "0", "--device", "cuda"])
+                                                  "--label-smoothing", "0.1", "--warmup-epochs", "0", "--device", "cuda"],
+           report=(Curve("gpu", "Fig. 4 (ViT CIFAR-10, hidden 384, 7 layers): TrAct better for all λ"),))
 # The paper's headline protocols as the authors ran them (their example code: examples/train_cifar.py and
 # resnet_cifar10.py of torch-tract), on all of CIFAR-10, GPU only. Fig. 3: the max-pool ResNet-18 at width 64, SGD
 # momentum 0.9, lr 0.08 (the paper's SGD optimum at every budget), no weight decay, cosine per step, batch 128, crop
@@ -181,18 +230,21 @@ PAPER_SPEED = ["--amp", "bf16", "--channels-last", "--compile", "--device", "cud
 PAPER_FIG3 = ["--data", DATA, "--model", "resnet18-maxpool", "--width", "64", "--weight-decay", "0", "--optimizer",
               "sgd", "--lr", "0.08", "--lam", "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED
 experiment("paper-fig3-sgd", "Paper protocol, Fig. 3: the authors' ResNet-18, SGD lr 0.08, no weight decay, 100 epochs",
-           PAPER_FIG3 + ["--budgets", "100"], epoch_time=TO_BE_MEASURED)
+           PAPER_FIG3 + ["--budgets", "100"], epoch_time=TO_BE_MEASURED, report=(Curve(None, FIG3_SGD),))
 experiment("paper-fig3-sgd-200", "Paper protocol, Fig. 3: the authors' ResNet-18 baseline at 200 epochs",
            PAPER_FIG3 + ["--budgets", "200", "--methods", "baseline"], reuse=("paper-fig3-sgd",),
-           epoch_time=TO_BE_MEASURED)
+           epoch_time=TO_BE_MEASURED, report=(Joins("paper-fig3-sgd"),))
 experiment("paper-fig4-vit", "Paper protocol, Fig. 4: ViT-CIFAR, Adam lr 1e-3, label smoothing 0.1, 100 epochs",
            ["--data", DATA, "--model", "vit", "--dim", "384", "--depth", "7", "--heads", "12", "--weight-decay",
             "5e-5", "--budgets", "100", "--lr", "0.001", "--lam", "0.1", "--optimizer", "adam", "--label-smoothing",
-            "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED, epoch_time=TO_BE_MEASURED)
+            "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED, epoch_time=TO_BE_MEASURED,
+           report=(Curve(None, FIG4_VIT),))
 experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the rest Adam (CIFAR ResNet, {ABLATION_BUDGET} epochs)",
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam",
                              "--first-layer-sgd", "--first-layer-lr", "0.08", "--warmup-epochs", "0"],
-           lr_from=("fig3-adam", ABLATION_BUDGET))
+           lr_from=("fig3-adam", ABLATION_BUDGET),
+           report=(FirstLayerSgd("fig3-adam", ABLATION_BUDGET, f"ResNet, {OUR_VARIANT}",
+                                 "Fig. 9: small improvements over all-Adam TrAct"),))
 # The architecture sweep, a user's question: "does TrAct help *my* model?". Twelve models of the paper's Table 1
 # families and of today's, each built as torchvision/timm define it with its ImageNet stem adapted to 32 px (the
 # table in trainact/harness/models.py), the CIFAR ResNets at the quarter width of the runs above. The recipe is
@@ -234,13 +286,16 @@ ZOO_MODELS = {  # experiment suffix -> model arguments (the name says what, mode
 _ZOO = ["--data", DATA, "--train-subset", str(ZOO_SUBSET)] + SEEDS + [
     "--optimizer", "sgd", "--momentum", "0.9", "--weight-decay", "5e-4", "--schedule", "multistep",
     "--warmup-epochs", "1", "--lam", "0.1", "--eval-every", str(ZOO_BUDGET), "--threads", "1"]
+_TABLE1 = "Table 1/6 (36 CIFAR-100 models, 200 ep): TrAct better on 33/36 (top-1), 34/36 (top-5); mean top-1 +0.49"
+_TABLE7 = "Table 7: TrAct@133 ≈ baseline@200 (mean top-1 75.94 vs 75.90)"
 for _key, _model in ZOO_MODELS.items():
     _label = _model[1] + (f" width {_model[3]}" if "--width" in _model else "")
     experiment(f"zoo-{_key}", f"Architecture sweep: {_label}, baseline and TrAct, {ZOO_BUDGET} epochs",
-               _ZOO + _model + ["--budgets", str(ZOO_BUDGET), "--lr", "0.1,0.01", "--lr-grid-seeds", "1"])
+               _ZOO + _model + ["--budgets", str(ZOO_BUDGET), "--lr", "0.1,0.01", "--lr-grid-seeds", "1"],
+               report=(Zoo(_key, ZOO_SUBSET, _TABLE1, _TABLE7),))
     experiment(f"zoo-{_key}-two-thirds", f"Architecture sweep: {_label}, TrAct at 2/3 of the budget "
                f"({ZOO_SHORT_BUDGET} epochs)", _ZOO + _model + ["--budgets", str(ZOO_SHORT_BUDGET), "--methods", "tract"],
-               reuse=(f"zoo-{_key}",), lr_from=(f"zoo-{_key}", ZOO_BUDGET))
+               reuse=(f"zoo-{_key}",), lr_from=(f"zoo-{_key}", ZOO_BUDGET), report=(ZooShort(f"zoo-{_key}"),))
 
 # The paper's large-scale protocols (PAPER-NUMBERS.md, Tables 2 and 3). They cannot run on this machine: each needs
 # ImageNet-1k in the ImageFolder layout, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the 50 000 validation images

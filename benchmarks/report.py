@@ -15,12 +15,13 @@ from .bench_tables import (
     allreduce_section, compile_section, gpu_tests_line, gram_section, kernels_section, load, memory_section,
     overhead_section, stream_memory_section, sync_section,
 )
+from .evidence import ReadmeFigure, entries
 from .experiment_tables import (
-    CURVES, ablation_section, claims_table, curve_section, first_layer_sgd_section,
-    lam_sweep_section, load_experiment, reproducibility_section, scale_note, trend_sentences,
-    wall_time_section, whitening_section, whitening_sentence, zoo_section, zoo_sentence,
+    ablation_section, claims_table, curve_section, curves, first_layer_sgd_section, lam_sections, load_experiment,
+    reproducibility_section, scale_note, trend_sentences, wall_time_section, whitening_section, whitening_sentence,
+    zoo_section, zoo_sentence,
 )
-from .experiments import ABLATION_BUDGET, EXPERIMENTS
+from .experiments import EXPERIMENTS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README_START, README_END = "<!-- results:start (written by benchmarks/report.py) -->", "<!-- results:end -->"
@@ -34,21 +35,21 @@ def gpu_section() -> list[str]:
         r = load(name)
         if r is not None:
             out += fn(r) if fn else overhead_section(r, png="overhead-cuda.png", title="GPU time overhead")
-    for name in ("gpu-resnet18", "gpu-vit"):
+    gpu = curves("gpu")
+    for name in gpu:
         loaded = load_experiment(name)
         if loaded is not None:
             out += curve_section(name, loaded)
-    if out:
+    if out or not gpu:
         return out
     return ["## GPU", "",
             "Nothing on this page was measured on a GPU, so the GPU part of the evidence and `tests/test_gpu.py` "
             "(CUDA autocast, GradScaler, CPU/GPU agreement) have not run. On a GPU machine, from the repository root "
-            "with the data at `" + EXPERIMENTS["gpu-resnet18"]["args"][1] + "`:", "",
+            "with the data at `" + EXPERIMENTS[gpu[0]]["args"][1] + "`:", "",
             "    python -m pytest tests/test_gpu.py",
             "    python -m benchmarks.bench_overhead --device cuda --cases stem,deit-s,resnet18,cifar-stem,vit",
             "    python -m benchmarks.bench_gram --device cuda && python -m benchmarks.bench_sync --device cuda",
-            "    python -m benchmarks.experiments run gpu-resnet18   # " + EXPERIMENTS["gpu-resnet18"]["title"],
-            "    python -m benchmarks.experiments run gpu-vit        # " + EXPERIMENTS["gpu-vit"]["title"],
+            *(f"    python -m benchmarks.experiments run {name:<15}# {EXPERIMENTS[name]['title']}" for name in gpu),
             "    python -m benchmarks.report", ""]
 
 
@@ -59,16 +60,13 @@ def experiments_sections() -> list[str]:
            "command. Accuracies are the final test top-1 after the last epoch, mean ± std over seeds; `s/epoch` is "
            "the training wall time per epoch (evaluation excluded).", "", scale_note(), "",
            "### The paper's claims, checked", ""] + claims_table()
-    for name in CURVES:
+    for name in curves("experiments"):
         loaded = load_experiment(name)
         if loaded is not None:
             out += curve_section(name, loaded)
-    for name in ("lam-sweep", "lam-long", "lam-long-adam"):
-        loaded = load_experiment(name)
-        if loaded is not None:
-            out += lam_sweep_section(loaded, name)
-    out += ablation_section(ABLATION_BUDGET)
-    out += first_layer_sgd_section(ABLATION_BUDGET)
+    out += lam_sections()
+    out += ablation_section()
+    out += first_layer_sgd_section()
     out += whitening_section()
     out += zoo_section()
     out += reproducibility_section()
@@ -83,9 +81,9 @@ def readme_block() -> list[str]:
     lines += trend_sentences()
     for sentence in (whitening_sentence(), zoo_sentence()):
         lines += [("- " + line if line else line) for line in sentence]  # beyond the paper
-    if load_experiment("fig3-sgd") is not None:
-        lines += ["![TrAct against the baseline per budget, CIFAR ResNet with SGD]"
-                  "(benchmarks/results/experiments/fig3-sgd/accuracy_vs_budget.png)", ""]
+    for name, figure in entries(EXPERIMENTS, ReadmeFigure):
+        if load_experiment(name) is not None:
+            lines += [f"![{figure.alt}](benchmarks/results/experiments/{name}/{figure.file})", ""]
     lines += ["Every table — accuracy per budget and seed, the speed-ups, the paper's claims checked one by one with "
               "their verdicts, the overhead and memory benchmarks — with its command, seeds and hardware is in "
               "[BENCHMARKS.md](BENCHMARKS.md)."]
