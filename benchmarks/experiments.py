@@ -1,5 +1,6 @@
-"""The evidence experiments: one registry, the exact `trainact compare` command of each, a runner that
-resumes, and a collector that copies the small JSON results into the repository.
+"""The evidence experiments: one registry holding the exact `trainact compare` command of each and what it feeds
+in the report (`report=`: tables, plots and claims with the paper's quote, benchmarks/evidence.py). The runner
+behind the command line (run with resume, collect, status, plan) is runner.py.
 
     python -m benchmarks.experiments list                      # every experiment and its command
     python -m benchmarks.experiments run fig3-sgd lam-sweep    # run them one after the other (resumes)
@@ -25,21 +26,13 @@ launches them that way, after checking that their data is there (without it, it 
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
 
-from trainact.harness.config import CompareConfig
-from trainact.harness.env import write_json_atomic
-from trainact.harness.results import load_config, summarize
+from trainact.harness.results import summarize
 
-from .common import compare_config
 from .evidence import (
     Ablation, Curve, FirstLayerSgd, Joins, LamOne, LamSweep, LamTable, LamTrend, ReadmeFigure, Repro, Scale,
     WdPoolCell, Whitening, Zoo, ZooShort,
@@ -197,16 +190,13 @@ for _range, _shown in (("unit", "[0,1]"), ("byte", "[0,255]")):
     experiment(f"ablation-vit-{_range}-relative", f"§4.5 ablation: ViT on {_range} inputs, scale-invariant lambda",
                _VIT_ABLATION + ["--model", "vit", "--input-range", _range, "--relative-lambda",
                                 "--methods", "tract"], lr_from=_VIT_LR)
-# Reproducibility across machines of one kind: fig3-sgd's 2-epoch baseline and λ = 0.1 runs trained again (never
-# reused) later, on another machine; the report compares each seed's accuracy and TrAct − baseline with the collected ones.
+# fig3-sgd's 2-epoch runs trained again (never reused) on another machine of the same kind: the report compares
+# each seed's accuracy and TrAct − baseline with the collected ones.
 experiment("repro-fig3-sgd", "fig3-sgd's 2-epoch runs trained again on another machine of the same kind",
            RESNET + SEEDS + ["--budgets", "2", "--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd",
                              "--warmup-epochs", "0"], report=(Repro("fig3-sgd"),))
-# GPU only (run on CPU it stops with "CUDA is not available"): our CIFAR variant of the paper's protocol (no max-pool,
-# weight decay 5e-4; the authors' own is paper-fig3-sgd below), ResNet-18 (width 64) on all of CIFAR-10, SGD lr
-# 0.08 (momentum 0.9, cosine), batch 128, random crop + flip, at budgets 5, 10
-# and 20 (1:2:4 as in the paper's 100:200:400; 3 to 4 s an epoch alone on an H200); longer budgets can be added
-# (`budgets` is extensible, runs are reused).
+# GPU only: our CIFAR variant of the paper's protocol (the authors' own is paper-fig3-sgd below), ResNet-18 at
+# width 64 on all of CIFAR-10, SGD lr 0.08, at budgets 1:2:4 as the paper's 100:200:400.
 experiment("gpu-resnet18",
            "GPU: ResNet-18 on CIFAR-10, SGD lr 0.08, batch 128; our CIFAR variant: no max-pool, weight decay 5e-4",
            ["--data", DATA, "--model", "resnet18", "--width", "64", "--budgets", "5,10,20"] + SEEDS +
@@ -245,27 +235,12 @@ experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the res
            lr_from=("fig3-adam", ABLATION_BUDGET),
            report=(FirstLayerSgd("fig3-adam", ABLATION_BUDGET, f"ResNet, {OUR_VARIANT}",
                                  "Fig. 9: small improvements over all-Adam TrAct"),))
-# The architecture sweep, a user's question: "does TrAct help *my* model?". Twelve models of the paper's Table 1
-# families and of today's, each built as torchvision/timm define it with its ImageNet stem adapted to 32 px (the
-# table in trainact/harness/models.py), the CIFAR ResNets at the quarter width of the runs above. The recipe is
-# Table 1's, pytorch-cifar100's, scaled to the budget: SGD momentum 0.9, lr ×0.2 at 30/60/80 % of the budget, weight
-# decay 5e-4, one warm-up epoch, λ = 0.1, 3 seeds. Its lr 0.1 comes with a fallback, 0.01, chosen by the baseline
-# (seed 0; TrAct takes the lr the baseline chose, the paper's rule): Table 1 holds BatchNorm convnets only, and in
-# hand probes of this recipe's first 25-60 steps at lr 0.1 (one seed, not kept as results) the training loss of
-# the LayerNorm models blew up (Swin 2.3 -> 21, DeiT -> 3.4, ConvNeXt -> 5.0) and MobileNetV2's and EfficientNet's
-# jumped to 4-5 before falling back to chance, while at 0.01 each of them went down. The grid's baseline runs at
-# both lrs are the recorded evidence.
-# Per model: zoo-<model> trains baseline and TrAct for ZOO_BUDGET epochs, zoo-<model>-two-thirds TrAct alone for 2/3
-# of it at zoo-<model>'s lr (Table 7's TrAct at 133 vs the baseline at 200 epochs; every other setting is the same,
-# so its runs compare with zoo-<model>'s baseline directly; a baseline at 2/3 as well would add a fifth to the
-# sweep and answer nothing Table 7 asks). 9 and 6 epochs are the shortest pair with an integer 2/3 whose multistep
-# schedule keeps a full-lr epoch after the warm-up (6: x0.2 after epochs 2, 4 and 5; at 6 vs 4 epochs the first
-# decay would follow the warm-up at once). The subset is sized by benchmarks/size_zoo.py, whose measured table is
-# benchmarks/zoo_sizing.md: about 6 CPU (core) hours for the 24 experiments. Each run uses one thread and evaluates
-# only at its end (a 10 000-image evaluation costs one to two epochs of this subset), so the sweep runs as two parts
-# side by side, one per core, each model's pair in order (zoo_sizing.md lists a balanced split), e.g.:
-#     python -m benchmarks.experiments run zoo-deit-tiny zoo-deit-tiny-two-thirds zoo-vgg11 ...   # one shell
-#     python -m benchmarks.experiments run zoo-densenet121 zoo-densenet121-two-thirds ...         # another
+# The architecture sweep: does TrAct help *my* model? Twelve models of the paper's Table 1 families and of
+# today's, with their ImageNet stems adapted to 32 px (trainact/harness/models.py), trained with Table 1's recipe
+# scaled to the budget. The lr 0.1 has a fallback, 0.01, chosen by the baseline (seed 0), because Table 1 holds
+# BatchNorm convnets only and the LayerNorm models' loss diverges at 0.1. zoo-<model>-two-thirds is TrAct alone at
+# 2/3 of the budget (Table 7's comparison); 9 and 6 epochs are the shortest pair whose multistep schedule keeps a
+# full-lr epoch after the warm-up. The subset is sized by size_zoo.py (zoo_sizing.md lists the runs per core).
 ZOO_SUBSET = 2300  # class-balanced, 230 images a class: 18 batches (17 of 128, one of 124); about 6 core hours
 ZOO_BUDGET = 9
 ZOO_SHORT_BUDGET = round(2 * ZOO_BUDGET / 3)
@@ -369,37 +344,6 @@ def command(name: str, root: Optional[Path] = None, *, out: Optional[str] = None
     return e["args"] + lr + ["--out", out or f"runs/{name}"]
 
 
-def reuse_runs(name: str, root: Path) -> int:
-    """Copy into `root / name` the finished runs it shares with the experiments named in `reuse` (trained under
-    `root` or collected), and its own runs already collected into the repository (an earlier session's or another
-    machine's); returns how many.
-
-    A source counts only if its settings match (`CompareConfig.differences`); a run already there is kept.
-    From another experiment only the runs this one needs are taken; from the collected folder every run is, so
-    what was collected stays collected when the experiment changes (a shifted lr grid keeps its old runs as data).
-    """
-    target = compare_config(command(name, root, out=str(root / name)))
-    sources = [folder for source in EXPERIMENTS[name]["reuse"] for folder in (root / source, COLLECTED / source)]
-    sources.append(COLLECTED / name)
-    copied = 0
-    for src in sources:
-        if not (src / "config.json").is_file() or src.resolve() == (root / name).resolve():
-            continue
-        if target.differences(load_config(src)):
-            raise SystemExit(f"{name} cannot reuse {src}: settings differ "
-                             f"{target.differences(load_config(src))}")
-        for summary in src.glob("b*/*/lr*/s*/summary.json"):
-            with open(summary) as f:
-                s = json.load(f)
-            run = s["run"]
-            needed = (run["budget"] in target.budgets and run["lr"] in target.lrs and run["seed"] in target.seeds
-                      and run["method"] in target.methods and (run["lam"] is None or run["lam"] in target.lams))
-            wanted = s.get("completed") and (needed or src == COLLECTED / name)
-            dest = root / name / summary.parent.relative_to(src)
-            if wanted and not (dest / "summary.json").exists():
-                shutil.copytree(summary.parent, dest, ignore=shutil.ignore_patterns("checkpoint.pt"))
-                copied += 1
-    return copied
 
 
 def with_budgets(name: str, args: list, budgets: Optional[str]) -> list:
@@ -448,198 +392,11 @@ def check_data(name: str) -> None:
         raise SystemExit(f"{name}: its data {data} is missing (resolved from {Path.cwd()}); put {what} there first")
 
 
-def compare(name: str, args: list, log) -> int:
-    """`trainact compare ARGS` of experiment `name` in its own process(es) (a long run's memory and a crash stay
-    there), output to `log`."""
-    return subprocess.call([*launcher(name), *args], stdout=log, stderr=log)
-
-
-def run(names: list, root: Path, budgets: Optional[str] = None, device: Optional[str] = None, jobs: int = 1) -> int:
-    for name in names:
-        with_budgets(name, command(name), budgets)  # unknown names and budgets fail before anything runs
-        check_data(name)
-    for name in names:
-        copied = reuse_runs(name, root)
-        args = with_device(with_budgets(name, command(name, root, out=str(root / name)), budgets), device)
-        if jobs > 1:  # an execution setting, like the device: the runs are the same
-            args = args + ["--jobs", str(jobs)]
-        print(f"== {name}: trainact compare {shlex.join(args)}" + (f" ({copied} runs reused)" if copied else ""),
-              flush=True)
-        root.mkdir(parents=True, exist_ok=True)
-        with open(root / f"{name}.log", "a") as log:
-            rc = compare(name, args, log)
-        if rc:
-            print(f"{name} failed (exit {rc}); see {root / (name + '.log')}", file=sys.stderr)
-            return rc
-        collect([name], root)
-    return 0
-
-
-def collect(names: list, root: Path) -> None:
-    """Copy the JSON of each experiment's finished runs into the repository; recompute summary and plots."""
-    from trainact.harness.plots import make_plots
-    from trainact.harness.results import load_runs
-
-    for name in names:
-        src = root / name
-        if not (src / "config.json").is_file():
-            print(f"{name}: nothing to collect in {src}")
-            continue
-        reuse_runs(name, root)  # what was collected before stays collected
-        dest = COLLECTED / name
-        if dest.exists():
-            shutil.rmtree(dest)
-        with open(src / "config.json") as f:
-            top = json.load(f)
-        args = command(name, root)
-        # the experiment's whole configuration, even where `run --budgets` trained some of it so far
-        top["config"] = compare_config(args).to_dict()
-        dataset = top.get("environment", {}).get("dataset", {})
-        if "source" in dataset:
-            dataset["source"] = top["config"]["data"]
-        top["command"] = "trainact compare " + shlex.join(args)
-        write_json_atomic(dest / "config.json", top)
-        n = 0
-        for summary in sorted(src.glob("b*/*/lr*/s*/summary.json")):
-            with open(summary) as f:
-                if not json.load(f).get("completed"):
-                    continue
-            run_dir = dest / summary.parent.relative_to(src)
-            run_dir.mkdir(parents=True)
-            for file in ("summary.json", "metrics.jsonl"):
-                if (summary.parent / file).is_file():
-                    shutil.copy2(summary.parent / file, run_dir / file)
-            n += 1
-        result = summarize(dest)
-        write_json_atomic(dest / "summary.json", result)
-        make_plots(dest, result, load_runs(dest))
-        for file in dest.rglob("*.json*"):  # nothing of this machine goes into the repository
-            text = file.read_text()
-            for local in {str(root), str(HERE.parent), str(Path(DATA).resolve())}:
-                if local in text:
-                    raise SystemExit(f"{file} contains the local path {local}; not collecting it")
-        print(f"{name}: {n} finished runs collected into {os.path.relpath(dest)}"
-              + ("" if result["complete"] else f" ({len(result['missing'])} missing)"))
-
-
-def status(names: list, root: Path) -> None:
-    """What each experiment has finished (trained under `root` or collected) and what is still to train."""
-    for name in names:
-        found = [f for f in (root / name, COLLECTED / name) if (f / "config.json").is_file()]
-        if not found:
-            print(f"{name}: not started")
-            continue
-        whole = compare_config(command(name, root))  # the experiment's whole configuration, not a `run --budgets` part
-        best = max((summarize(f, whole) for f in found), key=lambda r: sum(x["top1"]["n"] for x in r["results"]))
-        done = sum(r["top1"]["n"] for r in best["results"])
-        missing = best["missing"]
-        print(f"{name}: " + ("complete" if best["complete"] else
-                             f"{done} runs at the selected lrs, missing {len(missing)}: " + ", ".join(missing[:6])
-                             + (" ..." if len(missing) > 6 else "")))
-
-
-EPOCH_TIMES = HERE / "results" / "epoch-cuda.json"  # bench_epoch.py's GPU measurement
-
-
-def _bench_case(cfg: CompareConfig) -> Optional[str]:
-    """The bench_epoch.py case and variant an experiment trains as, or None."""
-    case = {"resnet18-maxpool": "resnet18-authors", "vit": "vit-cifar"}.get(cfg.model)
-    variant = "compiled" if cfg.compile else "bf16-cl" if cfg.channels_last and cfg.amp == "bf16" else "eager"
-    return None if case is None else f"{case}/{variant}"
-
-
-def plan(names: list, root: Path, minutes: float, jobs: int = 1, times: Path = EPOCH_TIMES) -> list:
-    """The whole units (one seed's runs of an experiment: baseline and TrAct together) that fit in `minutes`, in
-    registry order, at the seconds per epoch bench_epoch.py measured with `jobs` runs side by side; units already
-    collected or trained under `root` are left out. Returns [(name, seed, minutes)] and prints the plan."""
-    if not times.is_file():
-        raise SystemExit(f"plan: no GPU epoch times at {times}; measure them first on the GPU "
-                         "(python -m benchmarks.bench_epoch --device cuda)")
-    measured = {(f"{r['case']}/{r['variant']}", r["method"], r["jobs"]): r
-                for r in json.loads(times.read_text())["results"]}
-    chosen, used = [], 0.0
-    for name in names:
-        cfg = compare_config(command(name))
-        key = _bench_case(cfg)
-        if key is None:
-            continue
-        done = {(r["run"]["seed"], r["run"]["method"]) for folder in (root / name, COLLECTED / name)
-                for r in _summaries(folder)}
-        for seed in cfg.seeds:
-            methods = [m for m in cfg.methods if (seed, m) not in done]
-            rows = [measured.get((key, m, jobs)) for m in methods]
-            if not methods:
-                continue
-            if None in rows:
-                raise SystemExit(f"plan: {name} trains as {key}, which bench_epoch.py has not measured with "
-                                 f"{jobs} job(s) ({times})")
-            budget = max(cfg.budgets)
-            # with `jobs` runs side by side, each run's epochs take the per-run time measured at that load
-            unit = sum(r["first_epoch_seconds"] + (budget - 1) * r["seconds_per_epoch"] for r in rows) / 60 / jobs
-            if used + unit > minutes:
-                print(f"{name} seed {seed}: {unit:.1f} min, does not fit ({minutes - used:.1f} min left)")
-                continue
-            used += unit
-            chosen.append((name, seed, unit))
-            print(f"{name} seed {seed}: {' + '.join(methods)}, {budget} epochs: {unit:.1f} min (total {used:.1f})")
-    print(f"{len(chosen)} whole unit(s) in {used:.1f} of {minutes:g} minutes with {jobs} job(s)")
-    return chosen
-
-
-def _summaries(folder: Path) -> list:
-    out = []
-    for summary in folder.glob("b*/*/lr*/s*/summary.json"):
-        with open(summary) as f:
-            s = json.load(f)
-        if s.get("completed"):
-            out.append(s)
-    return out
-
-
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("list", "run", "collect", "status", "plan"))
-    p.add_argument("names", nargs="*", help="experiments (default for list/collect/status: all)")
-    p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
-    p.add_argument("--budgets", help="run: only these of the experiments' budgets for now, e.g. 1,2 "
-                                     "(the rest later; collect reports them as missing)")
-    p.add_argument("--device", help="run: train on this device (cpu, cuda, cuda:N) instead of the experiment's own")
-    p.add_argument("--minutes", type=float, help="plan: the GPU minutes to fill with whole runs")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="run: train N runs of each experiment side by side (trainact compare --jobs); plan: runs side "
-                        "by side on the GPU (default: 1)")
-    a = p.parse_args(argv)
-    for option, value in (("--budgets", a.budgets), ("--device", a.device)):
-        if value is not None and a.action != "run":
-            p.error(f"{option} {value!r} applies to run only, not to {a.action}")
-    if (a.minutes is not None) != (a.action == "plan"):
-        p.error("plan needs --minutes M (and --minutes applies to plan only)")
-    if a.action == "plan" and (a.minutes <= 0 or a.jobs < 1):
-        p.error(f"plan: --minutes must be > 0 and --jobs >= 1, got {a.minutes:g} and {a.jobs}")
-    root = runs_root(a.runs)
-    names = a.names or (list(EXPERIMENTS) if a.action != "run" else [])
-    if a.action == "list":
-        for name in names:
-            e = EXPERIMENTS[name]
-            launch = "trainact compare" if e["nproc_per_node"] == 1 else \
-                f"torchrun --nproc_per_node {e['nproc_per_node']} -m trainact compare"
-            extra = f"  wall time per epoch on one GPU: {e['epoch_time']}\n" if e["epoch_time"] else ""
-            print(f"{name}: {e['title']}\n  {launch} {shlex.join(command(name))}\n{extra}")
-        return 0
-    if a.action == "collect":
-        collect(names, root)
-        return 0
-    if a.action == "status":
-        status(names, root)
-        return 0
-    if a.action == "plan":
-        plan(a.names or [n for n in EXPERIMENTS if n.startswith("paper-")], root, a.minutes, a.jobs)
-        return 0
-    if not names:
-        p.error("run: name at least one experiment")
-    if a.jobs < 1:
-        p.error(f"--jobs must be at least 1, got {a.jobs}")
-    return run(names, root, a.budgets, a.device, a.jobs)
+    """The command line (list, run, collect, status, plan): benchmarks/runner.py."""
+    from .runner import main as run_main
+
+    return run_main(argv)
 
 
 if __name__ == "__main__":

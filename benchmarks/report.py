@@ -4,7 +4,8 @@ by hand).
     python -m benchmarks.report            # rewrites BENCHMARKS.md and the README's results section
 
 The sections come from bench_tables.py (benchmark scripts), experiment_tables.py (training experiments) and
-claims.py (the paper's claims, with paired statistics); figures.py draws the plots.
+claims/ (the paper's claims, with paired statistics); figures.py draws the plots. Which experiment feeds which
+section is said by its registration in experiments.py, never here.
 """
 from __future__ import annotations
 
