@@ -1,6 +1,6 @@
 """Extra time of TrAct's global-batch covariance under DDP (one all-reduce of n² + 1 numbers per step).
 
-    python benchmarks/bench_allreduce.py         # 2 CPU processes (gloo); writes benchmarks/results/allreduce.json
+    python -m benchmarks.bench_allreduce         # 2 CPU processes (gloo); writes benchmarks/results/allreduce.json
 
 A DDP training step of a CIFAR ResNet-18 (width 32, batch 64 per process) in three modes, interleaved step by
 step: plain (no TrAct), TrAct with per-rank statistics (sync="local", the paper's code) and TrAct with the
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -20,8 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(__file__))
-from common import machine_info, write_result  # noqa: E402
+from .common import invocation, machine_info, write_result
 
 MODES = ("plain", "local", "global")
 
@@ -79,7 +77,7 @@ def main(argv=None) -> int:
         print(f"{m:7s} median step {med[m]:8.1f} ms  ({med[m] / med['local'] - 1:+.2%} vs local statistics)")
     info = machine_info()
     info["torch_threads"] = 1
-    write_result(args.out, {"benchmark": "allreduce", "command": " ".join(sys.argv), **info, "steps": args.steps,
+    write_result(args.out, {"benchmark": "allreduce", "command": invocation(__spec__.name), **info, "steps": args.steps,
                             "case": "DDP step of a CIFAR ResNet-18 (width 32), batch 64 per process, 32 px",
                             "median_ms": med, "times_ms": times})
     return 0

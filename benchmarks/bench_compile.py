@@ -1,7 +1,7 @@
 """TrAct's overhead under torch.compile against its overhead in eager mode, interleaved in one run.
 
-    python benchmarks/bench_compile.py                         # writes benchmarks/results/compile-cpu.json
-    python benchmarks/bench_compile.py --device cuda --mode max-autotune-no-cudagraphs
+    python -m benchmarks.bench_compile                         # writes benchmarks/results/compile-cpu.json
+    python -m benchmarks.bench_compile --device cuda --mode max-autotune-no-cudagraphs
 
 Four variants of one training step (forward, backward, SGD step) per case: plain eager, TrAct eager, plain
 compiled, TrAct compiled (`torch.compile(model, fullgraph=True, mode=--mode)`; compilation happens in the warm-up).
@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
-import sys
 
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(__file__))
-from bench_overhead import _iqr  # noqa: E402
-from common import case_arguments, interleaved, machine_info, parse_cases, write_result  # noqa: E402
+import trainact
 
-import trainact  # noqa: E402
+from .common import case_arguments, interleaved, invocation, iqr, machine_info, parse_cases, write_result
 
 VARIANTS = ("plain-eager", "trainact-eager", "plain-compiled", "trainact-compiled")
 
@@ -71,7 +67,7 @@ def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device,
               "median_ms": {v: 1e3 * statistics.median(t) for v, t in times.items()}}
     for kind in ("eager", "compiled"):
         ratios = [a / b - 1 for a, b in zip(times[f"trainact-{kind}"], times[f"plain-{kind}"])]
-        result[f"extra_{kind}"], result[f"extra_{kind}_iqr"] = statistics.median(ratios), _iqr(ratios)
+        result[f"extra_{kind}"], result[f"extra_{kind}_iqr"] = statistics.median(ratios), iqr(ratios)
     ms = result["median_ms"]
     print(f"{name:4s} plain eager {ms['plain-eager']:7.2f} ms, compiled {ms['plain-compiled']:7.2f} ms | TrAct's "
           f"extra: eager {result['extra_eager']:+.1%}, compiled {result['extra_compiled']:+.1%}", flush=True)
@@ -90,7 +86,7 @@ def main(argv=None) -> int:
         p.error(f"--warmup must be at least 1 (the compiling repetition is not timed), got {a.warmup}")
     torch.set_num_threads(a.threads)
     results = [run_case(c, a.reps, a.warmup, a.seed, device, a.mode) for c in cases]
-    write_result(out, {"benchmark": "compile", "command": " ".join(sys.argv), "seed": a.seed,
+    write_result(out, {"benchmark": "compile", "command": invocation(__spec__.name), "seed": a.seed,
                        **machine_info(device), "results": results})
     return 0
 

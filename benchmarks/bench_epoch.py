@@ -1,8 +1,8 @@
 """Seconds per training epoch of the paper's CIFAR protocols in the harness, and what parallel runs add up to.
 
-    python benchmarks/bench_epoch.py --device cuda                    # writes benchmarks/results/epoch-cuda.json
-    python benchmarks/bench_epoch.py --device cuda --cases resnet18-authors --jobs 1,4 --variants compiled
-    python benchmarks/bench_epoch.py --device cpu --tiny              # smoke test: tiny models and data
+    python -m benchmarks.bench_epoch --device cuda                    # writes benchmarks/results/epoch-cuda.json
+    python -m benchmarks.bench_epoch --device cuda --cases resnet18-authors --jobs 1,4 --variants compiled
+    python -m benchmarks.bench_epoch --device cpu --tiny              # smoke test: tiny models and data
 
 Each measurement is a real harness run (trainact.harness.train.run_one: the in-memory loader with its crop and
 flip, the optimizer, the schedule) on a synthetic set of CIFAR-10's shape (50 000 training images of 3x32x32, 10
@@ -23,14 +23,12 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from common import RESULTS, machine_info, write_result  # noqa: E402
+from .common import RESULTS, child_command, child_env, invocation, machine_info, write_result
 
 CASES = {
     "resnet18-authors": dict(model="resnet18-maxpool", width=64, optimizer="sgd", lrs=(0.08,), weight_decay=0.0),
@@ -74,9 +72,9 @@ def parallel(args, case: str, variant: str, method: str, jobs: int) -> dict:
         for j in range(jobs):
             out = os.path.join(tmp, f"{j}.json")
             device = f"cuda:{j % gpus}" if gpus else args.device
-            cmd = [sys.executable, __file__, "--worker", out, "--cases", case, "--variants", variant, "--methods",
-                   method, "--device", device, "--epochs", str(args.epochs), "--train-size", str(args.train_size)]
-            env = dict(os.environ)
+            cmd = child_command(__spec__.name, "--worker", out, "--cases", case, "--variants", variant, "--methods",
+                        method, "--device", device, "--epochs", str(args.epochs), "--train-size", str(args.train_size))
+            env = child_env()
             if not gpus:  # split the CPU's threads between the jobs
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
             procs.append(subprocess.Popen(cmd + (["--tiny"] if args.tiny else []), env=env))
@@ -143,7 +141,7 @@ def main(argv=None) -> int:
                           f"(first {r['first_epoch_seconds']:.1f} s), aggregate "
                           f"{r['aggregate_epochs_per_second']:.2f} epochs/s", flush=True)
     out = a.out or os.path.join(RESULTS, f"epoch-{device.type}.json")
-    write_result(out, {"benchmark": "epoch", "command": " ".join(sys.argv), "epochs": a.epochs,
+    write_result(out, {"benchmark": "epoch", "command": invocation(__spec__.name), "epochs": a.epochs,
                        "train_size": a.train_size, "tiny": a.tiny, **machine_info(device), "results": results})
     return 0
 

@@ -1,7 +1,7 @@
 """Which Gram algorithm to use where: TrAct with the band algorithm forced on and forced off, interleaved.
 
-    python benchmarks/bench_gram.py --device cuda      # writes benchmarks/results/gram-cuda.json
-    python benchmarks/bench_gram.py --device cpu --cases cifar-stem --reps 5
+    python -m benchmarks.bench_gram --device cuda      # writes benchmarks/results/gram-cuda.json
+    python -m benchmarks.bench_gram --device cpu --cases cifar-stem --reps 5
 
 `patches.gram` assembles AᵀA of a convolution with overlapping windows (a 7x7/2 stem, a 3x3/1 CIFAR stem) from
 many small GEMMs (the band algorithm) on the CPU, and from one dense GEMM per row block on other devices. This
@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from bench_overhead import CASES, _iqr  # noqa: E402
-from common import case_arguments, interleaved, machine_info, parse_cases, write_result  # noqa: E402
+from trainact import patches
 
-from trainact import patches  # noqa: E402
+from .bench_overhead import CASES
+from .common import case_arguments, interleaved, invocation, iqr, machine_info, parse_cases, write_result
 
 GRAM_CASES = ("stem", "cifar-stem", "resnet18")  # the cases whose first layer has overlapping windows
 VARIANTS = ("plain", "band", "dense")
@@ -52,7 +49,7 @@ def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device)
 
     def paired(a: str, b: str) -> tuple[float, list[float]]:
         ratios = [x / y - 1 for x, y in zip(times[a], times[b])]
-        return statistics.median(ratios), _iqr(ratios)
+        return statistics.median(ratios), iqr(ratios)
 
     result = {"case": name, "device": str(device), "reps": reps, "warmup": warmup,
               "median_ms": {v: 1e3 * statistics.median(t) for v, t in times.items()},
@@ -72,7 +69,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     device, cases, out = parse_cases(parser, args, GRAM_CASES, "gram")
     results = [run_case(c, args.reps, args.warmup, args.seed, device) for c in cases]
-    write_result(out, {"benchmark": "gram", "command": " ".join(sys.argv), "seed": args.seed,
+    write_result(out, {"benchmark": "gram", "command": invocation(__spec__.name), "seed": args.seed,
                        **machine_info(device), "results": results})
     return 0
 

@@ -1,7 +1,7 @@
 """How many operations TrAct adds to one forward + backward of a first layer, on the accelerator code path.
 
-    python benchmarks/bench_kernels.py                 # writes benchmarks/results/kernels.json
-    python benchmarks/bench_kernels.py --cases stem --show
+    python -m benchmarks.bench_kernels                 # writes benchmarks/results/kernels.json
+    python -m benchmarks.bench_kernels --cases stem --show
 
 On a GPU every operation is at least one kernel launch (a few microseconds each, and a step of many small ones
 is launch-bound), so the count is what the accelerator path keeps small. It is counted on the CPU, with the
@@ -28,10 +28,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, os.path.dirname(__file__))
-from common import RESULTS, machine_info, write_result  # noqa: E402
+import trainact
 
-import trainact  # noqa: E402
+from .common import RESULTS, machine_info, write_result
 
 CASES = {
     "cifar-stem": (lambda: nn.Conv2d(3, 64, 3, padding=1), (128, 3, 32, 32)),

@@ -1,6 +1,6 @@
 """Peak extra memory of TrAct on a 7x7/2 ImageNet stem: plain layer vs `torch-tract` vs trainact.
 
-    python benchmarks/bench_memory.py                # batch 128, 224 px; writes benchmarks/results/memory.json
+    python -m benchmarks.bench_memory                # batch 128, 224 px; writes benchmarks/results/memory.json
 
 Each variant runs in a fresh process: allocate the input (128x3x224x224), the output gradient and the layer, then
 one forward + backward.  The figure is the growth of the process's peak resident set (ru_maxrss) during that
@@ -14,10 +14,8 @@ import json
 import os
 import resource
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from common import machine_info, write_result  # noqa: E402
+from .common import child_command, child_env, invocation, machine_info, write_result
 
 VARIANTS = ("plain", "torch-tract", "trainact")
 
@@ -72,9 +70,9 @@ def main(argv=None) -> int:
     growth: dict[str, list[int]] = {v: [] for v in VARIANTS}
     for _ in range(args.repeats):
         for variant in VARIANTS:
-            cmd = [sys.executable, __file__, "--child", variant, "--batch", str(args.batch), "--size", str(args.size),
-                   "--device", args.device]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            cmd = child_command(__spec__.name, "--child", variant, "--batch", str(args.batch), "--size", str(args.size),
+                        "--device", args.device)
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=child_env())
             growth[variant].append(json.loads(out.stdout.strip().splitlines()[-1])["growth_bytes"])
     best = {v: min(g) for v, g in growth.items()}
     extra = {v: best[v] - best["plain"] for v in VARIANTS}
@@ -83,7 +81,7 @@ def main(argv=None) -> int:
         print(f"{v:12s} peak growth {best[v] / mib:8.1f} MiB   extra over plain {extra[v] / mib:8.1f} MiB")
 
     write_result(args.out, {
-        "benchmark": "memory", "command": " ".join(sys.argv), "case": f"Conv2d(3,64,7,s2,p3) batch {args.batch} {args.size}px",
+        "benchmark": "memory", "command": invocation(__spec__.name), "case": f"Conv2d(3,64,7,s2,p3) batch {args.batch} {args.size}px",
         **machine_info(args.device), "growth_bytes": growth, "extra_over_plain_MiB": {v: e / mib for v, e in extra.items()},
     })
     return 0

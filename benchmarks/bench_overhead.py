@@ -1,8 +1,8 @@
 """Time overhead of TrAct: plain layer vs the authors' `torch-tract` vs trainact, interleaved in one run.
 
-    python benchmarks/bench_overhead.py                      # all cases, writes benchmarks/results/overhead.json
-    python benchmarks/bench_overhead.py --cases stem --reps 9
-    python benchmarks/bench_overhead.py --device cuda --cases resnet18,vit   # GPU: writes overhead-cuda.json
+    python -m benchmarks.bench_overhead                      # all cases, writes benchmarks/results/overhead.json
+    python -m benchmarks.bench_overhead --cases stem --reps 9
+    python -m benchmarks.bench_overhead --device cuda --cases resnet18,vit   # GPU: writes overhead-cuda.json
 
 Cases (the project's speed targets are shown beside them in BENCHMARKS.md):
   stem        Conv2d(3, 64, 7, stride 2, padding 3), batch 32, 224 px: forward + backward of the layer
@@ -23,17 +23,15 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import time
 
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(__file__))
-from common import machine_info, write_result  # noqa: E402
+import trainact
+from trainact.harness.env import resolve_device
 
-import trainact  # noqa: E402
-from trainact.harness.env import resolve_device  # noqa: E402
+from .common import invocation, iqr, machine_info, write_result
 
 
 def layer_case(conv: nn.Conv2d, batch: int, size: int, seed: int, device: torch.device):
@@ -107,11 +105,6 @@ DEFAULT_CASES = ("stem", "deit-s", "resnet18", "cifar-stem")  # the cases with a
 VARIANTS = ("plain", "torch-tract", "trainact")
 
 
-def _iqr(values: list[float]) -> list[float]:
-    q = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
-    return [q[0], q[2]]
-
-
 def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device = torch.device("cpu")) -> dict:
     make = CASES[name](seed, device)
     steps = {v: make(v) for v in VARIANTS}
@@ -131,7 +124,7 @@ def run_case(name: str, reps: int, warmup: int, seed: int, device: torch.device 
     # paired: each repetition's time over the plain time of the same repetition, then the median;
     # this cancels the slow drifts of a shared machine far better than a ratio of medians
     extra = {v: statistics.median(a / b for a, b in zip(times[v], times["plain"])) - 1 for v in VARIANTS}
-    spread = {v: _iqr([a / b - 1 for a, b in zip(times[v], times["plain"])]) for v in VARIANTS}
+    spread = {v: iqr([a / b - 1 for a, b in zip(times[v], times["plain"])]) for v in VARIANTS}
     result = {
         "case": name,
         "device": str(device),
@@ -187,7 +180,7 @@ def main(argv=None) -> int:
         step["extra_estimated_from_first_layer"] = estimate
         print(f"resnet18 step overhead estimated from its first layer: torch-tract {estimate['torch-tract']:+.2%}, "
               f"trainact {estimate['trainact']:+.2%}")
-    write_result(args.out, {"benchmark": "overhead", "command": " ".join(sys.argv), "seed": args.seed,
+    write_result(args.out, {"benchmark": "overhead", "command": invocation(__spec__.name), "seed": args.seed,
                             **machine_info(device), "results": results})
     return 0
 

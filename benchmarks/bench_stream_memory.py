@@ -1,6 +1,6 @@
 """Peak memory of one streamed epoch against the in-memory loader, on an image folder several times the budget.
 
-    python benchmarks/bench_stream_memory.py       # ~1 GiB decoded vs a 256 MiB budget; writes results/stream-memory.json
+    python -m benchmarks.bench_stream_memory       # ~1 GiB decoded vs a 256 MiB budget; writes results/stream-memory.json
 
 The folder is generated at run time into a temporary directory (seeded): --train + --test JPEGs of random sizes
 between --min-side and --max-side pixels, smooth random colour fields (a few random pixels upscaled, plus noise) so
@@ -25,12 +25,10 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-from common import RESULTS, machine_info, write_result  # noqa: E402
+from .common import RESULTS, child_command, child_env, invocation, machine_info, write_result
 
 VARIANTS = ("stream", "memory")
 
@@ -148,9 +146,9 @@ def main(argv=None) -> int:
         results = {}
         for variant in variants:
             cache = os.path.join(tmp, f"cache-{variant}")
-            cmd = [sys.executable, os.path.abspath(__file__), "--batch", str(args.batch), "--child", variant, folder,
-                   cache, str(args.image_size), str(args.budget), str(args.workers)]
-            out = subprocess.run(cmd, capture_output=True, text=True)
+            cmd = child_command(__spec__.name, "--batch", str(args.batch), "--child", variant, folder,
+                        cache, str(args.image_size), str(args.budget), str(args.workers))
+            out = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
             if out.returncode:
                 raise SystemExit(f"the {variant} child failed:\n{out.stderr[-3000:]}")
             r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -165,7 +163,7 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     write_result(args.out, {
-        "benchmark": "stream-memory", "command": " ".join(sys.argv), **machine_info(),
+        "benchmark": "stream-memory", "command": invocation(__spec__.name), **machine_info(),
         "folder": {"train": args.train, "test": args.test, "min_side": args.min_side, "max_side": args.max_side,
                    "seed": args.seed, "format": "jpeg", "decoded_bytes": decoded},
         "image_size": args.image_size, "budget_bytes": args.budget, "workers": args.workers, "batch": args.batch,

@@ -1,7 +1,7 @@
 """Host synchronisations per training step, and TrAct's overhead on a pipelined GPU step.
 
-    python benchmarks/bench_sync.py --device cuda                 # writes benchmarks/results/sync-cuda.json
-    python benchmarks/bench_sync.py --device cuda --cases vit --steps 20 --reps 9
+    python -m benchmarks.bench_sync --device cuda                 # writes benchmarks/results/sync-cuda.json
+    python -m benchmarks.bench_sync --device cuda --cases vit --steps 20 --reps 9
 
 A step that reads a device value on the host stops the CPU from queueing the next kernels while the GPU is busy;
 `bench_overhead.py` synchronises after every step and so cannot see that cost. Here each repetition queues
@@ -14,16 +14,13 @@ the host, so both counts should be equal. Cases are those of bench_overhead.py w
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import warnings
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from bench_overhead import CASES, _iqr  # noqa: E402
-from common import case_arguments, interleaved, machine_info, parse_cases, write_result  # noqa: E402
+from .bench_overhead import CASES
+from .common import case_arguments, interleaved, invocation, iqr, machine_info, parse_cases, write_result
 
 STEP_CASES = ("resnet18", "vit")
 VARIANTS = ("plain", "trainact")
@@ -60,10 +57,10 @@ def run_case(name: str, steps: int, reps: int, warmup: int, seed: int, device: t
               "syncs_per_step": syncs,
               "median_ms_per_step": {v: 1e3 * statistics.median(t) for v, t in per_step.items()},
               "ms_per_step": {v: [1e3 * t for t in ts] for v, ts in per_step.items()}}
-    result["extra_over_plain"], result["extra_over_plain_iqr"] = statistics.median(ratios), _iqr(ratios)
-    ms, iqr = result["median_ms_per_step"], result["extra_over_plain_iqr"]
+    result["extra_over_plain"], result["extra_over_plain_iqr"] = statistics.median(ratios), iqr(ratios)
+    ms, spread = result["median_ms_per_step"], result["extra_over_plain_iqr"]
     print(f"{name:9s} plain {ms['plain']:7.2f} ms/step | trainact {result['extra_over_plain']:+.2%} "
-          f"(IQR {iqr[0]:+.2%}..{iqr[1]:+.2%}) | syncs/step {syncs}", flush=True)
+          f"(IQR {spread[0]:+.2%}..{spread[1]:+.2%}) | syncs/step {syncs}", flush=True)
     return result
 
 
@@ -76,7 +73,7 @@ def main(argv=None) -> int:
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     results = [run_case(c, args.steps, args.reps, args.warmup, args.seed, device) for c in cases]
-    write_result(out, {"benchmark": "sync", "command": " ".join(sys.argv), "seed": args.seed,
+    write_result(out, {"benchmark": "sync", "command": invocation(__spec__.name), "seed": args.seed,
                        **machine_info(device), "results": results})
     return 0
 

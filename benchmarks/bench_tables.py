@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-import common
-from common import describe
-from figures import bar_plot
+from . import common
+from .common import describe
+from .figures import bar_plot
 
 
 TARGETS = {  # the project's speed targets, shown beside the measurements
@@ -171,7 +171,7 @@ def kernels_section(r: dict) -> list[str]:
     lines = [
         "## Operations TrAct adds to a first layer on the accelerator path",
         "",
-        "Command: `python benchmarks/bench_kernels.py`; " + describe(r["machine"]) + ". Non-view aten operations of "
+        "Command: `python -m benchmarks.bench_kernels`; " + describe(r["machine"]) + ". Non-view aten operations of "
         "one forward + backward (each at least one kernel launch on a GPU), counted on the CPU with the accelerator "
         "code path forced (64 MiB blocks, one dense GEMM per block, no status read), steady state. Goal: at most 12 "
         "added, 20 for the 7x7/2 stem whose patches span 4 blocks (`tests/test_benchmarks.py` asserts it).",

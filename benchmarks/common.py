@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import datetime
 import os
+import statistics
+import sys
 
 import torch
 
 from trainact.harness.env import environment, write_json_atomic
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")  # the benchmarks' JSON and figures
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root, which holds the package
+
+
+def invocation(module: str) -> str:
+    """How this process was started, for a result's "command": `python -m MODULE ARGS`."""
+    return " ".join(["python -m " + module, *sys.argv[1:]])
+
+
+def child_command(module: str, *args: str) -> list:
+    """The command line of a child process running `module` (a benchmark re-running itself in a fresh process)."""
+    return [sys.executable, "-m", module, *args]
+
+
+def child_env(env=None) -> dict:
+    """`env` (default: this process's environment) with the repository root first on PYTHONPATH, so a child
+    started by `child_command` imports this package wherever it runs."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def machine_info(device="cpu") -> dict:
@@ -25,9 +46,22 @@ def describe(e: dict) -> str:
             + (f", {e['date']}" if e.get("date") else ""))
 
 
+def compare_config(args: list):
+    """The CompareConfig that `trainact compare ARGS` would run."""
+    from trainact.harness.cli import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["compare", *args]))
+
+
 def write_result(path: str, payload: dict) -> None:
     write_json_atomic(path, payload)
     print(f"wrote {path}")
+
+
+def iqr(values: list[float]) -> list[float]:
+    """[first quartile, third quartile] of `values` (the value itself, twice, for a single one)."""
+    q = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
+    return [q[0], q[2]]
 
 
 def case_arguments(parser, cases: tuple, *, reps: int, warmup: int, name: str) -> None:

@@ -1,5 +1,8 @@
 """BENCHMARKS.md and README sections for the training experiments (benchmarks/results/experiments/): the tables
-per experiment, the ablations, reproducibility, wall time, and the claims table from claims.py."""
+per experiment, the ablations, reproducibility, wall time, and the claims table from claims/.
+
+Which experiment appears where comes from its registration (`report=` items, benchmarks/evidence.py): each
+function here takes the registry (default: experiments.EXPERIMENTS, read when called) and names no experiment."""
 from __future__ import annotations
 
 import glob
@@ -8,20 +11,25 @@ import os
 import statistics
 from typing import Optional
 
-import claims
-from common import describe
-import experiments
-from experiments import ABLATION_BUDGET, EXPERIMENTS
-from figures import bar_plot, lam_sweep_plot, paired_gain_plot
-
 from trainact.harness.protocol import fmt_num
 from trainact.harness.results import pm, stats
+
+from . import claims, experiments
+from .common import describe
+from .evidence import Ablation, Curve, FirstLayerSgd, LamTable, Repro, Scale, Whitening, entries, members
+from .experiments import EXPERIMENTS
+from .figures import bar_plot, lam_sweep_plot, paired_gain_plot
 
 EXPERIMENT_TITLES = {name: e["title"] for name, e in EXPERIMENTS.items()}
 
 
-# budgets 1:2:4:8(:16), with a speed-up per TrAct budget; the ResNet curves in both CIFAR protocols
-CURVES = ("fig3-sgd", "fig3-sgd-authors", "fig3-adam", "fig3-adam-authors", "fig4-vit")
+def _registry(registry):
+    return experiments.EXPERIMENTS if registry is None else registry
+
+
+def curves(section: str, registry=None) -> list:
+    """The experiments whose `Curve` section goes in `section` ("experiments", "gpu"), in registration order."""
+    return [name for name, item in entries(_registry(registry), Curve) if item.section == section]
 
 
 def load_experiment(name: str):
@@ -43,9 +51,11 @@ def run_machine(top: dict) -> str:
             + f", {d.get('test_size')} test images")
 
 
-def scale_note() -> str:
-    """How far the CPU-scale runs are from the paper's (read from the collected configurations)."""
-    resnet, vit = load_experiment("fig3-sgd"), load_experiment("fig4-vit")
+def scale_note(registry=None) -> str:
+    """How far the CPU-scale runs are from the paper's (read from the collected configurations of the experiments
+    registered with `Scale("resnet")` and `Scale("vit")`)."""
+    roles = {item.role: name for name, item in reversed(entries(_registry(registry), Scale))}
+    resnet, vit = (load_experiment(roles[r]) if r in roles else None for r in ("resnet", "vit"))
     if resnet is None:
         return ""
     c = resnet[0]["config"]
@@ -102,16 +112,11 @@ def unused_runs(name: str, top: dict, summary: dict) -> str:
             "test top-1 %, mean over their seeds): " + "; ".join(parts) + ".")
 
 
-# experiments whose λ grid, or longer baseline budget, lives in another
-SHARED_BASELINE = {"fig4-vit": ("fig4-vit", "fig4-vit-lam"),
-                   "fig3-sgd-authors": ("fig3-sgd-authors", "fig3-sgd-authors-32")}
-
-
-def paired_gains(name: str) -> dict:
+def paired_gains(name: str, registry=None) -> dict:
     """{series label: [(B, paired TrAct@B − baseline@kB)]}: k = 1 for each of the paper's λ, and the paper's form
     of the speed-up (λ = 0.1 against the baseline at 2B and 4B) where those budgets were run."""
     src = claims.Collected(experiments.COLLECTED)
-    names = SHARED_BASELINE.get(name, name)
+    names = members(_registry(registry), name)
     series = {f"λ = {lam:g}, baseline@B": sorted(claims.tract_vs_baseline(src, names, lam).items())
               for lam in claims.PAPER_LAMS}
     for k in (2, 4):
@@ -129,7 +134,7 @@ def curve_section(name: str, loaded) -> list[str]:
         paired_gain_plot(os.path.join(experiments.COLLECTED, name, "paired_gain.png"), gains,
                          title=f"{name}: TrAct − baseline, paired per seed")
     return [f"### {EXPERIMENT_TITLES.get(name, name)}", "",
-            f"Command: `{top['command']}` (then `python benchmarks/experiments.py collect {name}`); "
+            f"Command: `{top['command']}` (then `python -m benchmarks.experiments collect {name}`); "
             f"{run_machine(top)}.", "",
             format_markdown(summary), "", *([extra, ""] if extra else []),
             f"Speed-up of TrAct per budget: {speedup_line(summary)}.", "",
@@ -139,7 +144,7 @@ def curve_section(name: str, loaded) -> list[str]:
             plots(name, ("accuracy_vs_budget.png", "paired_gain.png", "speedup.png", "accuracy_vs_epoch.png")), ""]
 
 
-def lam_sweep_section(loaded, name: str = "lam-sweep") -> list[str]:
+def lam_sweep_section(loaded, name: str) -> list[str]:
     """A table of TrAct's accuracy per λ against the baseline (and, for a sweep, its plot)."""
     top, summary = loaded
     sweep = len(top["config"]["lams"]) > 2
@@ -156,29 +161,37 @@ def lam_sweep_section(loaded, name: str = "lam-sweep") -> list[str]:
     return lines + ["", plots(name, ("lam_sweep.png",) if sweep else ("accuracy_vs_epoch.png",)), ""]
 
 
-ABLATION_ROWS = (  # (row label, short label for the plot, experiment, its scale-invariant-λ twin)
-    ("ViT, standardised inputs", "standardised", "fig4-vit", None),
-    ("ViT + patch-wise normalisation", "patch norm", "ablation-vit-patchnorm", None),
-    ("ViT + DualPatchNorm", "DualPatchNorm", "ablation-vit-dualpatchnorm", None),
-    ("ViT, [0,1] inputs", "[0,1] inputs", "ablation-vit-unit", "ablation-vit-unit-relative"),
-    ("ViT, [0,255] inputs", "[0,255] inputs", "ablation-vit-byte", "ablation-vit-byte-relative"),
-)
+def lam_sections(registry=None) -> list[str]:
+    """The λ table of every experiment registered with `LamTable`."""
+    out = []
+    for name, _ in entries(_registry(registry), LamTable):
+        loaded = load_experiment(name)
+        if loaded is not None:
+            out += lam_sweep_section(loaded, name)
+    return out
 
 
 ABLATION_SERIES = ("baseline", "TrAct λ=0.1", "TrAct, scale-invariant λ")
 
 
-def ablation_section(budget: int) -> list[str]:
+def ablation_section(registry=None) -> list[str]:
+    """The §4.5 ablation table and plot: one row per `Ablation` registration, at its budget."""
+    rows = entries(_registry(registry), Ablation)
+    refs = [name for name, item in rows if item.reference]
+    if not refs:
+        return []
+    budget = rows[0][1].budget
     lines = [f"### §4.5 ablations (ViT-CIFAR, Adam, {budget} epochs, λ = 0.1)", "",
              "Each row is its own comparison at the lr the ViT's baseline grid selected for this budget "
-             "(`fig4-vit`). The scale-invariant λ (`--relative-lambda`: λ · tr(AᵀA/r)/n) is not in the paper. "
+             f"(`{refs[0]}`). The scale-invariant λ (`--relative-lambda`: λ · tr(AᵀA/r)/n) is not in the paper. "
              "With it, an SGD step changes the first layer's pre-activations by the same amount whatever the input "
              "scale; Adam, though, sets each weight's step size itself, so with [0,255] inputs the pre-activations "
              "still move up to 255x more per step than with [0,1] inputs, with or without TrAct.", "",
              "| variant | seeds | baseline top-1 % | TrAct top-1 % | TrAct − baseline | TrAct, scale-invariant λ | "
              "command |", "|---|---:|---:|---:|---:|---:|---|"]
     values, errors = {}, {}
-    for label, short, name, rel in ABLATION_ROWS:
+    for name, item in rows:
+        label, short, rel = item.row, item.short, item.relative
         loaded = load_experiment(name)
         if loaded is None:
             continue
@@ -202,8 +215,16 @@ def ablation_section(budget: int) -> list[str]:
     return lines + ["", "![ablations](benchmarks/results/experiments/ablations.png)", ""]
 
 
-def first_layer_sgd_section(budget: int) -> list[str]:
-    adam, mixed = load_experiment("fig3-adam"), load_experiment("first-layer-sgd")
+def first_layer_sgd_section(registry=None) -> list[str]:
+    """The first layer trained by SGD under Adam, against the reference's all-Adam runs (`FirstLayerSgd`)."""
+    out = []
+    for name, item in entries(_registry(registry), FirstLayerSgd):
+        out += _first_layer_sgd(name, item.reference, item.budget)
+    return out
+
+
+def _first_layer_sgd(name: str, reference: str, budget: int) -> list[str]:
+    adam, mixed = load_experiment(reference), load_experiment(name)
     if mixed is None:
         return []
     top = mixed[0]
@@ -212,37 +233,39 @@ def first_layer_sgd_section(budget: int) -> list[str]:
         rows = by_label(loaded[1], budget) if loaded else {}
         entries += [(text, rows[label]["top1"]) for label, text in zip(("baseline", "tract-l0.1"), names)
                     if label in rows]
-    lines = [f"### {EXPERIMENT_TITLES['first-layer-sgd']}", "",
-             f"Command: `{top['command']}`; {run_machine(top)}. The Adam rows are `fig3-adam` at the same budget.",
+    lines = [f"### {EXPERIMENT_TITLES[name]}", "",
+             f"Command: `{top['command']}`; {run_machine(top)}. The Adam rows are `{reference}` at the same budget.",
              "", "| first layer | rest | seeds | test top-1 % |", "|---|---|---:|---:|"]
     lines += [f"| {text} | Adam | {st['n']} | {pm(st)} |" for text, st in entries]
-    bar_plot(os.path.join(experiments.COLLECTED, "first-layer-sgd", "first_layer_sgd.png"), [t for t, _ in entries],
+    bar_plot(os.path.join(experiments.COLLECTED, name, "first_layer_sgd.png"), [t for t, _ in entries],
              ["first layer"], {(t, "first layer"): st["mean"] for t, st in entries},
              errors={(t, "first layer"): st["std"] or 0 for t, st in entries}, zoom=True,
              ylabel="final test top-1 (%), mean ± std", title=f"CIFAR ResNet, the rest Adam, {budget} epochs")
-    return lines + ["", plots("first-layer-sgd", ("first_layer_sgd.png",)), ""]
+    return lines + ["", plots(name, ("first_layer_sgd.png",)), ""]
 
 
-def whitening_section(src=None) -> list[str]:
+def whitening_section(src=None, registry=None) -> list[str]:
     """TrAct against airbench's patch-whitened first layer (frozen, trained, trained with TrAct), per seed."""
-    src = src or claims.Collected(experiments.COLLECTED)
-    comparisons = claims.whitening_comparisons(src)
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
+    comparisons = claims.whitening_comparisons(src, registry)
     if not comparisons:
         return []
+    variants = claims.whitening_variants(registry)
+    reference = next(name for name, item in entries(registry, Whitening) if item.reference)
     lines = ["### Not in the paper: TrAct vs a patch-whitened first layer (CIFAR ResNet, SGD)", "",
              "airbench initialises its first convolution with patch-whitening filters (eigenvectors of the same patch "
              "covariance AᵀA/r that TrAct uses, scaled by (e + ε)^-1/2, ε = 5e-4, in ± pairs, leading first) and "
              "freezes it; TrAct whitens the first layer's gradient instead. Same protocol, lr and seeds as "
-             "`fig3-sgd` (whose baseline and TrAct runs these are); the whitening is computed from each run's "
+             f"`{reference}` (whose baseline and TrAct runs these are); the whitening is computed from each run's "
              "standardised training images (`--first-layer-init whiten` / `whiten-frozen`, "
              "`src/trainact/harness/whiten.py`). The width-16 ResNet's stem has 16 channels for 27 patch features, "
              "so it keeps the 8 leading eigen-filter pairs.", "",
-             "| budget | " + " | ".join(label for label, _, _ in claims.WHITENING) + " |",
-             "|---:|" + "---:|" * len(claims.WHITENING)]
+             "| budget | " + " | ".join(label for label, _, _ in variants) + " |",
+             "|---:|" + "---:|" * len(variants)]
     values, errors = {}, {}
     for b in comparisons:
         cells = []
-        for label, name, method in claims.WHITENING:
+        for label, name, method in variants:
             acc = list(src.top1(name, b, method).values())
             if acc:
                 st = stats(acc)
@@ -255,15 +278,15 @@ def whitening_section(src=None) -> list[str]:
     for b, pairs in comparisons.items():
         lines.append(f"- {b} epochs: " + "; ".join(f"{x} − {y}: {p.text()}" for (x, y), p in pairs.items()))
     bar_plot(os.path.join(experiments.COLLECTED, "whitening.png"), list(dict.fromkeys(g for g, _ in values)),
-             [label for label, _, _ in claims.WHITENING], values, errors=errors, zoom=True,
+             [label for label, _, _ in variants], values, errors=errors, zoom=True,
              ylabel="final test top-1 (%), mean ± std", title="CIFAR ResNet, SGD: whitened first layer vs TrAct")
     return lines + ["", "![whitening](benchmarks/results/experiments/whitening.png)", ""]
 
 
-def whitening_sentence(src=None) -> list[str]:
+def whitening_sentence(src=None, registry=None) -> list[str]:
     """The README's one sentence on TrAct vs a whitened first layer (whichever way it falls)."""
-    src = src or claims.Collected(experiments.COLLECTED)
-    comparisons = claims.whitening_comparisons(src)
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
+    comparisons = claims.whitening_comparisons(src, registry)
     if not comparisons:
         return []
     parts = []
@@ -273,18 +296,18 @@ def whitening_sentence(src=None) -> list[str]:
         clear = [f"{x} over {y}" if p.side() > 0 else f"{y} over {x}" for (x, y), p in shown.items() if p.side()]
         parts.append(f"at {b} epochs " + ", ".join(f"{x} − {y} {p.text()}" for (x, y), p in shown.items())
                      + (f" (clear: {', '.join(clear)})" if clear else " (no clear difference)"))
-    return ["Not in the paper — TrAct against airbench's patch-whitened first layer (CIFAR ResNet, "
-            f"{claims.OUR_VARIANT}, SGD; points [95 % t interval], paired per seed): " + "; ".join(parts) + ".", ""]
+    return ["Not in the paper — TrAct against airbench's patch-whitened first layer "
+            f"(CIFAR {claims.whitening_setting(registry)}; points [95 % t interval], paired per seed): " + "; ".join(parts) + ".", ""]
 
 
-def zoo_section(src=None) -> list[str]:
+def zoo_section(src=None, registry=None) -> list[str]:
     """Not in the paper's form: the architecture sweep on CIFAR-10, per model, paired per seed."""
     src = src or claims.Collected(experiments.COLLECTED)
-    rows = claims.zoo_comparisons(src, experiments.ZOO_MODELS)
+    rows = claims.zoo_comparisons(src, _registry(registry))
     if not rows:
         return []
     lines = ["### Architecture sweep (CIFAR-10, the pytorch-cifar100 recipe scaled to the budget)", "",
-             "`zoo-<model>` (see `python benchmarks/experiments.py list`; the models' CIFAR adaptations are in "
+             "`zoo-<model>` (see `python -m benchmarks.experiments list`; the models' CIFAR adaptations are in "
              "src/trainact/harness/library_models.py, the sizing in benchmarks/zoo_sizing.md). TrAct − baseline per seed, "
              "points [95 % t interval]; TrAct@2/3: TrAct trained for 2/3 of the budget against the baseline's whole "
              "budget (Table 7's comparison); lr: the one the baseline chose from 0.1 and 0.01 (seed 0), which TrAct "
@@ -293,7 +316,7 @@ def zoo_section(src=None) -> list[str]:
              "TrAct@2/3 − baseline |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for m, r in rows.items():
-        name, b = f"zoo-{m}", r["budget"]
+        name, b = r["name"], r["budget"]
         base, tr = (stats(list(src.top1(name, b, label).values())) for label in ("baseline", "tract-l0.1"))
         short = f"{r['short'][1].text()} ({r['short'][0]} ep)" if "short" in r else "—"
         lr = src.lr(name, b, "baseline")
@@ -311,20 +334,20 @@ def zoo_section(src=None) -> list[str]:
     return lines + ["", "![zoo](benchmarks/results/experiments/zoo.png)", ""]
 
 
-def zoo_sentence(src=None) -> list[str]:
+def zoo_sentence(src=None, registry=None) -> list[str]:
     """The README's one sentence on the architecture sweep (whichever way it falls), naming any model whose
     baseline stays under twice chance (20 % on CIFAR-10): its gain says little."""
-    src = src or claims.Collected(experiments.COLLECTED)
-    rows = claims.zoo_comparisons(src, experiments.ZOO_MODELS)
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
+    models = claims.zoo_models(registry)
+    rows = claims.zoo_comparisons(src, registry)
     if not rows:
         return []
     gains = [r["top1"] for r in rows.values()]
     above, below = sum(p.side() > 0 for p in gains), sum(p.side() < 0 for p in gains)
     budgets = "/".join(str(b) for b in sorted({r["budget"] for r in rows.values()}))
-    done = f"{len(rows)} models" if len(rows) == len(experiments.ZOO_MODELS) else \
-        f"{len(rows)} of the {len(experiments.ZOO_MODELS)} models so far"
+    done = f"{len(rows)} models" if len(rows) == len(models) else f"{len(rows)} of the {len(models)} models so far"
     text = (f"Not in the paper's form — the architecture sweep ({done}, CIFAR-10, {budgets} epochs on "
-            f"{experiments.ZOO_SUBSET} training images, paired per seed): TrAct better on "
+            f"{models[next(iter(rows))][2].subset} training images, paired per seed): TrAct better on "
             f"{sum(p.mean > 0 for p in gains)}/{len(rows)} models (top-1; {above} with the 95 % t interval above 0, "
             f"{below} below), mean top-1 gain {claims.across_models(dict(zip(rows, gains)))[1]} points (the paper, 36 "
             "CIFAR-100 models at 200 epochs: 33/36, +0.49)")
@@ -332,30 +355,22 @@ def zoo_sentence(src=None) -> list[str]:
     if shorts:
         text += (f"; TrAct at 2/3 of the budget − the baseline at the whole: {claims.across_models(shorts)[1]} "
                  f"points on average over {len(shorts)} model{'s' * (len(shorts) != 1)} (the paper: about 0)")
-    weak = [m for m in rows if statistics.fmean(src.top1(f"zoo-{m}", rows[m]["budget"], "baseline").values()) < 20]
+    weak = [m for m in rows if statistics.fmean(src.top1(rows[m]["name"], rows[m]["budget"], "baseline").values()) < 20]
     if weak:
         text += f"; under twice chance (20 %), so their gain says little: {', '.join(weak)}"
     return [text + ".", ""]
 
 
-def claims_table() -> list[str]:
+def claims_table(registry=None) -> list[str]:
     return claims.markdown(claims.all_claims(claims.Collected(experiments.COLLECTED), titles=EXPERIMENT_TITLES,
-                                             zoo_models=tuple(experiments.ZOO_MODELS),
-                                             ablation_budget=ABLATION_BUDGET))
+                                             registry=_registry(registry)))
 
 
-_OURS, _AUTHORS = claims.OUR_VARIANT_LONG, claims.AUTHORS_PROTOCOL_LONG
-TRENDS = (("fig3-sgd", f"ResNet, SGD ({_OURS})"),
-          (("fig3-sgd-authors", "fig3-sgd-authors-32"), f"ResNet, SGD ({_AUTHORS})"),
-          ("fig3-adam", f"ResNet, Adam ({_OURS})"), ("fig3-adam-authors", f"ResNet, Adam ({_AUTHORS})"),
-          (("fig4-vit", "fig4-vit-lam"), "ViT"), ("gpu-resnet18", f"ResNet-18 on all of CIFAR-10, GPU ({_OURS})"))
-
-
-def trend_sentences(src=None) -> list[str]:
+def trend_sentences(src=None, registry=None) -> list[str]:
     """One sentence per curve experiment: does TrAct's gain grow, hold or fade with the budget; then whether weight
     decay or the max-pool (the two differences between the CIFAR protocols) move that gain."""
-    src = src or claims.Collected(experiments.COLLECTED)
-    found = [claims.trend_sentence(src, names, what) for names, what in TRENDS] + [weight_decay_pool_sentence(src)]
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
+    found = claims.trend_sentences(src, registry) + [weight_decay_pool_sentence(src, registry)]
     found = [s for s in found if s]
     if not found:
         return []
@@ -371,16 +386,16 @@ _EFFECT_WORDS = {  # (a gain interval off 0, a change interval off 0) -> what th
     (False, False): "changes neither TrAct's gain nor its change from {lo} to {hi} epochs clearly"}
 
 
-def weight_decay_pool_sentence(src=None) -> Optional[str]:
+def weight_decay_pool_sentence(src=None, registry=None) -> Optional[str]:
     """One sentence on the weight decay x max-pool ablation: does each factor move TrAct's gain at 4 and 16 epochs
     and its change between them (paired per seed)? None until every cell has 2 paired seeds at both budgets."""
-    src = src or claims.Collected(experiments.COLLECTED)
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
     lo, hi = claims.WD_POOL_BUDGETS
-    gains = claims.weight_decay_pool_gains(src)
-    if len(gains) < len(claims.WD_POOL_CELLS) or any(b not in g or g[b].n < 2
+    gains = claims.weight_decay_pool_gains(src, registry)
+    if len(gains) < len(claims.wd_pool_cells(registry)) or any(b not in g or g[b].n < 2
                                                      for g in gains.values() for b in (lo, hi)):
         return None
-    effects = claims.weight_decay_pool_effects(src)
+    effects = claims.weight_decay_pool_effects(src, registry)
     clauses = []
     for factor, key, diff, settings in (
             ("weight decay", "weight decay", "without − with weight decay",
@@ -396,23 +411,29 @@ def weight_decay_pool_sentence(src=None) -> Optional[str]:
             "paired per seed): " + "; ".join(clauses) + ".")
 
 
-def reproducibility_section(src=None) -> list[str]:
-    """The same seeds trained again on another machine of the same kind: what changes, and what does not."""
+def reproducibility_section(src=None, registry=None) -> list[str]:
+    """The same seeds trained again on another machine of the same kind (`Repro`): what changes, and what not."""
     src = src or claims.Collected(experiments.COLLECTED)
-    again = "repro-fig3-sgd"
+    out = []
+    for again, item in entries(_registry(registry), Repro):
+        out += _reproducibility(src, item.of, again)
+    return out
+
+
+def _reproducibility(src, then: str, again: str) -> list[str]:
     (budget,) = src.budgets(again) or [None]
     if budget is None:
         return []
-    cols = {(run, label): src.top1(name, budget, label) for run, name in (("then", "fig3-sgd"), ("again", again))
+    cols = {(run, label): src.top1(name, budget, label) for run, name in (("then", then), ("again", again))
             for label in ("baseline", "tract-l0.1")}
     seeds = sorted(set.intersection(*(set(v) for v in cols.values())))
     if not seeds:
         return []
     lines = ["### Reproducibility: the same seeds on another machine of the same kind", "",
-             f"`{again}` trains fig3-sgd's {budget}-epoch baseline and TrAct (λ = 0.1) runs again from the same seeds "
+             f"`{again}` trains {then}'s {budget}-epoch baseline and TrAct (λ = 0.1) runs again from the same seeds "
              "(same initial weights, same data order), later and on another machine of the same kind. "
              + "".join(f"{which}: {run_machine(got[0])}. " for which, got in
-                       (("Then", load_experiment("fig3-sgd")), ("Again", load_experiment(again))) if got)
+                       (("Then", load_experiment(then)), ("Again", load_experiment(again))) if got)
              + "CPU kernels need not give bit-identical results across machines (another CPU type, torch build or "
              "thread count changes the order of floating-point sums), so the accuracy of one seed may differ; what "
              "should hold is the paired TrAct − baseline difference. Final test top-1 %:", "",
@@ -440,7 +461,7 @@ def reproducibility_section(src=None) -> list[str]:
     return lines
 
 
-def wall_time_section() -> list[str]:
+def wall_time_section(registry=None) -> list[str]:
     """Training wall time per epoch of every collected run, TrAct against the baseline, per experiment."""
     lines = ["### Wall time per epoch of the runs above", "",
              "Mean over every finished run of an experiment (all budgets, lrs and seeds) of its training time / "
@@ -449,7 +470,7 @@ def wall_time_section() -> list[str]:
              "| experiment | baseline runs | baseline s/epoch | TrAct runs | TrAct s/epoch | TrAct / baseline |",
              "|---|---:|---:|---:|---:|---:|"]
     found = False
-    for name in EXPERIMENTS:
+    for name in _registry(registry):
         folder = os.path.join(experiments.COLLECTED, name)
         times = {"baseline": [], "tract": []}
         for root, _, files in os.walk(folder):

@@ -1,12 +1,13 @@
-"""The evidence experiments: one registry, the exact `trainact compare` command of each, a runner that
-resumes, and a collector that copies the small JSON results into the repository.
+"""The evidence experiments: one registry holding the exact `trainact compare` command of each and what it feeds
+in the report (`report=`: tables, plots and claims with the paper's quote, benchmarks/evidence.py). The runner
+behind the command line (run with resume, collect, status, plan) is runner.py.
 
-    python benchmarks/experiments.py list                      # every experiment and its command
-    python benchmarks/experiments.py run fig3-sgd lam-sweep    # run them one after the other (resumes)
-    python benchmarks/experiments.py collect                   # copy finished JSON into benchmarks/results/
-    python benchmarks/experiments.py status                    # what is finished, what is left to train
-    python benchmarks/experiments.py plan --minutes 9          # which whole paper-* runs fit in a GPU window
-    python benchmarks/report.py                                # BENCHMARKS.md + the README's results section
+    python -m benchmarks.experiments list                      # every experiment and its command
+    python -m benchmarks.experiments run fig3-sgd lam-sweep    # run them one after the other (resumes)
+    python -m benchmarks.experiments collect                   # copy finished JSON into benchmarks/results/
+    python -m benchmarks.experiments status                    # what is finished, what is left to train
+    python -m benchmarks.experiments plan --minutes 9          # which whole paper-* runs fit in a GPU window
+    python -m benchmarks.report                                # BENCHMARKS.md + the README's results section
 
 Runs are written to --runs DIR (default: $TRAINACT_RUNS or ./runs, git-ignored); checkpoints and logs stay
 there. `collect` copies config.json, every run's summary.json and metrics.jsonl, recomputes summary.json and
@@ -25,19 +26,17 @@ launches them that way, after checking that their data is there (without it, it 
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
 
-from trainact.harness.config import CompareConfig
-from trainact.harness.env import write_json_atomic
-from trainact.harness.results import load_config, summarize
+from trainact.harness.results import summarize
+
+from .evidence import (
+    Ablation, Curve, FirstLayerSgd, Joins, LamOne, LamSweep, LamTable, LamTrend, ReadmeFigure, Repro, Scale,
+    WdPoolCell, Whitening, Zoo, ZooShort,
+)
 
 HERE = Path(__file__).resolve().parent
 COLLECTED = HERE / "results" / "experiments"
@@ -57,15 +56,28 @@ ABLATION_BUDGET = 2  # the λ sweep, the §4.5 ablations and the open question: 
 EXPERIMENTS: dict[str, dict] = {}
 TO_BE_MEASURED = "to be measured"
 
+# The two CIFAR ResNet protocols run here differ in two things only: the authors' code puts a 3x3/2 max-pool after
+# the stem and uses no weight decay; our variant has no max-pool and weight decay 5e-4.
+OUR_VARIANT, AUTHORS_PROTOCOL = "our CIFAR variant", "authors' protocol"
+OUR_VARIANT_LONG = f"{OUR_VARIANT}: no max-pool, weight decay 5e-4"
+AUTHORS_PROTOCOL_LONG = f"{AUTHORS_PROTOCOL}: max-pool stem, no weight decay"
+# the paper's claims that several experiments check, quoted from PAPER-NUMBERS.md
+FIG3_SGD = ("Fig. 3 (ResNet-18 CIFAR-10, SGD, 100–800 ep, λ ∈ {0.05, 0.1, 0.2}): TrAct better in every setting; "
+            "TrAct@100 better than baseline@800 (≥ 8×)")
+FIG3_ADAM = "Fig. 3 (Adam): TrAct better in every setting; TrAct@100 ≈ baseline@400, TrAct@200 ≈ baseline@800 (4×)"
+FIG3_SGD_LR = "Fig. 3 (SGD, lr 0.08, batch 128): TrAct better in every setting"
+FIG4_VIT = "Fig. 4 (ViT CIFAR-10): TrAct better for all λ; TrAct@200 ≈ baseline@400 (2×)"
+LAM_TREND = "λ ∈ {0.05, 0.1, 0.2}; 0.1 to start, 0.2 for long training (§ hyperparameters)"
+
 
 def experiment(name: str, title: str, args: list, *, reuse=(), lr_from: Optional[tuple] = None,
-               nproc_per_node: int = 1, epoch_time: Optional[str] = None) -> None:
+               nproc_per_node: int = 1, epoch_time: Optional[str] = None, report: tuple = ()) -> None:
     """Register an experiment. lr_from = (source, budget) or (source, (budget, ...)): its one `--lr` is the lr
     the source's grid selected at that budget; with several budgets, the one they all selected. nproc_per_node > 1:
     launched as `torchrun --nproc_per_node N -m trainact compare ...`; epoch_time: its wall time per epoch on one
-    GPU, as far as known."""
+    GPU, as far as known; report: what it feeds in BENCHMARKS.md and the README (benchmarks/evidence.py)."""
     EXPERIMENTS[name] = {"title": title, "args": list(args), "reuse": tuple(reuse), "lr_from": lr_from,
-                         "nproc_per_node": nproc_per_node, "epoch_time": epoch_time}
+                         "nproc_per_node": nproc_per_node, "epoch_time": epoch_time, "report": tuple(report)}
 
 
 def lr_budgets(spec: tuple) -> tuple:
@@ -77,7 +89,12 @@ def lr_budgets(spec: tuple) -> tuple:
 experiment("fig3-sgd", "Fig. 3 analogue: CIFAR ResNet, SGD; our CIFAR variant: no max-pool, weight decay 5e-4",
            RESNET + ["--budgets", "1,2,4,8,16"] + SEEDS + ["--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1",
                                                          "--lam", "0.05,0.1,0.2", "--optimizer", "sgd",
-                                                         "--warmup-epochs", "0"])
+                                                         "--warmup-epochs", "0"],
+           report=(Curve(paper=FIG3_SGD, trend=f"ResNet, SGD ({OUR_VARIANT_LONG})"), Scale("resnet"),
+                   ReadmeFigure("TrAct against the baseline per budget, CIFAR ResNet with SGD", "accuracy_vs_budget.png"),
+                   LamTrend(f"ResNet, SGD, {OUR_VARIANT}", LAM_TREND),
+                   Whitening((("baseline", "baseline"), ("TrAct", "tract-l0.1")), reference=True,
+                             setting=f"ResNet, {OUR_VARIANT}, SGD")))
 # The TrAct authors' own CIFAR protocol (torch-tract's examples/train_cifar.py and resnet_cifar10.py): their ResNet-18,
 # whose stem is followed by a 3x3/2 max-pool, and no weight decay at all (SGD momentum 0.9 or Adam, cosine per step,
 # batch 128, crop + flip): the Fig. 3 analogues above with only those two things changed (same subset and width).
@@ -85,17 +102,14 @@ AUTHORS = ["--model", "resnet18-maxpool", "--weight-decay", "0"]
 experiment("fig3-sgd-authors", "Fig. 3 analogue: CIFAR ResNet, SGD; authors' protocol: max-pool stem, no weight decay",
            RESNET + AUTHORS + ["--budgets", "1,2,4,8,16"] + SEEDS + [
                "--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1", "--lam", "0.05,0.1,0.2", "--optimizer", "sgd",
-               "--warmup-epochs", "0"], reuse=("wd-pool-maxpool-wd0",))
+               "--warmup-epochs", "0"], reuse=("wd-pool-maxpool-wd0",),
+           report=(Curve(paper=FIG3_SGD, trend=f"ResNet, SGD ({AUTHORS_PROTOCOL_LONG})"),))
 # the longer budget the max-pool model makes affordable: baseline and λ 0.1 at the lr the grid chose at 16 epochs
 experiment("fig3-sgd-authors-32",
            "Fig. 3 analogue at 32 epochs (baseline, λ 0.1), SGD; authors' protocol: max-pool stem, no weight decay",
            RESNET + AUTHORS + ["--budgets", "32"] + SEEDS + ["--lam", "0.1", "--optimizer", "sgd",
                                                              "--warmup-epochs", "0"],
-           lr_from=("fig3-sgd-authors", 16))
-experiment("fig3-adam-authors", "Fig. 3 analogue: CIFAR ResNet, Adam; authors' protocol: max-pool stem, no weight decay",
-           RESNET + AUTHORS + ["--budgets", "1,2,4,8,16"] + SEEDS + [
-               "--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1", "--optimizer", "adam",
-               "--warmup-epochs", "0"])
+           lr_from=("fig3-sgd-authors", 16), report=(Joins("fig3-sgd-authors"),))
 # Which of the two differences moves TrAct's gain: {max-pool, none} x {weight decay 0, 5e-4} at 4 and 16 epochs,
 # λ 0.1, lr 0.08 (the paper's SGD optimum at every budget), 3 seeds. The cell without either change is fig3-sgd's
 # protocol at lr 0.08, whose collected runs are reused.
@@ -106,68 +120,95 @@ for _pool, _model in (("maxpool", "resnet18-maxpool"), ("nopool", "resnet18")):
                    RESNET + ["--model", _model, "--weight-decay", _wd, "--budgets", "4,16"]
                    + SEEDS + ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0"],
                    reuse=("fig3-sgd",) if (_pool, _wd) == ("nopool", "5e-4") else
-                   ("fig3-sgd-authors",) if (_pool, _wd) == ("maxpool", "0") else ())
+                   ("fig3-sgd-authors",) if (_pool, _wd) == ("maxpool", "0") else (),
+                   report=(WdPoolCell(_pool, _wd, f"{'max-pool stem' if _pool == 'maxpool' else 'no max-pool'}, "
+                                      f"{'no weight decay' if _wd == '0' else 'weight decay 5e-4'}"
+                                      + {("maxpool", "0"): f" ({AUTHORS_PROTOCOL})",
+                                         ("nopool", "5e-4"): f" ({OUR_VARIANT})"}.get((_pool, _wd), ""),
+                                      FIG3_SGD_LR),))
 # TrAct whitens the first layer's gradient; airbench instead starts its first layer from patch-whitening filters (and
 # freezes them). fig3-sgd's protocol at 2 and 8 epochs with that first layer (here 16 channels: the 8 leading ± pairs
 # of the 27 eigen-filters), at the lr fig3-sgd's baseline selected at both budgets: whitened and trained normally
 # (baseline) against whitened + TrAct, and whitened and frozen (baseline only: a frozen layer leaves TrAct nothing).
 _WHITEN = RESNET + SEEDS + ["--budgets", "2,8", "--optimizer", "sgd", "--warmup-epochs", "0"]
 experiment("whiten-sgd", "airbench's patch-whitened first layer, trained, with and without TrAct (CIFAR ResNet, SGD)",
-           _WHITEN + ["--lam", "0.1", "--first-layer-init", "whiten"], lr_from=("fig3-sgd", (2, 8)))
+           _WHITEN + ["--lam", "0.1", "--first-layer-init", "whiten"], lr_from=("fig3-sgd", (2, 8)),
+           report=(Whitening((("whitened, trained", "baseline"), ("whitened + TrAct", "tract-l0.1"))),))
 experiment("whiten-frozen-sgd", "airbench's patch-whitened first layer, frozen (CIFAR ResNet, SGD)",
-           _WHITEN + ["--methods", "baseline", "--first-layer-init", "whiten-frozen"], lr_from=("fig3-sgd", (2, 8)))
+           _WHITEN + ["--methods", "baseline", "--first-layer-init", "whiten-frozen"], lr_from=("fig3-sgd", (2, 8)),
+           report=(Whitening((("whitened, frozen", "baseline"),)),))
 experiment("fig3-adam", "Fig. 3 analogue: CIFAR ResNet, Adam; our CIFAR variant: no max-pool, weight decay 5e-4",
            RESNET + BUDGETS + SEEDS + ["--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1",
-                                       "--optimizer", "adam", "--warmup-epochs", "0"])
+                                       "--optimizer", "adam", "--warmup-epochs", "0"],
+           report=(Curve(paper=FIG3_ADAM, trend=f"ResNet, Adam ({OUR_VARIANT_LONG})"),))
+experiment("fig3-adam-authors", "Fig. 3 analogue: CIFAR ResNet, Adam; authors' protocol: max-pool stem, no weight decay",
+           RESNET + AUTHORS + ["--budgets", "1,2,4,8,16"] + SEEDS + [
+               "--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1", "--optimizer", "adam",
+               "--warmup-epochs", "0"],
+           report=(Curve(paper=FIG3_ADAM, trend=f"ResNet, Adam ({AUTHORS_PROTOCOL_LONG})"),))
 _FIG4 = VIT + SEEDS + ["--lr", "0.001,0.0003,0.0001", "--lr-grid-seeds", "1", "--optimizer", "adam",
                        "--label-smoothing", "0.1", "--warmup-epochs", "0"]
 experiment("fig4-vit", "Fig. 4 analogue: ViT-CIFAR, Adam (cosine), label smoothing 0.1",
-           _FIG4 + ["--budgets", "1,2,4,8,16,32", "--lam", "0.1"])
+           _FIG4 + ["--budgets", "1,2,4,8,16,32", "--lam", "0.1"],
+           report=(Curve(paper=FIG4_VIT, trend="ViT"), Scale("vit"), LamTrend("ViT", LAM_TREND),
+                   Ablation("ViT, standardised inputs", "standardised", ABLATION_BUDGET, reference=True)))
 # the paper's other two λ at the budgets 1-8 (the baseline's lr grid and runs are fig4-vit's)
 experiment("fig4-vit-lam", "Fig. 4 analogue, the paper's λ grid: ViT-CIFAR with λ 0.05 and 0.2",
-           _FIG4 + BUDGETS + ["--lam", "0.05,0.2"], reuse=("fig4-vit",))
+           _FIG4 + BUDGETS + ["--lam", "0.05,0.2"], reuse=("fig4-vit",), report=(Joins("fig4-vit"),))
 experiment("lam-sweep", f"Fig. 6 analogue: lambda from 0.01 to 10 (CIFAR ResNet, SGD, {ABLATION_BUDGET} epochs)",
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.01,0.03,0.1,0.3,1,3,10",
                              "--optimizer", "sgd", "--warmup-epochs", "0"],
-           reuse=("fig3-sgd",), lr_from=("fig3-sgd", ABLATION_BUDGET))
+           reuse=("fig3-sgd",), lr_from=("fig3-sgd", ABLATION_BUDGET),
+           report=(LamTable(), LamSweep(f"ResNet, {OUR_VARIANT}, SGD", "Fig. 6 (ViT, 200 ep): TrAct above the baseline "
+                                        "for every λ in [0.00625, 1.6]", (0.01, 0.03, 0.1, 0.3, 1, 3, 10), (0.00625, 1.6))))
 for _opt in ("sgd", "adam"):  # the paper recommends λ = 1 for long training: at the longest budget here
     experiment("lam-long" + ("-adam" if _opt == "adam" else ""),
                f"λ at the longest budget: 0.1 vs 1 (CIFAR ResNet, {'SGD' if _opt == 'sgd' else 'Adam'}, 8 epochs)",
                RESNET + SEEDS + ["--budgets", "8", "--lam", "0.1,1", "--optimizer", _opt, "--warmup-epochs", "0"],
-               reuse=(f"fig3-{_opt}",), lr_from=(f"fig3-{_opt}", 8))
+               reuse=(f"fig3-{_opt}",), lr_from=(f"fig3-{_opt}", 8),
+               report=(LamTable(), LamOne(f"ResNet, {OUR_VARIANT}, {'SGD' if _opt == 'sgd' else 'Adam'}")))
 _VIT_ABLATION = ["--data", DATA, "--train-subset", "20000"] + VIT_SIZE + SEEDS + [
     "--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam", "--label-smoothing", "0.1",
     "--warmup-epochs", "0"]
 _VIT_LR = ("fig4-vit", ABLATION_BUDGET)
-for _model in ("vit-patchnorm", "vit-dualpatchnorm"):
+_FIG7 = "Fig. 7: {} helps up to 400 ep but less than TrAct"
+for _model, _row, _short, _what, _extra in (
+        ("vit-patchnorm", "ViT + patch-wise normalisation", "patch norm", "patch-wise normalisation", ""),
+        ("vit-dualpatchnorm", "ViT + DualPatchNorm", "DualPatchNorm", "DualPatchNorm",
+         " (insignificantly better at 200 ep only)")):
     experiment(f"ablation-{_model}", f"§4.5 ablation: {_model}", _VIT_ABLATION + ["--model", _model],
-               lr_from=_VIT_LR)
-for _range in ("unit", "byte"):
+               lr_from=_VIT_LR, report=(Ablation(_row, _short, ABLATION_BUDGET, normalisation=_what,
+                                                 paper=_FIG7.format(_what) + _extra),))
+for _range, _shown in (("unit", "[0,1]"), ("byte", "[0,255]")):
     experiment(f"ablation-vit-{_range}", f"§4.5 ablation: ViT on {_range} inputs",
-               _VIT_ABLATION + ["--model", "vit", "--input-range", _range], lr_from=_VIT_LR)
+               _VIT_ABLATION + ["--model", "vit", "--input-range", _range], lr_from=_VIT_LR,
+               report=(Ablation(f"ViT, {_shown} inputs", f"{_shown} inputs", ABLATION_BUDGET, input_range=_shown,
+                                relative=f"ablation-vit-{_range}-relative",
+                                paper="Fig. 8 (200 ep): TrAct more robust than the baseline, which degrades drastically",
+                                versus=("[0,1]", "Fig. 8: TrAct better at [0,255] than at [0,1], nearly insensitive "
+                                        "to λ at [0,255]") if _range == "byte" else None),))
     experiment(f"ablation-vit-{_range}-relative", f"§4.5 ablation: ViT on {_range} inputs, scale-invariant lambda",
                _VIT_ABLATION + ["--model", "vit", "--input-range", _range, "--relative-lambda",
                                 "--methods", "tract"], lr_from=_VIT_LR)
-# Reproducibility across machines of one kind: fig3-sgd's 2-epoch baseline and λ = 0.1 runs trained again (never
-# reused) later, on another machine; the report compares each seed's accuracy and TrAct − baseline with the collected ones.
+# fig3-sgd's 2-epoch runs trained again (never reused) on another machine of the same kind: the report compares
+# each seed's accuracy and TrAct − baseline with the collected ones.
 experiment("repro-fig3-sgd", "fig3-sgd's 2-epoch runs trained again on another machine of the same kind",
            RESNET + SEEDS + ["--budgets", "2", "--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd",
-                             "--warmup-epochs", "0"])
-# GPU only (run on CPU it stops with "CUDA is not available"): our CIFAR variant of the paper's protocol (no max-pool,
-# weight decay 5e-4; the authors' own is paper-fig3-sgd below), ResNet-18 (width 64) on all of CIFAR-10, SGD lr
-# 0.08 (momentum 0.9, cosine), batch 128, random crop + flip, at budgets 5, 10
-# and 20 (1:2:4 as in the paper's 100:200:400; 3 to 4 s an epoch alone on an H200); longer budgets can be added
-# (`budgets` is extensible, runs are reused).
+                             "--warmup-epochs", "0"], report=(Repro("fig3-sgd"),))
+# GPU only: our CIFAR variant of the paper's protocol (the authors' own is paper-fig3-sgd below), ResNet-18 at
+# width 64 on all of CIFAR-10, SGD lr 0.08, at budgets 1:2:4 as the paper's 100:200:400.
 experiment("gpu-resnet18",
            "GPU: ResNet-18 on CIFAR-10, SGD lr 0.08, batch 128; our CIFAR variant: no max-pool, weight decay 5e-4",
            ["--data", DATA, "--model", "resnet18", "--width", "64", "--budgets", "5,10,20"] + SEEDS +
-           ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0", "--device", "cuda"])
+           ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0", "--device", "cuda"],
+           report=(Curve("gpu", FIG3_SGD_LR, f"ResNet-18 on all of CIFAR-10, GPU ({OUR_VARIANT_LONG})"),))
 # GPU only, like gpu-resnet18: the paper's ViT-CIFAR (hidden size 384, 7 layers, 12 heads; Adam, cosine, label
 # smoothing 0.1) on all of CIFAR-10, at the lr the paper picks for its shortest budget (10^-3), λ = 0.1.
 experiment("gpu-vit", "GPU: ViT-CIFAR on CIFAR-10, the paper's model (Adam lr 1e-3, cosine, label smoothing 0.1)",
            ["--data", DATA, "--model", "vit", "--dim", "384", "--depth", "7", "--heads", "12", "--weight-decay",
             "5e-5", "--budgets", "4"] + SEEDS + ["--lr", "0.001", "--lam", "0.1", "--optimizer", "adam",
-                                                  "--label-smoothing", "0.1", "--warmup-epochs", "0", "--device", "cuda"])
+                                                  "--label-smoothing", "0.1", "--warmup-epochs", "0", "--device", "cuda"],
+           report=(Curve("gpu", "Fig. 4 (ViT CIFAR-10, hidden 384, 7 layers): TrAct better for all λ"),))
 # The paper's headline protocols as the authors ran them (their example code: examples/train_cifar.py and
 # resnet_cifar10.py of torch-tract), on all of CIFAR-10, GPU only. Fig. 3: the max-pool ResNet-18 at width 64, SGD
 # momentum 0.9, lr 0.08 (the paper's SGD optimum at every budget), no weight decay, cosine per step, batch 128, crop
@@ -179,39 +220,27 @@ PAPER_SPEED = ["--amp", "bf16", "--channels-last", "--compile", "--device", "cud
 PAPER_FIG3 = ["--data", DATA, "--model", "resnet18-maxpool", "--width", "64", "--weight-decay", "0", "--optimizer",
               "sgd", "--lr", "0.08", "--lam", "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED
 experiment("paper-fig3-sgd", "Paper protocol, Fig. 3: the authors' ResNet-18, SGD lr 0.08, no weight decay, 100 epochs",
-           PAPER_FIG3 + ["--budgets", "100"], epoch_time=TO_BE_MEASURED)
+           PAPER_FIG3 + ["--budgets", "100"], epoch_time=TO_BE_MEASURED, report=(Curve(None, FIG3_SGD),))
 experiment("paper-fig3-sgd-200", "Paper protocol, Fig. 3: the authors' ResNet-18 baseline at 200 epochs",
            PAPER_FIG3 + ["--budgets", "200", "--methods", "baseline"], reuse=("paper-fig3-sgd",),
-           epoch_time=TO_BE_MEASURED)
+           epoch_time=TO_BE_MEASURED, report=(Joins("paper-fig3-sgd"),))
 experiment("paper-fig4-vit", "Paper protocol, Fig. 4: ViT-CIFAR, Adam lr 1e-3, label smoothing 0.1, 100 epochs",
            ["--data", DATA, "--model", "vit", "--dim", "384", "--depth", "7", "--heads", "12", "--weight-decay",
             "5e-5", "--budgets", "100", "--lr", "0.001", "--lam", "0.1", "--optimizer", "adam", "--label-smoothing",
-            "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED, epoch_time=TO_BE_MEASURED)
+            "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED, epoch_time=TO_BE_MEASURED,
+           report=(Curve(None, FIG4_VIT),))
 experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the rest Adam (CIFAR ResNet, {ABLATION_BUDGET} epochs)",
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam",
                              "--first-layer-sgd", "--first-layer-lr", "0.08", "--warmup-epochs", "0"],
-           lr_from=("fig3-adam", ABLATION_BUDGET))
-# The architecture sweep, a user's question: "does TrAct help *my* model?". Twelve models of the paper's Table 1
-# families and of today's, each built as torchvision/timm define it with its ImageNet stem adapted to 32 px (the
-# table in trainact/harness/models.py), the CIFAR ResNets at the quarter width of the runs above. The recipe is
-# Table 1's, pytorch-cifar100's, scaled to the budget: SGD momentum 0.9, lr ×0.2 at 30/60/80 % of the budget, weight
-# decay 5e-4, one warm-up epoch, λ = 0.1, 3 seeds. Its lr 0.1 comes with a fallback, 0.01, chosen by the baseline
-# (seed 0; TrAct takes the lr the baseline chose, the paper's rule): Table 1 holds BatchNorm convnets only, and in
-# hand probes of this recipe's first 25-60 steps at lr 0.1 (one seed, not kept as results) the training loss of
-# the LayerNorm models blew up (Swin 2.3 -> 21, DeiT -> 3.4, ConvNeXt -> 5.0) and MobileNetV2's and EfficientNet's
-# jumped to 4-5 before falling back to chance, while at 0.01 each of them went down. The grid's baseline runs at
-# both lrs are the recorded evidence.
-# Per model: zoo-<model> trains baseline and TrAct for ZOO_BUDGET epochs, zoo-<model>-two-thirds TrAct alone for 2/3
-# of it at zoo-<model>'s lr (Table 7's TrAct at 133 vs the baseline at 200 epochs; every other setting is the same,
-# so its runs compare with zoo-<model>'s baseline directly; a baseline at 2/3 as well would add a fifth to the
-# sweep and answer nothing Table 7 asks). 9 and 6 epochs are the shortest pair with an integer 2/3 whose multistep
-# schedule keeps a full-lr epoch after the warm-up (6: x0.2 after epochs 2, 4 and 5; at 6 vs 4 epochs the first
-# decay would follow the warm-up at once). The subset is sized by benchmarks/size_zoo.py, whose measured table is
-# benchmarks/zoo_sizing.md: about 6 CPU (core) hours for the 24 experiments. Each run uses one thread and evaluates
-# only at its end (a 10 000-image evaluation costs one to two epochs of this subset), so the sweep runs as two parts
-# side by side, one per core, each model's pair in order (zoo_sizing.md lists a balanced split), e.g.:
-#     python benchmarks/experiments.py run zoo-deit-tiny zoo-deit-tiny-two-thirds zoo-vgg11 ...   # one shell
-#     python benchmarks/experiments.py run zoo-densenet121 zoo-densenet121-two-thirds ...         # another
+           lr_from=("fig3-adam", ABLATION_BUDGET),
+           report=(FirstLayerSgd("fig3-adam", ABLATION_BUDGET, f"ResNet, {OUR_VARIANT}",
+                                 "Fig. 9: small improvements over all-Adam TrAct"),))
+# The architecture sweep: does TrAct help *my* model? Twelve models of the paper's Table 1 families and of
+# today's, with their ImageNet stems adapted to 32 px (trainact/harness/models.py), trained with Table 1's recipe
+# scaled to the budget. The lr 0.1 has a fallback, 0.01, chosen by the baseline (seed 0), because Table 1 holds
+# BatchNorm convnets only and the LayerNorm models' loss diverges at 0.1. zoo-<model>-two-thirds is TrAct alone at
+# 2/3 of the budget (Table 7's comparison); 9 and 6 epochs are the shortest pair whose multistep schedule keeps a
+# full-lr epoch after the warm-up. The subset is sized by size_zoo.py (zoo_sizing.md lists the runs per core).
 ZOO_SUBSET = 2300  # class-balanced, 230 images a class: 18 batches (17 of 128, one of 124); about 6 core hours
 ZOO_BUDGET = 9
 ZOO_SHORT_BUDGET = round(2 * ZOO_BUDGET / 3)
@@ -232,13 +261,16 @@ ZOO_MODELS = {  # experiment suffix -> model arguments (the name says what, mode
 _ZOO = ["--data", DATA, "--train-subset", str(ZOO_SUBSET)] + SEEDS + [
     "--optimizer", "sgd", "--momentum", "0.9", "--weight-decay", "5e-4", "--schedule", "multistep",
     "--warmup-epochs", "1", "--lam", "0.1", "--eval-every", str(ZOO_BUDGET), "--threads", "1"]
+_TABLE1 = "Table 1/6 (36 CIFAR-100 models, 200 ep): TrAct better on 33/36 (top-1), 34/36 (top-5); mean top-1 +0.49"
+_TABLE7 = "Table 7: TrAct@133 ≈ baseline@200 (mean top-1 75.94 vs 75.90)"
 for _key, _model in ZOO_MODELS.items():
     _label = _model[1] + (f" width {_model[3]}" if "--width" in _model else "")
     experiment(f"zoo-{_key}", f"Architecture sweep: {_label}, baseline and TrAct, {ZOO_BUDGET} epochs",
-               _ZOO + _model + ["--budgets", str(ZOO_BUDGET), "--lr", "0.1,0.01", "--lr-grid-seeds", "1"])
+               _ZOO + _model + ["--budgets", str(ZOO_BUDGET), "--lr", "0.1,0.01", "--lr-grid-seeds", "1"],
+               report=(Zoo(_key, ZOO_SUBSET, _TABLE1, _TABLE7),))
     experiment(f"zoo-{_key}-two-thirds", f"Architecture sweep: {_label}, TrAct at 2/3 of the budget "
                f"({ZOO_SHORT_BUDGET} epochs)", _ZOO + _model + ["--budgets", str(ZOO_SHORT_BUDGET), "--methods", "tract"],
-               reuse=(f"zoo-{_key}",), lr_from=(f"zoo-{_key}", ZOO_BUDGET))
+               reuse=(f"zoo-{_key}",), lr_from=(f"zoo-{_key}", ZOO_BUDGET), report=(ZooShort(f"zoo-{_key}"),))
 
 # The paper's large-scale protocols (PAPER-NUMBERS.md, Tables 2 and 3). They cannot run on this machine: each needs
 # ImageNet-1k in the ImageFolder layout, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the 50 000 validation images
@@ -298,7 +330,7 @@ def _lr_from(name: str, root: Path) -> list:
                                      "them all: register one experiment per budget")
                 return ["--lr", format(lrs.pop(), "g")]
     raise SystemExit(f"{name}: takes its lr from {source}'s lr grid at {at} epochs, which has not finished "
-                     f"(run `python benchmarks/experiments.py run {source}` first)")
+                     f"(run `python -m benchmarks.experiments run {source}` first)")
 
 
 def command(name: str, root: Optional[Path] = None, *, out: Optional[str] = None) -> list:
@@ -312,43 +344,6 @@ def command(name: str, root: Optional[Path] = None, *, out: Optional[str] = None
     return e["args"] + lr + ["--out", out or f"runs/{name}"]
 
 
-def _parse(args: list) -> CompareConfig:
-    from trainact.harness.cli import build_parser, config_from_args
-
-    return config_from_args(build_parser().parse_args(["compare", *args]))
-
-
-def reuse_runs(name: str, root: Path) -> int:
-    """Copy into `root / name` the finished runs it shares with the experiments named in `reuse` (trained under
-    `root` or collected), and its own runs already collected into the repository (an earlier session's or another
-    machine's); returns how many.
-
-    A source counts only if its settings match (`CompareConfig.differences`); a run already there is kept.
-    From another experiment only the runs this one needs are taken; from the collected folder every run is, so
-    what was collected stays collected when the experiment changes (a shifted lr grid keeps its old runs as data).
-    """
-    target = _parse(command(name, root, out=str(root / name)))
-    sources = [folder for source in EXPERIMENTS[name]["reuse"] for folder in (root / source, COLLECTED / source)]
-    sources.append(COLLECTED / name)
-    copied = 0
-    for src in sources:
-        if not (src / "config.json").is_file() or src.resolve() == (root / name).resolve():
-            continue
-        if target.differences(load_config(src)):
-            raise SystemExit(f"{name} cannot reuse {src}: settings differ "
-                             f"{target.differences(load_config(src))}")
-        for summary in src.glob("b*/*/lr*/s*/summary.json"):
-            with open(summary) as f:
-                s = json.load(f)
-            run = s["run"]
-            needed = (run["budget"] in target.budgets and run["lr"] in target.lrs and run["seed"] in target.seeds
-                      and run["method"] in target.methods and (run["lam"] is None or run["lam"] in target.lams))
-            wanted = s.get("completed") and (needed or src == COLLECTED / name)
-            dest = root / name / summary.parent.relative_to(src)
-            if wanted and not (dest / "summary.json").exists():
-                shutil.copytree(summary.parent, dest, ignore=shutil.ignore_patterns("checkpoint.pt"))
-                copied += 1
-    return copied
 
 
 def with_budgets(name: str, args: list, budgets: Optional[str]) -> list:
@@ -397,198 +392,11 @@ def check_data(name: str) -> None:
         raise SystemExit(f"{name}: its data {data} is missing (resolved from {Path.cwd()}); put {what} there first")
 
 
-def compare(name: str, args: list, log) -> int:
-    """`trainact compare ARGS` of experiment `name` in its own process(es) (a long run's memory and a crash stay
-    there), output to `log`."""
-    return subprocess.call([*launcher(name), *args], stdout=log, stderr=log)
-
-
-def run(names: list, root: Path, budgets: Optional[str] = None, device: Optional[str] = None, jobs: int = 1) -> int:
-    for name in names:
-        with_budgets(name, command(name), budgets)  # unknown names and budgets fail before anything runs
-        check_data(name)
-    for name in names:
-        copied = reuse_runs(name, root)
-        args = with_device(with_budgets(name, command(name, root, out=str(root / name)), budgets), device)
-        if jobs > 1:  # an execution setting, like the device: the runs are the same
-            args = args + ["--jobs", str(jobs)]
-        print(f"== {name}: trainact compare {shlex.join(args)}" + (f" ({copied} runs reused)" if copied else ""),
-              flush=True)
-        root.mkdir(parents=True, exist_ok=True)
-        with open(root / f"{name}.log", "a") as log:
-            rc = compare(name, args, log)
-        if rc:
-            print(f"{name} failed (exit {rc}); see {root / (name + '.log')}", file=sys.stderr)
-            return rc
-        collect([name], root)
-    return 0
-
-
-def collect(names: list, root: Path) -> None:
-    """Copy the JSON of each experiment's finished runs into the repository; recompute summary and plots."""
-    from trainact.harness.plots import make_plots
-    from trainact.harness.results import load_runs
-
-    for name in names:
-        src = root / name
-        if not (src / "config.json").is_file():
-            print(f"{name}: nothing to collect in {src}")
-            continue
-        reuse_runs(name, root)  # what was collected before stays collected
-        dest = COLLECTED / name
-        if dest.exists():
-            shutil.rmtree(dest)
-        with open(src / "config.json") as f:
-            top = json.load(f)
-        args = command(name, root)
-        # the experiment's whole configuration, even where `run --budgets` trained some of it so far
-        top["config"] = _parse(args).to_dict()
-        dataset = top.get("environment", {}).get("dataset", {})
-        if "source" in dataset:
-            dataset["source"] = top["config"]["data"]
-        top["command"] = "trainact compare " + shlex.join(args)
-        write_json_atomic(dest / "config.json", top)
-        n = 0
-        for summary in sorted(src.glob("b*/*/lr*/s*/summary.json")):
-            with open(summary) as f:
-                if not json.load(f).get("completed"):
-                    continue
-            run_dir = dest / summary.parent.relative_to(src)
-            run_dir.mkdir(parents=True)
-            for file in ("summary.json", "metrics.jsonl"):
-                if (summary.parent / file).is_file():
-                    shutil.copy2(summary.parent / file, run_dir / file)
-            n += 1
-        result = summarize(dest)
-        write_json_atomic(dest / "summary.json", result)
-        make_plots(dest, result, load_runs(dest))
-        for file in dest.rglob("*.json*"):  # nothing of this machine goes into the repository
-            text = file.read_text()
-            for local in {str(root), str(HERE.parent), str(Path(DATA).resolve())}:
-                if local in text:
-                    raise SystemExit(f"{file} contains the local path {local}; not collecting it")
-        print(f"{name}: {n} finished runs collected into {os.path.relpath(dest)}"
-              + ("" if result["complete"] else f" ({len(result['missing'])} missing)"))
-
-
-def status(names: list, root: Path) -> None:
-    """What each experiment has finished (trained under `root` or collected) and what is still to train."""
-    for name in names:
-        found = [f for f in (root / name, COLLECTED / name) if (f / "config.json").is_file()]
-        if not found:
-            print(f"{name}: not started")
-            continue
-        whole = _parse(command(name, root))  # the experiment's whole configuration, not a `run --budgets` part
-        best = max((summarize(f, whole) for f in found), key=lambda r: sum(x["top1"]["n"] for x in r["results"]))
-        done = sum(r["top1"]["n"] for r in best["results"])
-        missing = best["missing"]
-        print(f"{name}: " + ("complete" if best["complete"] else
-                             f"{done} runs at the selected lrs, missing {len(missing)}: " + ", ".join(missing[:6])
-                             + (" ..." if len(missing) > 6 else "")))
-
-
-EPOCH_TIMES = HERE / "results" / "epoch-cuda.json"  # bench_epoch.py's GPU measurement
-
-
-def _bench_case(cfg: CompareConfig) -> Optional[str]:
-    """The bench_epoch.py case and variant an experiment trains as, or None."""
-    case = {"resnet18-maxpool": "resnet18-authors", "vit": "vit-cifar"}.get(cfg.model)
-    variant = "compiled" if cfg.compile else "bf16-cl" if cfg.channels_last and cfg.amp == "bf16" else "eager"
-    return None if case is None else f"{case}/{variant}"
-
-
-def plan(names: list, root: Path, minutes: float, jobs: int = 1, times: Path = EPOCH_TIMES) -> list:
-    """The whole units (one seed's runs of an experiment: baseline and TrAct together) that fit in `minutes`, in
-    registry order, at the seconds per epoch bench_epoch.py measured with `jobs` runs side by side; units already
-    collected or trained under `root` are left out. Returns [(name, seed, minutes)] and prints the plan."""
-    if not times.is_file():
-        raise SystemExit(f"plan: no GPU epoch times at {times}; measure them first on the GPU "
-                         "(python benchmarks/bench_epoch.py --device cuda)")
-    measured = {(f"{r['case']}/{r['variant']}", r["method"], r["jobs"]): r
-                for r in json.loads(times.read_text())["results"]}
-    chosen, used = [], 0.0
-    for name in names:
-        cfg = _parse(command(name))
-        key = _bench_case(cfg)
-        if key is None:
-            continue
-        done = {(r["run"]["seed"], r["run"]["method"]) for folder in (root / name, COLLECTED / name)
-                for r in _summaries(folder)}
-        for seed in cfg.seeds:
-            methods = [m for m in cfg.methods if (seed, m) not in done]
-            rows = [measured.get((key, m, jobs)) for m in methods]
-            if not methods:
-                continue
-            if None in rows:
-                raise SystemExit(f"plan: {name} trains as {key}, which bench_epoch.py has not measured with "
-                                 f"{jobs} job(s) ({times})")
-            budget = max(cfg.budgets)
-            # with `jobs` runs side by side, each run's epochs take the per-run time measured at that load
-            unit = sum(r["first_epoch_seconds"] + (budget - 1) * r["seconds_per_epoch"] for r in rows) / 60 / jobs
-            if used + unit > minutes:
-                print(f"{name} seed {seed}: {unit:.1f} min, does not fit ({minutes - used:.1f} min left)")
-                continue
-            used += unit
-            chosen.append((name, seed, unit))
-            print(f"{name} seed {seed}: {' + '.join(methods)}, {budget} epochs: {unit:.1f} min (total {used:.1f})")
-    print(f"{len(chosen)} whole unit(s) in {used:.1f} of {minutes:g} minutes with {jobs} job(s)")
-    return chosen
-
-
-def _summaries(folder: Path) -> list:
-    out = []
-    for summary in folder.glob("b*/*/lr*/s*/summary.json"):
-        with open(summary) as f:
-            s = json.load(f)
-        if s.get("completed"):
-            out.append(s)
-    return out
-
-
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("list", "run", "collect", "status", "plan"))
-    p.add_argument("names", nargs="*", help="experiments (default for list/collect/status: all)")
-    p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
-    p.add_argument("--budgets", help="run: only these of the experiments' budgets for now, e.g. 1,2 "
-                                     "(the rest later; collect reports them as missing)")
-    p.add_argument("--device", help="run: train on this device (cpu, cuda, cuda:N) instead of the experiment's own")
-    p.add_argument("--minutes", type=float, help="plan: the GPU minutes to fill with whole runs")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="run: train N runs of each experiment side by side (trainact compare --jobs); plan: runs side "
-                        "by side on the GPU (default: 1)")
-    a = p.parse_args(argv)
-    for option, value in (("--budgets", a.budgets), ("--device", a.device)):
-        if value is not None and a.action != "run":
-            p.error(f"{option} {value!r} applies to run only, not to {a.action}")
-    if (a.minutes is not None) != (a.action == "plan"):
-        p.error("plan needs --minutes M (and --minutes applies to plan only)")
-    if a.action == "plan" and (a.minutes <= 0 or a.jobs < 1):
-        p.error(f"plan: --minutes must be > 0 and --jobs >= 1, got {a.minutes:g} and {a.jobs}")
-    root = runs_root(a.runs)
-    names = a.names or (list(EXPERIMENTS) if a.action != "run" else [])
-    if a.action == "list":
-        for name in names:
-            e = EXPERIMENTS[name]
-            launch = "trainact compare" if e["nproc_per_node"] == 1 else \
-                f"torchrun --nproc_per_node {e['nproc_per_node']} -m trainact compare"
-            extra = f"  wall time per epoch on one GPU: {e['epoch_time']}\n" if e["epoch_time"] else ""
-            print(f"{name}: {e['title']}\n  {launch} {shlex.join(command(name))}\n{extra}")
-        return 0
-    if a.action == "collect":
-        collect(names, root)
-        return 0
-    if a.action == "status":
-        status(names, root)
-        return 0
-    if a.action == "plan":
-        plan(a.names or [n for n in EXPERIMENTS if n.startswith("paper-")], root, a.minutes, a.jobs)
-        return 0
-    if not names:
-        p.error("run: name at least one experiment")
-    if a.jobs < 1:
-        p.error(f"--jobs must be at least 1, got {a.jobs}")
-    return run(names, root, a.budgets, a.device, a.jobs)
+    """The command line (list, run, collect, status, plan): benchmarks/runner.py."""
+    from .runner import main as run_main
+
+    return run_main(argv)
 
 
 if __name__ == "__main__":

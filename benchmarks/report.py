@@ -1,27 +1,28 @@
 """Write BENCHMARKS.md and the README's results section from the JSON in benchmarks/results/ (no number is typed
 by hand).
 
-    python benchmarks/report.py            # rewrites BENCHMARKS.md and the README's results section
+    python -m benchmarks.report            # rewrites BENCHMARKS.md and the README's results section
 
 The sections come from bench_tables.py (benchmark scripts), experiment_tables.py (training experiments) and
-claims.py (the paper's claims, with paired statistics); figures.py draws the plots.
+claims/ (the paper's claims, with paired statistics); figures.py draws the plots. Which experiment feeds which
+section is said by its registration in experiments.py, never here.
 """
 from __future__ import annotations
 
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_tables import (  # noqa: E402
+from .bench_tables import (
     allreduce_section, compile_section, gpu_tests_line, gram_section, kernels_section, load, memory_section,
     overhead_section, stream_memory_section, sync_section,
 )
-from experiment_tables import (  # noqa: E402
-    CURVES, ablation_section, claims_table, curve_section, first_layer_sgd_section,
-    lam_sweep_section, load_experiment, reproducibility_section, scale_note, trend_sentences,
-    wall_time_section, whitening_section, whitening_sentence, zoo_section, zoo_sentence,
+from .evidence import ReadmeFigure, entries
+from .experiment_tables import (
+    ablation_section, claims_table, curve_section, curves, first_layer_sgd_section, lam_sections, load_experiment,
+    reproducibility_section, scale_note, trend_sentences, wall_time_section, whitening_section, whitening_sentence,
+    zoo_section, zoo_sentence,
 )
-from experiments import ABLATION_BUDGET, EXPERIMENTS  # noqa: E402
+from .experiments import EXPERIMENTS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README_START, README_END = "<!-- results:start (written by benchmarks/report.py) -->", "<!-- results:end -->"
@@ -35,41 +36,38 @@ def gpu_section() -> list[str]:
         r = load(name)
         if r is not None:
             out += fn(r) if fn else overhead_section(r, png="overhead-cuda.png", title="GPU time overhead")
-    for name in ("gpu-resnet18", "gpu-vit"):
+    gpu = curves("gpu")
+    for name in gpu:
         loaded = load_experiment(name)
         if loaded is not None:
             out += curve_section(name, loaded)
-    if out:
+    if out or not gpu:
         return out
     return ["## GPU", "",
             "Nothing on this page was measured on a GPU, so the GPU part of the evidence and `tests/test_gpu.py` "
             "(CUDA autocast, GradScaler, CPU/GPU agreement) have not run. On a GPU machine, from the repository root "
-            "with the data at `" + EXPERIMENTS["gpu-resnet18"]["args"][1] + "`:", "",
+            "with the data at `" + EXPERIMENTS[gpu[0]]["args"][1] + "`:", "",
             "    python -m pytest tests/test_gpu.py",
-            "    python benchmarks/bench_overhead.py --device cuda --cases stem,deit-s,resnet18,cifar-stem,vit",
-            "    python benchmarks/bench_gram.py --device cuda && python benchmarks/bench_sync.py --device cuda",
-            "    python benchmarks/experiments.py run gpu-resnet18   # " + EXPERIMENTS["gpu-resnet18"]["title"],
-            "    python benchmarks/experiments.py run gpu-vit        # " + EXPERIMENTS["gpu-vit"]["title"],
-            "    python benchmarks/report.py", ""]
+            "    python -m benchmarks.bench_overhead --device cuda --cases stem,deit-s,resnet18,cifar-stem,vit",
+            "    python -m benchmarks.bench_gram --device cuda && python -m benchmarks.bench_sync --device cuda",
+            *(f"    python -m benchmarks.experiments run {name:<15}# {EXPERIMENTS[name]['title']}" for name in gpu),
+            "    python -m benchmarks.report", ""]
 
 
 def experiments_sections() -> list[str]:
     out = ["## Training experiments: the paper's claims at CPU scale", "",
            "Every table is computed from the JSON in `benchmarks/results/experiments/` (copied from the run folders "
-           "by `python benchmarks/experiments.py collect`); `python benchmarks/experiments.py list` prints every "
+           "by `python -m benchmarks.experiments collect`); `python -m benchmarks.experiments list` prints every "
            "command. Accuracies are the final test top-1 after the last epoch, mean ± std over seeds; `s/epoch` is "
            "the training wall time per epoch (evaluation excluded).", "", scale_note(), "",
            "### The paper's claims, checked", ""] + claims_table()
-    for name in CURVES:
+    for name in curves("experiments"):
         loaded = load_experiment(name)
         if loaded is not None:
             out += curve_section(name, loaded)
-    for name in ("lam-sweep", "lam-long", "lam-long-adam"):
-        loaded = load_experiment(name)
-        if loaded is not None:
-            out += lam_sweep_section(loaded, name)
-    out += ablation_section(ABLATION_BUDGET)
-    out += first_layer_sgd_section(ABLATION_BUDGET)
+    out += lam_sections()
+    out += ablation_section()
+    out += first_layer_sgd_section()
     out += whitening_section()
     out += zoo_section()
     out += reproducibility_section()
@@ -84,9 +82,9 @@ def readme_block() -> list[str]:
     lines += trend_sentences()
     for sentence in (whitening_sentence(), zoo_sentence()):
         lines += [("- " + line if line else line) for line in sentence]  # beyond the paper
-    if load_experiment("fig3-sgd") is not None:
-        lines += ["![TrAct against the baseline per budget, CIFAR ResNet with SGD]"
-                  "(benchmarks/results/experiments/fig3-sgd/accuracy_vs_budget.png)", ""]
+    for name, figure in entries(EXPERIMENTS, ReadmeFigure):
+        if load_experiment(name) is not None:
+            lines += [f"![{figure.alt}](benchmarks/results/experiments/{name}/{figure.file})", ""]
     lines += ["Every table — accuracy per budget and seed, the speed-ups, the paper's claims checked one by one with "
               "their verdicts, the overhead and memory benchmarks — with its command, seeds and hardware is in "
               "[BENCHMARKS.md](BENCHMARKS.md)."]
@@ -114,7 +112,7 @@ def write_readme(block: list[str]) -> None:
 
 def main() -> int:
     out = ["# Benchmarks", "",
-           "Generated by `python benchmarks/report.py` from `benchmarks/results/*.json`; every figure below comes "
+           "Generated by `python -m benchmarks.report` from `benchmarks/results/*.json`; every figure below comes "
            "from the command printed beside it. Timings are from a shared 2-core VM: ratios measured in one "
            "interleaved run are what to compare, absolute milliseconds drift between runs.", ""]
     sections = [("overhead.json", overhead_section), ("kernels.json", kernels_section),

@@ -2,7 +2,7 @@
 bad input clearly; the report says what was never measured rather than leaving it out."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -14,20 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def _results_in(folder: Path, monkeypatch) -> None:
     """Point the report (loaded with `_load`) at result files under `folder`."""
-    monkeypatch.setattr(sys.modules["common"], "RESULTS", str(folder))
-    monkeypatch.setattr(sys.modules["experiment_tables"].experiments, "COLLECTED", str(folder / "experiments"))
+    monkeypatch.setattr(sys.modules["benchmarks.common"], "RESULTS", str(folder))
+    monkeypatch.setattr(sys.modules["benchmarks.experiment_tables"].experiments, "COLLECTED", str(folder / "experiments"))
 
 
 def test_overhead_benchmark_runs_and_refuses_bad_cases_and_a_missing_gpu(tmp_path, capsys, monkeypatch):
@@ -65,7 +58,8 @@ def test_report_states_the_gpu_evidence_is_missing_and_how_to_measure_it(tmp_pat
     _results_in(tmp_path, monkeypatch)
     text = "\n".join(report.gpu_section())
     assert "Nothing on this page was measured on a GPU" in text
-    for command in ("bench_overhead.py --device cuda", "experiments.py run gpu-resnet18", "tests/test_gpu.py"):
+    for command in ("-m benchmarks.bench_overhead --device cuda", "-m benchmarks.experiments run gpu-resnet18",
+                    "tests/test_gpu.py"):
         assert command in text
 
 

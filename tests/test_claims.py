@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import claims  # noqa: E402
-from claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, paired, verdict  # noqa: E402
+from benchmarks import claims, experiments
+from benchmarks.evidence import Zoo, ZooShort
+from benchmarks.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, paired, verdict
 
 
 def test_t_table():
@@ -78,6 +77,17 @@ def test_the_change_of_a_gain_between_budgets_is_paired_per_seed():
     fade = claims.difference(paired({0: 70.0, 1: 70.0, 2: 70.0}, {0: 70.0, 1: 70.0, 2: 70.0}),
                              paired({0: 53.0, 1: 53.5, 2: 54.0}, {0: 50.0, 1: 50.0, 2: 50.0}))
     assert claims.trend(fade) == "fades"  # 3, 3.5, 4 points gained at the short budget, none at the long one
+
+
+def _zoo_registry(*models) -> dict:
+    """A registry of the zoo experiments of `models` (zoo-M and zoo-M-two-thirds), quoting the paper as the real
+    registrations do."""
+    real = experiments.EXPERIMENTS["zoo-vgg11"]["report"][0]
+    registry = {}
+    for m in models:
+        registry[f"zoo-{m}"] = {"report": (Zoo(m, real.subset, real.paper, real.short_paper),)}
+        registry[f"zoo-{m}-two-thirds"] = {"report": (ZooShort(f"zoo-{m}"),)}
+    return registry
 
 
 class FakeSource:
@@ -159,13 +169,13 @@ def test_collected_reads_each_seed_of_the_selected_lr(tmp_path):
 
 def test_the_collected_claims_quote_the_paper_right():
     src = claims.Collected(str(Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "experiments"))
-    text = "\n".join(claims.markdown(claims.all_claims(src, titles={}, ablation_budget=2)))
+    text = "\n".join(claims.markdown(claims.all_claims(src, titles={})))
     assert "λ = 1 recommended" not in text and "recommended" not in text.lower()
     assert "Fig. 3" in text and "Fig. 8" in text and "not the paper's λ" in text
 
 
 def test_the_reproducibility_section_compares_each_seed_then_and_again():
-    import experiment_tables as report
+    from benchmarks import experiment_tables as report
 
     then_b, then_t = {0: 50.0, 1: 51.0}, {0: 53.0, 1: 54.0}
     src = FakeSource({("fig3-sgd", 2, "baseline"): then_b, ("fig3-sgd", 2, "tract-l0.1"): then_t,
@@ -178,7 +188,7 @@ def test_the_reproducibility_section_compares_each_seed_then_and_again():
 
 
 def test_the_whitening_section_pairs_every_variant_with_the_fig3_runs(tmp_path, monkeypatch):
-    import experiment_tables
+    from benchmarks import experiment_tables
 
     monkeypatch.setattr(experiment_tables.experiments, "COLLECTED", str(tmp_path))
     three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
@@ -206,47 +216,45 @@ def test_the_whitening_section_pairs_every_variant_with_the_fig3_runs(tmp_path, 
 
 
 def test_the_zoo_section_and_claims_count_wins_and_the_two_thirds_runs(tmp_path, monkeypatch):
-    import experiment_tables
+    from benchmarks import experiment_tables
 
-    monkeypatch.setattr(experiment_tables.experiments, "ZOO_MODELS", {"a": [], "b": []})
     monkeypatch.setattr(experiment_tables.experiments, "COLLECTED", str(tmp_path))
     three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
     src = FakeSource({("zoo-a", 9, "baseline"): three(50, 51, 52), ("zoo-a", 9, "tract-l0.1"): three(52, 53, 54),
                       ("zoo-a-two-thirds", 6, "tract-l0.1"): three(50, 51, 52),
                       ("zoo-b", 9, "baseline"): three(60, 60, 60), ("zoo-b", 9, "tract-l0.1"): three(59, 60, 58)})
-    text = "\n".join(experiment_tables.zoo_section(src))
+    text = "\n".join(experiment_tables.zoo_section(src, _zoo_registry("a", "b")))
     assert "| a | 9 | 0.1 | 51.00 ± 1.00 | 53.00 ± 1.00 | +2.00 [+2.00, +2.00] | — | +0.00 [+0.00, +0.00] (6 ep) |" in text
     assert "| b | 9 | 0.1 | 60.00 ± 0.00 | 59.00 ± 1.00 | -1.00 [" in text
     assert (tmp_path / "zoo.png").is_file() and "![zoo](benchmarks/results/experiments/zoo.png)" in text
-    first, short = claims.zoo_claims(src, ("a", "b", "absent"))
+    first, short = claims.zoo_claims(src, _zoo_registry("a", "b", "absent"))
     # the verdict takes the models' mean gains (+2, -1) as the sample: +0.50 ± 12.706 * 1.5
     assert "TrAct better on 1/2 (top-1); mean top-1 gain +0.50 [-18.56, +19.56] points over the models" in first.measured
     assert first.verdict == "inconclusive"
     assert first.row()[3] == "inconclusive (1 of 2 intervals above 0, 0 below)"  # b: -1, 0, -2 holds 0
-    one, _ = claims.zoo_claims(src, ("a",))
+    one, _ = claims.zoo_claims(src, _zoo_registry("a"))
     assert "mean top-1 gain +2.00 (1 model, no interval)" in one.measured and one.verdict == "inconclusive"
     up = FakeSource({("zoo-a", 9, "baseline"): three(50, 51, 52), ("zoo-a", 9, "tract-l0.1"): three(52, 53, 54),
                      ("zoo-b", 9, "baseline"): three(60, 60, 60), ("zoo-b", 9, "tract-l0.1"): three(62, 63, 61)})
-    assert claims.zoo_claims(up, ("a", "b"))[0].verdict == "reproduced"  # gains +2, +2: interval [+2, +2]
+    assert claims.zoo_claims(up, _zoo_registry("a", "b"))[0].verdict == "reproduced"  # gains +2, +2: interval [+2, +2]
     assert "33/36" in first.paper and short.measured.endswith("mean over 1 model: +0.00 (1 model, no interval) points")
     assert experiment_tables.zoo_section(FakeSource({})) == []
     # the 2/3 row's verdict, too, takes the models' means as the sample: a is 0 at 2/3, b's interval lies below 0
     # (-3, -2.5, -2), yet over the two models (0, -2.5) the interval holds 0
     src.data[("zoo-b-two-thirds", 6, "tract-l0.1")] = three(57, 57.5, 58)
-    short = claims.zoo_claims(src, ("a", "b"))[1]
+    short = claims.zoo_claims(src, _zoo_registry("a", "b"))[1]
     assert "mean over 2 models: -1.25 [-17.13, +14.63] points" in short.measured
     assert short.row()[3] == "inconclusive (0 of 2 intervals above 0, 1 below)"
 
 
-def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice_chance(monkeypatch):
-    import experiment_tables
+def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice_chance():
+    from benchmarks import experiment_tables
 
-    monkeypatch.setattr(experiment_tables.experiments, "ZOO_MODELS", {"a": [], "b": [], "c": []})
     three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
     src = FakeSource({("zoo-a", 9, "baseline"): three(50, 51, 52), ("zoo-a", 9, "tract-l0.1"): three(52, 53, 54),
                       ("zoo-a-two-thirds", 6, "tract-l0.1"): three(50, 51, 55),
                       ("zoo-b", 9, "baseline"): three(15, 16, 17), ("zoo-b", 9, "tract-l0.1"): three(14, 15, 16)})
-    (text, blank) = experiment_tables.zoo_sentence(src)
+    (text, blank) = experiment_tables.zoo_sentence(src, _zoo_registry("a", "b", "c"))
     assert blank == "" and "2 of the 3 models so far" in text and "9 epochs" in text
     assert "TrAct better on 1/2 models (top-1; 1 with the 95 % t interval above 0, 1 below)" in text
     assert "mean top-1 gain +0.50 [-18.56, +19.56] points" in text and "33/36, +0.49" in text
@@ -256,9 +264,7 @@ def test_the_zoo_sentence_counts_wins_and_intervals_and_names_models_under_twice
 
 
 def test_titles_and_curve_rows_name_the_cifar_protocol():
-    import experiments
-
-    ours, authors = claims.OUR_VARIANT_LONG, claims.AUTHORS_PROTOCOL_LONG
+    ours, authors = experiments.OUR_VARIANT_LONG, experiments.AUTHORS_PROTOCOL_LONG
     assert ours == "our CIFAR variant: no max-pool, weight decay 5e-4"
     assert authors == "authors' protocol: max-pool stem, no weight decay"
     for name in ("fig3-sgd", "fig3-adam", "gpu-resnet18"):
@@ -274,14 +280,14 @@ def test_titles_and_curve_rows_name_the_cifar_protocol():
                       ("fig3-adam-authors", 1, "baseline"): three(40, 40, 40),
                       ("fig3-adam-authors", 1, "tract-l0.1"): three(41, 41, 41)})
     titles = {"fig3-sgd-authors": "SGD, authors", "fig3-adam-authors": "Adam, authors"}
-    sgd, adam = claims.all_claims(src, titles=titles, ablation_budget=2)
-    assert (sgd.claim, sgd.paper, adam.claim, adam.paper) == ("SGD, authors", claims.FIG3_SGD,
-                                                              "Adam, authors", claims.FIG3_ADAM)
+    sgd, adam = claims.all_claims(src, titles=titles)
+    assert (sgd.claim, sgd.paper, adam.claim, adam.paper) == ("SGD, authors", experiments.FIG3_SGD,
+                                                              "Adam, authors", experiments.FIG3_ADAM)
     # gains 2, 2.5, 3 at 16 ep and 0, 0.5, 1 at 32 ep; TrAct@16 − baseline@32 (the 32-epoch experiment's): 1, 1.5, 2
     assert "16 ep: +2.50 [+1.26, +3.74]; 32 ep: +0.50 [-0.74, +1.74]." in sgd.measured
     assert "TrAct (λ = 0.1)@B − baseline@kB: 16@32 ep: +1.50 [+0.26, +2.74]." in sgd.measured
     assert adam.row()[2].endswith("λ = 0.1: 1 ep: +1.00 [+1.00, +1.00]. (3 seeds)") and adam.verdict == REPRODUCED
-    assert claims.all_claims(FakeSource({}), titles=titles, ablation_budget=2) == []
+    assert claims.all_claims(FakeSource({}), titles=titles) == []
 
 
 def _wd_pool_source(cells: dict) -> FakeSource:
@@ -310,7 +316,7 @@ def test_the_weight_decay_pool_claims_pair_every_difference_by_seed():
     # gains 3, 4, 5 (± 4.303 / √3) and 2, 2.5, 3; their change -1, -1.5, -2 lies below 0
     assert cell.measured == ("TrAct − baseline, points [95 % CI]: 4 ep: +4.00 [+1.52, +6.48]; 16 ep: +2.50 "
                              "[+1.26, +3.74]; change from 4 to 16 ep: -1.50 [-2.74, -0.26] (the gain fades)")
-    assert cell.verdict == REPRODUCED and cell.paper == claims.FIG3_SGD_LR and len(cell.parts) == 2
+    assert cell.verdict == REPRODUCED and cell.paper == experiments.FIG3_SGD_LR and len(cell.parts) == 2
     # weight decay's effect with the max-pool, per seed: 4 ep (3 − 1, 4 − 1.5, 5 − 2) = 2, 2.5, 3;
     # 16 ep (2 − 0, 2.5 − 0.5, 3 − 1) = 2, 2, 2; change (−1 − −1, −1.5 − −1, −2 − −1) = 0, −0.5, −1
     wd = rows[f"not in the paper: weight decay's effect on TrAct's gain, max-pool stem {setting}"]
@@ -341,7 +347,7 @@ def test_the_weight_decay_pool_claims_pair_every_difference_by_seed():
 
 
 def test_the_weight_decay_pool_sentence_waits_for_two_seeds_in_every_cell():
-    import experiment_tables
+    from benchmarks import experiment_tables
 
     s = experiment_tables.weight_decay_pool_sentence(_wd_pool_source(WD_POOL))
     assert s == ("Not in the paper — weight decay × max-pool (ResNet, SGD lr 0.08, λ = 0.1; points [95 % t interval], "
@@ -364,7 +370,7 @@ def test_the_weight_decay_pool_sentence_waits_for_two_seeds_in_every_cell():
 
 
 def test_the_trend_sentences_say_which_protocol_each_used():
-    import experiment_tables
+    from benchmarks import experiment_tables
 
     three = lambda a, b, c: {0: a, 1: b, 2: c}  # noqa: E731
     base, gains = three(50, 50, 50), three(52, 52.5, 53)
@@ -388,6 +394,6 @@ def test_the_paper_protocol_rows_compare_tract_at_100_with_the_baseline_at_200()
     seed so far it says so and stays inconclusive."""
     src = FakeSource({("paper-fig3-sgd", 100, "baseline"): {0: 90.0}, ("paper-fig3-sgd", 100, "tract-l0.1"): {0: 91.0},
                       ("paper-fig3-sgd-200", 200, "baseline"): {0: 91.5}})
-    (row,) = claims.all_claims(src, titles={"paper-fig3-sgd": "paper SGD"}, ablation_budget=2)
-    assert row.claim == "paper SGD" and row.paper == claims.FIG3_SGD and row.verdict == INCONCLUSIVE
+    (row,) = claims.all_claims(src, titles={"paper-fig3-sgd": "paper SGD"})
+    assert row.claim == "paper SGD" and row.paper == experiments.FIG3_SGD and row.verdict == INCONCLUSIVE
     assert "100 ep: +1.00 (1 seed, no interval)" in row.measured and "100@200 ep: -0.50" in row.measured
