@@ -76,7 +76,7 @@ def child(variant: str, folder: str, cache: str, image_size: int, budget: int, w
     chosen = "stream" if isinstance(ds, StreamDataset) else "memory"
     kw = dict(batch_size=batch, train=True, mean=ds.mean, std=ds.std, seed=0)
     if isinstance(ds, ImageDataset):
-        loader = BatchLoader(ds.train_images, ds.train_labels, crop_size=ds.crop_size, crop_padding=0, **kw)
+        loader = BatchLoader(ds.train_images, ds.train_labels, image_size=ds.image_size, crop_padding=0, **kw)
     else:
         loader = StreamLoader(ds, split="train", workers=workers, **kw)
     images, t1 = 0, time.perf_counter()
@@ -93,9 +93,9 @@ def child(variant: str, folder: str, cache: str, image_size: int, budget: int, w
 
 
 def _size(text: str) -> int:
-    from trainact.harness.cli import _bytes
+    from trainact.harness.options import parse_bytes
 
-    return _bytes(text)
+    return parse_bytes(text)
 
 
 def main(argv=None) -> int:

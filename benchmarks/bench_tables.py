@@ -121,7 +121,7 @@ def gram_section(r: dict) -> list[str]:
         f"Command: `{r['command']}` (seed {r['seed']}); {describe(r)}.",
         "The same TrAct layer with the band algorithm forced on and off, each repetition running plain, band and "
         "dense once in rotating order; extra = median of the paired ratios to plain − 1. The library uses the band "
-        "algorithm on the CPU only (`patches._band_applies`).",
+        "algorithm on the CPU only (`patches.band_applies`).",
         "",
         "| case | reps | plain (ms, median) | band | dense | band / dense − 1 (IQR) |",
         "|---|---:|---:|---:|---:|---:|",

@@ -33,7 +33,6 @@ from trainact.harness.options import Declared, declarations, parse_bytes
 
 __all__ = ["UsageError", "build_parser", "config_from_args", "check_requirements", "main", "parse_bytes"]
 
-_bytes = parse_bytes  # the former name of parse_bytes, still imported by a benchmark and a test
 
 
 class UsageError(ValueError):
