@@ -311,9 +311,9 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_and_released(tmp_path, caps
 
 
 def test_a_reused_pid_is_not_mistaken_for_the_holder(tmp_path, live_pid):
-    from trainact.harness.lock import OutDirLock, _start_time
+    from trainact.harness.lock import OutDirLock, process_start_time
 
-    if _start_time(live_pid) in (None, "1"):
+    if process_start_time(live_pid) in (None, "1"):
         pytest.skip("no /proc: process start times unavailable")
     path = _write_lock(tmp_path / "out", pid=live_pid, start="1")  # the recorded process started at tick 1
     OutDirLock.acquire(tmp_path / "out").release()

@@ -90,3 +90,46 @@ def test_every_harness_option_is_declared_once():
     actions = [a for a in compare._actions if a.dest not in ("help", "debug")]
     assert sorted(a.dest for a in actions) == sorted(declared)  # each field once, nothing else
     assert {a.dest: a.option_strings for a in actions} == {n: [flag] for n, flag in declared.items()}
+
+
+ROOT = SRC.parents[1]
+PROJECT = ("trainact", "benchmarks", "tests", "helpers", "oracle", "multiproc")  # the test helper modules too
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return [p for f in folders for p in sorted((ROOT / f).rglob("*.py"))]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Modules meet at public names: no `from x import _y` across modules, and (outside the white-box tests) no
+    `module._y` on an imported project module."""
+    found = []
+    for path in _python_files("src", "benchmarks", "tests"):
+        tree = ast.parse(path.read_text())
+        modules = set()  # local names bound to project modules
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                project = node.level > 0 or (node.module or "").split(".")[0] in PROJECT
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {a.name}" for a in node.names
+                          if _private(a.name)]
+                modules |= {a.asname or a.name for a in node.names if project and not _private(a.name)}
+            elif isinstance(node, ast.Import):
+                modules |= {a.asname or a.name.split(".")[0] for a in node.names if a.name.split(".")[0] in PROJECT}
+        if path.parts[-2] == "tests":
+            continue
+        found += [f"{path.relative_to(ROOT)}:{n.lineno} reads {n.value.id}.{n.attr}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in modules
+                  and _private(n.attr)]
+    assert not found, "private names used across modules:\n" + "\n".join(found)
+
+
+def test_benchmarks_are_a_package_without_path_edits():
+    edits = [f"{p.relative_to(ROOT)}:{i}" for p in _python_files("benchmarks", "tests")
+             for i, line in enumerate(p.read_text().splitlines(), 1) if "sys.path.insert" in line
+             or "sys.path.append" in line]
+    assert (ROOT / "benchmarks" / "__init__.py").is_file()
+    assert not edits, f"sys.path edits (run benchmarks as `python -m benchmarks.X`): {edits}"

@@ -9,13 +9,13 @@ layer is the one `trainact.find_first_layer` finds, so `trainact.apply(model)` n
 
 | name | first layer | adaptation, and why |
 |---|---|---|
-| cifar:tv:vgg11_bn | features.0 | stem kept (3x3 stride 1 already); the 5 max-pools leave 1x1, which the ImageNet head copies 49x into a 7x7 pool and a 25088-wide Linear: pooled to 1x1 and read by a 512-wide Linear instead (pytorch-cifar100's head; 100M fewer multiply-adds per image) |
-| cifar:tv:densenet121-k12 | features.conv0 | 7x7/2 conv -> 3x3/1, max-pool removed (blocks at 32/16/8/4 px); growth rate 32 -> 12 and 24 stem channels (DenseNet-BC's CIFAR k = 12), as k = 32 costs 7x the multiply-adds (888M per image; name says so) |
+| cifar:tv:vgg11_bn | features.0 | stem kept (3x3 stride 1 already); the 5 max-pools leave 1x1, which the ImageNet head copies 49x into a 7x7 pool and a 25088-wide Linear: pooled to 1x1 and read by a 512-wide Linear instead (pytorch-cifar100's head) |
+| cifar:tv:densenet121-k12 | features.conv0 | 7x7/2 conv -> 3x3/1, max-pool removed (blocks at 32/16/8/4 px); growth rate 32 -> 12 and 24 stem channels (DenseNet-BC's CIFAR k = 12), as k = 32 costs 7x the multiply-adds (name says so) |
 | cifar:tv:mobilenet_v2 | features.0.0 | 3x3 stem stride 2 -> 1 (ends at 2x2 instead of 1x1) |
 | cifar:tv:shufflenet_v2_x1_0 | conv1.0 | 3x3 stem stride 2 -> 1, max-pool removed (stages at 16/8/4 px) |
-| cifar:tv:squeezenet1_1-bn | features.0.0 | 3x3 stem stride 2 -> 1 (padding 1), so its 3 max-pools leave 4x4; BatchNorm after every conv but the classifier and no ReLU on the logits, as in pytorch-cifar100's (the paper's) SqueezeNet; without them, in a hand probe of the zoo recipe, the loss sat at chance (2.30) for 60 steps at lr 0.1 and at 0.01 (name says so) |
-| cifar:tv:googlenet | conv1.conv | 7x7/2 conv -> 3x3/1, first max-pool kept (stem 32 -> 16 px; inception 3/4/5 at 8/4/2 px instead of 4/2/1); no auxiliary heads; removing that max-pool too would cost 4x the multiply-adds (452M per image instead of 114M) |
-| cifar:timm:efficientnet_b0-headinit | conv_stem | 3x3 stem stride 2 -> 1 (ends at 2x2); classifier drawn from U(±1/sqrt(1000)), timm's range at ImageNet's 1000 classes, as timm's U(±1/sqrt(classes)) gives ±0.32 at 10 classes and an initial loss of 4.4 instead of ln 10 = 2.3; with it the zoo recipe's baseline ended under 20 % at lr 0.1 and 0.01, without it at 24.9 % (lr 0.1, 3 seeds) (name says so) |
+| cifar:tv:squeezenet1_1-bn | features.0.0 | 3x3 stem stride 2 -> 1 (padding 1), so its 3 max-pools leave 4x4; BatchNorm after every conv but the classifier and no ReLU on the logits, as in pytorch-cifar100's (the paper's) SqueezeNet, without which the loss stays at chance (name says so) |
+| cifar:tv:googlenet | conv1.conv | 7x7/2 conv -> 3x3/1, first max-pool kept (stem 32 -> 16 px; inception 3/4/5 at 8/4/2 px instead of 4/2/1); no auxiliary heads; removing that max-pool too would cost 4x the multiply-adds |
+| cifar:timm:efficientnet_b0-headinit | conv_stem | 3x3 stem stride 2 -> 1 (ends at 2x2); classifier drawn from U(±1/sqrt(1000)), timm's range at ImageNet's 1000 classes, as timm's U(±1/sqrt(classes)) gives ±0.32 at 10 classes and an initial loss of 4.4 instead of ln 10 = 2.3 (name says so) |
 | cifar:timm:convnext_atto | stem.0 | 4x4/4 patchify -> 2x2/2 (timm's patch_size=2) and stage 0's extra downsample removed: stages at 16/8/4/2 px instead of 8/4/2/1 |
 | cifar:timm:deit_tiny_patch16_224 | patch_embed.proj | img_size 32, 16x16 patches -> 4x4 (64 tokens instead of 4) |
 | cifar:timm:swin_tiny_patch4_window7_224 | patch_embed.proj | img_size 32, 4x4 patches kept (8x8 tokens), window 7 -> 4, which divides the 8x8 grid (later stages' 4/2/1 grids take the whole grid as one window); 2x2 patches would cost 4x the multiply-adds |
@@ -65,11 +65,11 @@ def _cifar_drop(net: nn.Module, path: str) -> None:
 
 
 def _tv(name: str, num_classes: int, image_size: int, in_channels: int, options: dict, **defaults) -> nn.Module:
-    return _torchvision_model(name, num_classes, image_size, in_channels, {**defaults, **options})
+    return torchvision_model(name, num_classes, image_size, in_channels, {**defaults, **options})
 
 
 def _timm(name: str, num_classes: int, image_size: int, in_channels: int, options: dict, **defaults) -> nn.Module:
-    return _timm_model(name, num_classes, image_size, in_channels, {**defaults, **options})
+    return timm_model(name, num_classes, image_size, in_channels, {**defaults, **options})
 
 
 def _cifar_vgg11_bn(num_classes: int, image_size: int, in_channels: int, options: dict) -> nn.Module:
@@ -162,7 +162,7 @@ def _cifar_swin_tiny(num_classes: int, image_size: int, in_channels: int, option
     return _timm("swin_tiny_patch4_window7_224", num_classes, image_size, in_channels, options, window_size=4)
 
 
-_CIFAR = {
+CIFAR_MODELS = {
     "cifar:tv:vgg11_bn": _cifar_vgg11_bn,
     "cifar:tv:densenet121-k12": _cifar_densenet121_k12,
     "cifar:tv:mobilenet_v2": _cifar_mobilenet_v2,
@@ -182,7 +182,7 @@ def _unknown_name(name: str, known: list[str], what: str, listing: str) -> Value
     return ValueError(f"unknown {what} {name!r}{hint}; {listing} lists the {len(known)} available")
 
 
-def _torchvision_model(name: str, num_classes: int, image_size: int, in_channels: int, options: dict) -> nn.Module:
+def torchvision_model(name: str, num_classes: int, image_size: int, in_channels: int, options: dict) -> nn.Module:
     try:
         import torchvision
     except ImportError as e:
@@ -201,7 +201,7 @@ def _torchvision_model(name: str, num_classes: int, image_size: int, in_channels
         raise ValueError(f"invalid option(s) {sorted(options)} for torchvision model {name!r}: {e}") from e
 
 
-def _timm_model(name: str, num_classes: int, image_size: int, in_channels: int, options: dict) -> nn.Module:
+def timm_model(name: str, num_classes: int, image_size: int, in_channels: int, options: dict) -> nn.Module:
     try:
         import timm
     except ImportError as e:

@@ -29,7 +29,7 @@ class OutDirLocked(ValueError):
     """The output folder is in use by another live `trainact compare`."""
 
 
-def _start_time(pid: int) -> Optional[str]:
+def process_start_time(pid: int) -> Optional[str]:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None off Linux."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -56,7 +56,7 @@ def _holder_alive(info: dict) -> bool:
     pid = info["pid"]
     if not pid_alive(pid):
         return False
-    recorded, now = info.get("start"), _start_time(pid)
+    recorded, now = info.get("start"), process_start_time(pid)
     return recorded is None or now is None or recorded == now  # a reused pid has another start time
 
 
@@ -121,7 +121,7 @@ class OutDirLock:
                         f"output folder {folder} is in use by {where}{command}, since {info.get('since', '?')}; "
                         "wait for it to finish or choose another --out")
                 print(f"trainact: taking over the lock of {folder}: {where} no longer runs", file=sys.stderr)
-            content = {"pid": os.getpid(), "host": host, "start": _start_time(os.getpid()),
+            content = {"pid": os.getpid(), "host": host, "start": process_start_time(os.getpid()),
                        "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
             tmp = lock.path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(content) + "\n")

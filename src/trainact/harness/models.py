@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainact.harness.library_models import _CIFAR, _timm_model, _torchvision_model
+from trainact.harness.library_models import CIFAR_MODELS, timm_model, torchvision_model
 
 __all__ = ["build_model", "available_models", "CifarResNet", "BasicBlock", "Bottleneck", "ViT"]
 
@@ -42,7 +42,7 @@ _VIT_OPTIONS = {"patch_size": 8, "dim": 384, "depth": 7, "heads": 12, "mlp_dim":
 
 def available_models() -> list[str]:
     """The names `build_model` understands (`tv:<name>` and `timm:<name>` take any torchvision/timm model)."""
-    return [*_RESNETS, *_VITS, *_CIFAR, "tv:<name>", "timm:<name>"]
+    return [*_RESNETS, *_VITS, *CIFAR_MODELS, "tv:<name>", "timm:<name>"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -289,14 +289,14 @@ def build_model(name: str, *, num_classes: int, image_size: int = 32, in_channel
     if name in _VITS:
         opts = _check_options(name, {"mlp_dim": 4 * options.get("dim", _VIT_OPTIONS["dim"]), **options}, _VIT_OPTIONS)
         return ViT(num_classes=num_classes, image_size=image_size, in_channels=in_channels, patch_norm=_VITS[name], **opts)
-    if name in _CIFAR:
-        net = _CIFAR[name](num_classes, image_size, in_channels, options)
+    if name in CIFAR_MODELS:
+        net = CIFAR_MODELS[name](num_classes, image_size, in_channels, options)
         net.input_size = (in_channels, image_size, image_size)  # what trainact.apply's trace tries first
         return net
     if name.startswith("tv:"):
-        return _torchvision_model(name[3:], num_classes, image_size, in_channels, options)
+        return torchvision_model(name[3:], num_classes, image_size, in_channels, options)
     if name.startswith("timm:"):
-        return _timm_model(name[5:], num_classes, image_size, in_channels, options)
+        return timm_model(name[5:], num_classes, image_size, in_channels, options)
     close = difflib.get_close_matches(name, available_models(), n=3)
     hint = f" (did you mean {close}?)" if close else ""
     raise ValueError(f"unknown model {name!r}{hint}; available: {available_models()}")
