@@ -129,7 +129,7 @@ def test_no_module_imports_another_modules_private_names():
 
 def test_benchmarks_are_a_package_without_path_edits():
     edits = [f"{p.relative_to(ROOT)}:{i}" for p in _python_files("benchmarks", "tests")
-             for i, line in enumerate(p.read_text().splitlines(), 1) if "sys.path.insert" in line
-             or "sys.path.append" in line]
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             if p.name != "test_structure.py" and ("sys.path.insert" in line or "sys.path.append" in line)]
     assert (ROOT / "benchmarks" / "__init__.py").is_file()
     assert not edits, f"sys.path edits (run benchmarks as `python -m benchmarks.X`): {edits}"
