@@ -71,7 +71,7 @@ def test_compiled_step_is_fullgraph_and_matches_eager(kind, defer, dtype):
     graphs: dict = {}
     compiled = torch.compile(model, backend=recording_backend(graphs), fullgraph=True)
     x, y = batch(kind, dtype)
-    for step in range(2):  # the second step starts from updated weights and reuses the compiled graphs
+    for _ in range(2):  # the second step starts from updated weights and reuses the compiled graphs
         for m in (compiled, eager, plain):
             m.zero_grad(set_to_none=True)
             train_step(m, x, y, defer)

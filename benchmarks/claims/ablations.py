@@ -38,7 +38,7 @@ def ablation_claims(src: Source, registry: dict, titles: dict = None) -> list:
                 out.append(make_claim(f"{item.input_range} inputs, no standardisation (ViT, {budget} ep)", item.paper,
                                       f"drop from standardised inputs, points: baseline {drop_b.text()}, TrAct "
                                       f"{drop_t.text()}; baseline's drop − TrAct's: {robust.text()}", [robust]))
-    for name, item in rows:
+    for _name, item in rows:
         if item.versus and item.input_range in tract_at and item.versus[0] in tract_at:
             other, quote = item.versus
             p = paired(tract_at[item.input_range], tract_at[other])

@@ -38,7 +38,7 @@ def read_cache(path: Path):
         if not ok:
             raise ValueError("unexpected contents")
     except Exception as e:
-        warnings.warn(f"ignoring unreadable dataset cache {path} ({type(e).__name__}: {e}); rebuilding it")
+        warnings.warn(f"ignoring unreadable dataset cache {path} ({type(e).__name__}: {e}); rebuilding it", stacklevel=2)
         return None
     mean = tuple(float(m) for m in d["mean"])
     std = tuple(float(v) for v in d["std"])
@@ -60,4 +60,4 @@ def write_cache(path: Path, arrays, classes: list[str], name: str, mean, std) ->
     try:
         save_atomic(path, payload)
     except OSError as e:
-        warnings.warn(f"could not write the dataset cache {path}: {e}; the next load decodes again")
+        warnings.warn(f"could not write the dataset cache {path}: {e}; the next load decodes again", stacklevel=2)
