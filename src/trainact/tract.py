@@ -6,7 +6,7 @@ gradient is Gᵀ A.  TrAct replaces it by the solution of a ridge regression in 
 
     grad_W = Gᵀ A (AᵀA / r + λ I)⁻¹                       r = rows of A, λ > 0
 
-Everything layer-specific (how to get A for a Linear or a ConvNd, grouping) lives in ``patches.py``; this module
+Everything layer-specific (how to get A for a Linear or a ConvNd, grouping) lives in ``adapters.py``; this module
 only sees
 
 * ``grad``:  the plain weight gradient Gᵀ A, laid out per group as (groups, m_g, n_g),
