@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from . import common
 from .common import describe
 from .figures import bar_plot
+
+
+def runnable(command: str) -> str:
+    """A stored command as it runs today: results recorded as `benchmarks/X.py ARGS` become `python -m benchmarks.X
+    ARGS` (the scripts are package modules)."""
+    return re.sub(r"^(?:python3? )?benchmarks/(\w+)\.py", r"python -m benchmarks.\1", command)
 
 
 TARGETS = {  # the project's speed targets, shown beside the measurements
@@ -38,7 +45,7 @@ def overhead_section(r: dict, *, png: str = "overhead.png", title: str = "Time o
     lines = [
         f"## {title}: plain layer vs `torch-tract` vs trainact (" + ", ".join(c["case"] for c in r["results"]) + ")",
         "",
-        f"Command: `{r['command']}` (seed {r['seed']}); {describe(r)}.",
+        f"Command: `{runnable(r['command'])}` (seed {r['seed']}); {describe(r)}.",
         "Each repetition runs every variant once in rotating order; overhead = median over the repetitions of "
         "(variant time / plain time of the same repetition) − 1, with its interquartile range.",
         "",
@@ -78,7 +85,7 @@ def memory_section(r: dict) -> list[str]:
     lines = [
         "## Peak extra memory",
         "",
-        f"Command: `{r['command']}`; {r['case']}, device {r['device']}; {describe(r)}.",
+        f"Command: `{runnable(r['command'])}`; {r['case']}, device {r['device']}; {describe(r)}.",
         "Growth of the peak resident set during one forward + backward, each variant in fresh processes "
         "(minimum over repeats), minus the plain layer's growth.",
         "",
@@ -100,7 +107,7 @@ def allreduce_section(r: dict) -> list[str]:
     lines = [
         "## DDP: the cost of the global covariance",
         "",
-        f"Command: `{r['command']}`; {describe(r)}.",
+        f"Command: `{runnable(r['command'])}`; {describe(r)}.",
         f"{r['case']}. Median step time over {r['steps']} steps after warm-up, 2 processes (gloo), "
         "each process 1 thread.",
         "",
@@ -118,7 +125,7 @@ def gram_section(r: dict) -> list[str]:
         f"## {'GPU' if str(r['device']).startswith('cuda') else 'CPU'}: which Gram algorithm (band vs one dense "
         "GEMM per block)",
         "",
-        f"Command: `{r['command']}` (seed {r['seed']}); {describe(r)}.",
+        f"Command: `{runnable(r['command'])}` (seed {r['seed']}); {describe(r)}.",
         "The same TrAct layer with the band algorithm forced on and off, each repetition running plain, band and "
         "dense once in rotating order; extra = median of the paired ratios to plain − 1. The library uses the band "
         "algorithm on the CPU only (`patches.band_applies`).",
@@ -139,7 +146,7 @@ def sync_section(r: dict) -> list[str]:
     lines = [
         "## GPU: host synchronisations and the pipelined step",
         "",
-        f"Command: `{r['command']}` (seed {r['seed']}); {describe(r)}.",
+        f"Command: `{runnable(r['command'])}` (seed {r['seed']}); {describe(r)}.",
         "Each timing queues several whole training steps back to back (one synchronisation before and after), so "
         "the CPU's running ahead of the GPU, which a host read stops, is part of the time. Synchronising calls per "
         "step were counted with `torch.cuda.set_sync_debug_mode(\"warn\")` after a warm-up step. The paper reports "
@@ -192,7 +199,7 @@ def compile_section(r: dict) -> list[str]:
     lines = [
         "## TrAct under torch.compile against eager",
         "",
-        f"Command: `{r['command']}` (seed {r['seed']}); {describe(r)}.",
+        f"Command: `{runnable(r['command'])}` (seed {r['seed']}); {describe(r)}.",
         "One training step (forward, backward, SGD) per variant, interleaved in rotating order; compiled = "
         "`torch.compile(model, fullgraph=True)` (TrAct's backward inside the compiled backward graph). TrAct's extra "
         "time = median over repetitions of the paired ratio TrAct / plain − 1 within the same mode.",
@@ -213,7 +220,7 @@ def compile_section(r: dict) -> list[str]:
 def gpu_tests_line(r: dict) -> list[str]:
     note = f" Note: {r['note']}." if r.get("note") else ""
     return ["## GPU: tests", "",
-            f"`{r['command']}`: {r['outcome']} ({r['device_name']}, torch {r['torch_version']}, {r['date']}).{note}", ""]
+            f"`{runnable(r['command'])}`: {r['outcome']} ({r['device_name']}, torch {r['torch_version']}, {r['date']}).{note}", ""]
 
 
 def stream_memory_section(r: dict) -> list[str]:
@@ -222,7 +229,7 @@ def stream_memory_section(r: dict) -> list[str]:
     lines = [
         "## Streaming loader: peak memory on data larger than its budget",
         "",
-        f"Command: `{r['command']}`; {describe(r)}.",
+        f"Command: `{runnable(r['command'])}`; {describe(r)}.",
         f"A generated folder of {f['train']} train and {f['test']} test JPEGs ({f['min_side']}–{f['max_side']} px, "
         f"seed {f['seed']}), {f['decoded_bytes'] / mib:.0f} MiB decoded at --image-size {r['image_size']}, against a "
         f"{r['budget_bytes'] / mib:.0f} MiB budget (`--loader auto --memory-budget`, which must choose to stream); one "
