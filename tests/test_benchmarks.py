@@ -162,3 +162,10 @@ def test_compile_benchmark_refuses_bad_input(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--reps", "0"])
     assert "--reps must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_stored_commands_are_shown_in_the_form_that_runs_today():
+    runnable = _load("bench_tables").runnable
+    assert runnable("benchmarks/bench_overhead.py --reps 15") == "python -m benchmarks.bench_overhead --reps 15"
+    assert runnable("python benchmarks/bench_gram.py") == "python -m benchmarks.bench_gram"
+    assert runnable("python -m benchmarks.bench_sync --reps 3") == "python -m benchmarks.bench_sync --reps 3"
