@@ -435,3 +435,19 @@ def test_out_naming_a_file_and_a_subset_larger_than_the_set(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "--train-subset 5000 is more than the 160 training images there are: training on all 160" in (
         printed.out + printed.err)
+
+
+def test_out_holding_runs_on_other_data_is_refused_and_kept(tmp_path, capsys, monkeypatch):
+    """Same config, other data (a changed folder, a changed synthetic set): no run is mixed in, nothing is lost."""
+    out = tmp_path / "o"
+    args = ["compare", *TINY, "--budgets", "1", "--methods", "baseline", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in out.rglob("*"))
+    from trainact.harness.data import synthetic
+
+    monkeypatch.setitem(synthetic._DIFFICULTY, "contrast", (0.5, 1.0))  # the same options now make other images
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} holds results on other data (mean:" in err and "choose another --out" in err
+    assert sorted(p.name for p in out.rglob("*")) == before

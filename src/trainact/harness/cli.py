@@ -239,7 +239,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         try:
             compare.run_compare(cfg, dist=dist, device=device)
-        except OutDirLocked as err:
+        except (OutDirLocked, compare.OutDirMismatch) as err:
             raise UsageError(str(err)) from None
         except RuntimeError as err:
             if not (dist.enabled and env.peer_lost(err)):

@@ -45,6 +45,10 @@ def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv(), log: Callable[[str]
     return dataset
 
 
+class OutDirMismatch(ValueError):
+    """The output directory holds results of another configuration or on other data."""
+
+
 def check_out_dir(cfg: CompareConfig) -> None:
     """Refuse to mix results of different configurations in one output directory."""
     path = Path(cfg.out) / "config.json"
@@ -61,8 +65,24 @@ def check_out_dir(cfg: CompareConfig) -> None:
         hint = ""
         if diff.get("warmup_epochs", (None, None))[1] == 0.0:  # the default was 1 epoch before it became 0
             hint = f" (to resume it, pass --warmup-epochs {diff['warmup_epochs'][0]:g} as it was run with)"
-        raise ValueError(f"--out {cfg.out} holds results of a different configuration ({what}); "
+        raise OutDirMismatch(f"--out {cfg.out} holds results of a different configuration ({what}); "
                          f"choose another --out or delete it{hint}")
+
+
+def check_same_data(out_dir: Path, data: dict) -> None:
+    """Refuse to add runs on other data to an output directory: the data set recorded there (name, sizes, classes,
+    image shape, channel mean and std) must be the one loaded now, e.g. not a changed folder or synthetic set."""
+    try:
+        with open(out_dir / "config.json") as f:
+            old = json.load(f)["environment"]["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # nothing recorded (a new folder, or an older one): check_out_dir has vetted the config
+    changed = [k for k in ("name", "train_size", "test_size", "classes", "image_shape") if old.get(k) != data[k]]
+    changed += [k for k in ("mean", "std") if k in old and any(
+        abs(a - b) > 1e-4 * max(1.0, abs(b)) for a, b in zip(old[k], data[k]))]
+    if changed:
+        what = "; ".join(f"{k}: {old.get(k)!r} there, {data[k]!r} now" for k in changed)
+        raise OutDirMismatch(f"--out {out_dir} holds results on other data ({what}); choose another --out or delete it")
 
 
 def job_devices(device: torch.device, jobs: int, requested: str) -> list[str]:
@@ -184,6 +204,7 @@ def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.de
         env["dataset"] = {"name": dataset.name, "source": dataset.source, "train_size": n,
                           "test_size": dataset.num_test, "classes": len(dataset.classes),
                           "image_shape": [c, h, w], "mean": list(dataset.mean), "std": list(dataset.std)}
+        check_same_data(out_dir, env["dataset"])
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").unlink(missing_ok=True)  # only written again at the real end
         write_json_atomic(out_dir / "config.json", {"config": cfg.to_dict(), "environment": env})
