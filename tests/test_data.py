@@ -337,7 +337,7 @@ def test_synthetic_contrast_spread_and_class_not_in_brightness(synth):
     x = synth.train_images.to(torch.float64)
     per_image_std = x.std(dim=(1, 2, 3))
     q10, q90 = torch.quantile(per_image_std, torch.tensor([0.1, 0.9], dtype=torch.float64))
-    assert q90 / q10 > 5
+    assert q90 / q10 > 4  # contrast is log-uniform over a range of 6.7x
     per_image_mean = x.mean(dim=(1, 2, 3))
     assert torch.quantile(per_image_mean, 0.1) < 70 and torch.quantile(per_image_mean, 0.9) > 185  # dark and bright
     # brightness and contrast carry no class information: a nearest-class-mean rule on them is at chance

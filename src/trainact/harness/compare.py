@@ -69,20 +69,22 @@ def check_out_dir(cfg: CompareConfig) -> None:
                          f"choose another --out or delete it{hint}")
 
 
-def check_same_data(out_dir: Path, data: dict) -> None:
-    """Refuse to add runs on other data to an output directory: the data set recorded there (name, sizes, classes,
-    image shape, channel mean and std) must be the one loaded now, e.g. not a changed folder or synthetic set."""
+def check_same_data(out_dir: Path, data: dict) -> dict:
+    """`data` (the data set's record), if it is the one recorded in the output directory (name, sizes, classes,
+    image shape, channel mean and std) or none is: runs on other data (a changed folder or synthetic set) are
+    refused."""
     try:
         with open(out_dir / "config.json") as f:
             old = json.load(f)["environment"]["dataset"]
     except (OSError, ValueError, KeyError, TypeError):
-        return  # nothing recorded (a new folder, or an older one): check_out_dir has vetted the config
+        return data  # nothing recorded (a new folder, or an older one): check_out_dir has vetted the config
     changed = [k for k in ("name", "train_size", "test_size", "classes", "image_shape") if old.get(k) != data[k]]
     changed += [k for k in ("mean", "std") if k in old and any(
         abs(a - b) > 1e-4 * max(1.0, abs(b)) for a, b in zip(old[k], data[k]))]
     if changed:
         what = "; ".join(f"{k}: {old.get(k)!r} there, {data[k]!r} now" for k in changed)
         raise OutDirMismatch(f"--out {out_dir} holds results on other data ({what}); choose another --out or delete it")
+    return data
 
 
 def job_devices(device: torch.device, jobs: int, requested: str) -> list[str]:
@@ -201,10 +203,9 @@ def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.de
             train_loader, epochs=1, max_batches=STREAM_THROUGHPUT_BATCHES if streamed else None)
         if streamed:
             env["loader"] = {"kind": "stream", "workers": stream_workers(cfg)}
-        env["dataset"] = {"name": dataset.name, "source": dataset.source, "train_size": n,
-                          "test_size": dataset.num_test, "classes": len(dataset.classes),
-                          "image_shape": [c, h, w], "mean": list(dataset.mean), "std": list(dataset.std)}
-        check_same_data(out_dir, env["dataset"])
+        env["dataset"] = check_same_data(out_dir, dict(
+            name=dataset.name, source=dataset.source, train_size=n, test_size=dataset.num_test,
+            classes=len(dataset.classes), image_shape=[c, h, w], mean=list(dataset.mean), std=list(dataset.std)))
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").unlink(missing_ok=True)  # only written again at the real end
         write_json_atomic(out_dir / "config.json", {"config": cfg.to_dict(), "environment": env})
