@@ -3,9 +3,7 @@ resolution through its adapted stem, and `trainact.apply` with the default layer
 whose TrAct gradient in a training step is the paper's ridge solution (the float64 oracle)."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +18,6 @@ pytest.importorskip("torchvision")
 pytest.importorskip("timm")
 pytestmark = pytest.mark.vision
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # (--model, its options, the first layer TrAct wraps, the side of that layer's output map): a stride-1 stem keeps
 # 32 px, ConvNeXt's 2x2/2 stem gives 16, 4x4 patches 8x8 tokens.
@@ -40,20 +37,15 @@ ZOO = [
 ]
 
 
-def _experiments():
-    spec = importlib.util.spec_from_file_location("experiments", ROOT / "benchmarks" / "experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_sweep_trains_exactly_the_models_tested_here():
-    E = _experiments()
+    from benchmarks import experiments as E
+    from benchmarks.common import compare_config
+
     registered = set()
     for key in E.ZOO_MODELS:
         for name in (f"zoo-{key}", f"zoo-{key}-two-thirds"):
             e = E.EXPERIMENTS[name]
-            cfg = E._parse(e["args"] + (["--lr", "0.1"] if e["lr_from"] else []))  # any lr: not what is checked
+            cfg = compare_config([*e["args"], *(["--lr", "0.1"] if e["lr_from"] else [])])  # any lr
             registered.add((cfg.model, tuple(sorted(cfg.model_options().items()))))
     assert registered == {(name, tuple(sorted(options.items()))) for name, options, _, _ in ZOO}
 
