@@ -31,6 +31,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+if __name__ == "__main__" and not __package__:  # run as a file, its relative imports would fail obscurely
+    sys.exit(f"run it as a module from the repository root: {' '.join(['python -m benchmarks.experiments', *sys.argv[1:]])}")
+
 from trainact.harness.results import summarize
 
 from .evidence import (

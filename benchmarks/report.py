@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
+if __name__ == "__main__" and not __package__:  # run as a file, its relative imports would fail obscurely
+    sys.exit(f"run it as a module from the repository root: {' '.join(['python -m benchmarks.report', *sys.argv[1:]])}")
+
 from .bench_tables import (
     allreduce_section, compile_section, gpu_tests_line, gram_section, kernels_section, load, memory_section,
     overhead_section, stream_memory_section, sync_section,

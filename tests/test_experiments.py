@@ -263,3 +263,16 @@ def test_bench_epoch_smoke_on_the_cpu(tmp_path):
     for r in results:
         assert len(r["epoch_seconds"]) == 2 and r["seconds_per_epoch"] > 0
         assert r["aggregate_epochs_per_second"] == pytest.approx(r["jobs"] / r["seconds_per_epoch"])
+
+
+def test_run_as_a_file_it_says_how_to_run_it():
+    """`python benchmarks/experiments.py status` stops with the module form of the same command line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(E.__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "benchmarks/experiments.py", "status"], cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1
+    assert "python -m benchmarks.experiments status" in out.stderr
