@@ -33,6 +33,29 @@ def test_cifar_resnets(name, expansion):
     assert [len(s) for s in (net.layer1, net.layer2, net.layer3, net.layer4)] == blocks
 
 
+@pytest.mark.parametrize("name,side,pool", [("resnet18", 32, None), ("resnet18-maxpool", 16, nn.MaxPool2d),
+                                            ("resnet18-s2", 16, None), ("resnet18-avgpool", 16, nn.AvgPool2d)])
+def test_cifar_resnet18_stems(name, side, pool):
+    """The stems the stages see 32x32 or 16x16 maps after: the first layer is conv1 in each, and only the pool
+    (or the stem's stride) differs."""
+    import trainact
+
+    torch.manual_seed(0)
+    net = build_model(name, num_classes=10, width=4)
+    seen = []
+    net.layer1.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    x = torch.randn(2, 3, 32, 32)
+    assert net(x).shape == (2, 10) and seen == [(2, 4, side, side)]  # what the stages see after the stem
+    assert net.conv1.stride == ((2, 2) if name == "resnet18-s2" else (1, 1)) and net.conv1.padding == (1, 1)
+    pools = [type(m) for m in net.modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    assert pools == ([pool] if pool else [])
+    if pool is nn.AvgPool2d:  # 2x2, stride 2: the mean of each 2x2 block of the stem's output
+        stem = F.relu(net.bn1(net.conv1(x)))
+        torch.testing.assert_close(net.stem_pool(stem), stem.unflatten(3, (16, 2)).unflatten(2, (16, 2)).mean((3, 5)))
+    assert trainact.apply(net, lam=0.1) == "conv1"
+    assert net(x).shape == (2, 10)
+
+
 def test_resnet_default_width_and_grayscale():
     assert build_model("resnet18", num_classes=10).conv1.out_channels == 64
     net = build_model("resnet18", num_classes=3, in_channels=1, width=2)

@@ -148,7 +148,8 @@ class CompareConfig:
 
     model: str = model_option(
         "resnet18", "resnet18|resnet34|resnet50 (CIFAR variant), resnet18-maxpool (the TrAct authors' CIFAR "
-        "ResNet-18: a 3x3/2 max-pool after the stem), vit, vit-patchnorm, vit-dualpatchnorm, tv:<torchvision name>, "
+        "ResNet-18: a 3x3/2 max-pool after the stem), resnet18-s2 (a stride-2 stem, no pool), resnet18-avgpool (a "
+        "2x2/2 average pool after the stem), vit, vit-patchnorm, vit-dualpatchnorm, tv:<torchvision name>, "
         "timm:<timm name>", check=_check_name)
     # 64 in the paper; 8 keeps the no-argument demo on a CPU
     width: Optional[int] = model_option(

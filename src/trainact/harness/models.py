@@ -18,6 +18,7 @@ are in harness/library_models.py, with the table of what each variant changes an
 from __future__ import annotations
 
 import difflib
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -27,14 +28,21 @@ from trainact.harness.library_models import CIFAR_MODELS, timm_model, torchvisio
 
 __all__ = ["build_model", "available_models", "CifarResNet", "BasicBlock", "Bottleneck", "ViT"]
 
-_RESNETS = {  # name -> (block, blocks per stage, 3x3/2 max-pool after the stem)
-    "resnet18": ("basic", (2, 2, 2, 2), False),
-    "resnet34": ("basic", (3, 4, 6, 3), False),
-    "resnet50": ("bottleneck", (3, 4, 6, 3), False),
+_RESNETS = {  # name -> (block, blocks per stage, the 3x3 stem's stride, the pool after the stem: None/"max"/"avg")
+    "resnet18": ("basic", (2, 2, 2, 2), 1, None),
+    "resnet34": ("basic", (3, 4, 6, 3), 1, None),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), 1, None),
     # the TrAct authors' CIFAR ResNet-18 (torch-tract's examples/resnet_cifar10.py): the 3x3 stride-1 stem is
     # followed by a 3x3 stride-2 max-pool (padding 1), so the stages see 16x16 maps: a quarter of the compute
-    "resnet18-maxpool": ("basic", (2, 2, 2, 2), True),
+    "resnet18-maxpool": ("basic", (2, 2, 2, 2), 1, "max"),
+    # two stems that also give the stages 16x16 maps, to tell the halved resolution from the max-pool's sparse
+    # gradient (each pooled value's gradient goes to one stem output): a stride-2 stem (padding 1) with no pool,
+    # and the stride-1 stem followed by a 2x2 stride-2 average pool (every stem output gets a quarter)
+    "resnet18-s2": ("basic", (2, 2, 2, 2), 2, None),
+    "resnet18-avgpool": ("basic", (2, 2, 2, 2), 1, "avg"),
 }
+# the pools after the stem: each halves the stem's output maps (32x32 -> 16x16 on CIFAR)
+_STEM_POOLS = {"max": lambda: nn.MaxPool2d(3, stride=2, padding=1), "avg": lambda: nn.AvgPool2d(2, stride=2)}
 _VITS = {"vit": "none", "vit-patchnorm": "patch", "vit-dualpatchnorm": "dual"}
 _RESNET_OPTIONS = {"width": 64}
 _VIT_OPTIONS = {"patch_size": 8, "dim": 384, "depth": 7, "heads": 12, "mlp_dim": 1536, "dropout": 0.0}
@@ -93,18 +101,24 @@ def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
 
 
 class CifarResNet(nn.Module):
-    """ResNet for small images: 3x3 stride-1 stem `conv1` (the first layer), BN, ReLU, no max-pool (with
-    `stem_pool`: a 3x3 stride-2 max-pool, the TrAct authors' variant); four stages of widths w, 2w, 4w, 8w with
-    strides 1, 2, 2, 2; global average pool; `fc`."""
+    """ResNet for small images: 3x3 stem `conv1` (the first layer; stride `stem_stride`, 1 by default), BN, ReLU,
+    then `stem_pool`: None (no pool), "max" (3x3 stride-2 max-pool, padding 1: the TrAct authors' variant) or
+    "avg" (2x2 stride-2 average pool); four stages of widths w, 2w, 4w, 8w with strides 1, 2, 2, 2; global average
+    pool; `fc`."""
 
     def __init__(
         self, block: str, layers: tuple[int, ...], *, num_classes: int, in_channels: int = 3, width: int = 64,
-        stem_pool: bool = False,
+        stem_stride: int = 1, stem_pool: Optional[str] = None,
     ) -> None:
         super().__init__()
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem_pool else nn.Identity()
+        if stem_pool is not None and stem_pool not in _STEM_POOLS:
+            raise ValueError(f"stem_pool must be None or one of {', '.join(_STEM_POOLS)}, got {stem_pool!r}")
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+        # parameter-free, so the state_dict keys are those of every stem
+        self.stem_pool = nn.Identity() if stem_pool is None else _STEM_POOLS[stem_pool]()
         block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
-        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=stem_stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         stages, channels = [], width
         for i, (n_blocks, stride) in enumerate(zip(layers, (1, 2, 2, 2))):
@@ -125,7 +139,7 @@ class CifarResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))  # (B, w, H, W), or H/2 x W/2 after the max-pool
+        x = self.stem_pool(F.relu(self.bn1(self.conv1(x))))  # (B, w, H, W), or H/2 x W/2 (stride 2 or a pool)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 8w * expansion, H/8, W/8)
         x = self.avgpool(x).flatten(1)  # (B, 8w * expansion)
         return self.fc(x)
@@ -270,10 +284,11 @@ def _check_options(name: str, options: dict, accepted: dict) -> dict:
 def build_model(name: str, *, num_classes: int, image_size: int = 32, in_channels: int = 3, **options) -> nn.Module:
     """A freshly initialised model (never pretrained weights). See `available_models()` for the names.
 
-    resnet18/34/50 take `width` (base channels, default 64); vit, vit-patchnorm and vit-dualpatchnorm take
-    patch_size=8, dim=384, depth=7, heads=12, mlp_dim=4*dim (1536), dropout=0.0; `tv:<name>` passes options to
-    torchvision.models.get_model, `timm:<name>` to timm.create_model, `cifar:<name>` (the CIFAR variants of the
-    module docstring's table) to the library's builder.
+    The CIFAR ResNets (resnet18/34/50 and the resnet18 stems of `_RESNETS`) take `width` (base channels, default
+    64); vit, vit-patchnorm and vit-dualpatchnorm take patch_size=8, dim=384, depth=7, heads=12, mlp_dim=4*dim
+    (1536), dropout=0.0; `tv:<name>` passes options to torchvision.models.get_model, `timm:<name>` to
+    timm.create_model, `cifar:<name>` (the CIFAR variants of the module docstring's table) to the library's
+    builder.
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
@@ -282,10 +297,10 @@ def build_model(name: str, *, num_classes: int, image_size: int = 32, in_channel
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
     if name in _RESNETS:
-        block, layers, stem_pool = _RESNETS[name]
+        block, layers, stem_stride, stem_pool = _RESNETS[name]
         opts = _check_options(name, options, _RESNET_OPTIONS)
-        return CifarResNet(block, layers, num_classes=num_classes, in_channels=in_channels, stem_pool=stem_pool,
-                           **opts)
+        return CifarResNet(block, layers, num_classes=num_classes, in_channels=in_channels, stem_stride=stem_stride,
+                           stem_pool=stem_pool, **opts)
     if name in _VITS:
         opts = _check_options(name, {"mlp_dim": 4 * options.get("dim", _VIT_OPTIONS["dim"]), **options}, _VIT_OPTIONS)
         return ViT(num_classes=num_classes, image_size=image_size, in_channels=in_channels, patch_norm=_VITS[name], **opts)
