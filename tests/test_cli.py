@@ -203,7 +203,7 @@ def test_config_json_markers_are_the_ones_existing_folders_were_written_with():
     from trainact.harness.config import EXTENSIBLE_FIELDS, OPTIONAL_FIELDS
 
     assert set(OPTIONAL_FIELDS) == {"image_size", "val_fraction", "loader", "workers", "memory_budget", "milestones",
-                                    "gamma", "channels_last", "compile", "jobs"}
+                                    "gamma", "channels_last", "compile", "jobs", "contrast_spread"}
     assert set(EXTENSIBLE_FIELDS) == {"methods", "lams", "budgets", "seeds", "lrs", "lr_grid_seeds", "out", "device",
                                       "threads", "channels_last", "compile", "jobs", "workers"}
     assert set(json.loads(CompareConfig().to_json())) == {f for f in CompareConfig.__dataclass_fields__

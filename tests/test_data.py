@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import re
@@ -504,6 +505,87 @@ def test_loader_validation():
             BatchLoader(images, labels, **(ok | bad))
     with pytest.raises(ValueError, match="uint8"):
         BatchLoader(images.float(), labels, **ok)
+
+
+# ----------------------------------------------------------------------------------------------------
+# --contrast-spread: each training image's contrast scaled by a factor fixed per (seed, image)
+
+
+def test_contrast_factors_are_log_uniform_and_fixed_per_seed_and_image():
+    from trainact.harness.data.contrast import contrast_factors
+
+    f = contrast_factors(4000, 0.1, seed=0)
+    assert f.dtype == torch.float32 and f.shape == (4000,)
+    assert torch.equal(f, contrast_factors(4000, 0.1, seed=0))  # reproducible
+    assert torch.equal(f[:50], contrast_factors(50, 0.1, seed=0))  # image i's factor: the seed and i alone
+    assert not torch.equal(f[:50], contrast_factors(50, 0.1, seed=1))  # another seed, other factors
+    assert 0.1 <= f.min() and f.max() <= 1
+    u = torch.log(f.double()) / math.log(0.1)  # log-uniform on [0.1, 1]: u uniform on [0, 1]
+    counts = torch.histc(u, bins=10, min=0, max=1)
+    assert counts.sum() == 4000 and ((counts - 400).abs() < 80).all(), counts  # ±4 sd of a binomial bin
+    assert torch.equal(contrast_factors(10, 1.0, seed=0), torch.ones(10))
+
+
+def test_contrast_keeps_each_images_mean_and_no_other_random_draw():
+    images, labels = _tagged(n=40)  # every pixel >= 1: a 0 in a batch is crop padding
+    from trainact.harness.data.contrast import contrast_factors
+
+    kw = dict(batch_size=8, train=True, input_range="byte", seed=3)
+    off, low = _loader(images, labels, **kw), _loader(images, labels, contrast_spread=0.3, **kw)
+    f = contrast_factors(40, 0.3, seed=3)
+    for epoch in (0, 2):  # the same crop, flip and order; the pixels scaled around the image's mean
+        for (x0, y0), (x1, y1) in zip(off.epoch(epoch), low.epoch(epoch)):
+            assert torch.equal(y0, y1)
+            m = images[y0].double().mean((1, 2, 3)).float().view(-1, 1, 1, 1)
+            expected = torch.where(x0 > 0, m + f[y0].view(-1, 1, 1, 1) * (x0 - m), 0.0)
+            torch.testing.assert_close(x1, expected)
+    plain = dict(kw, augment=False)  # uncropped: the mean is kept and the spread around it shrinks by f
+    (x,), (y,) = _collect(_loader(images, labels, contrast_spread=0.3, **(plain | {"batch_size": 40})), epoch=5)
+    source = images[y].double()
+    torch.testing.assert_close(x.double().mean((1, 2, 3)), source.mean((1, 2, 3)), rtol=0, atol=1e-4)
+    torch.testing.assert_close(x.double().std((1, 2, 3)), f[y].double() * source.std((1, 2, 3)), rtol=1e-5, atol=0)
+    assert (x.amin((1, 2, 3)) >= source.amin((1, 2, 3)) - 1e-4).all()  # within the image's own range: no clipping
+    assert (x.amax((1, 2, 3)) <= source.amax((1, 2, 3)) + 1e-4).all()
+
+
+def test_contrast_spread_one_is_off_and_the_test_set_is_untouched(synth):
+    from trainact.harness.config import CompareConfig
+    from trainact.harness.train import make_loaders
+
+    cpu = torch.device("cpu")
+    small = synth.subset(200, seed=0)
+    default, one, low = (make_loaders(CompareConfig(contrast_spread=c), small, cpu, seed=1) for c in (1.0, 1, 0.1))
+    assert CompareConfig(contrast_spread=1.0).to_json() == CompareConfig().to_json()  # config.json as before
+    for epoch in (0, 1):  # C = 1: bit for bit the batches without the option
+        for (x0, y0), (x1, y1) in zip(default[0].epoch(epoch), one[0].epoch(epoch)):
+            assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    for (x0, y0), (x1, y1) in zip(default[1].epoch(0), low[1].epoch(0)):  # test images as they are
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(default[0].epoch(0), low[0].epoch(0)))
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.5, 1.5, float("nan"), True, "0.3"])
+def test_a_contrast_spread_out_of_range_is_refused_naming_the_value(bad):
+    from trainact.harness.config import CompareConfig
+
+    with pytest.raises(ValueError, match=r"contrast_spread must be a number in \(0, 1\] .* got " + re.escape(repr(bad))):
+        CompareConfig(contrast_spread=bad)
+    images, labels = _tagged(n=10)
+    with pytest.raises(ValueError, match=r"contrast_spread must be a number in \(0, 1\].* got " + re.escape(repr(bad))):
+        _loader(images, labels, batch_size=4, train=True, contrast_spread=bad)
+
+
+def test_contrast_spread_applies_to_training_images_only(capsys):
+    from trainact.harness.cli import main
+    from trainact.harness.config import CompareConfig
+
+    images, labels = _tagged(n=10)
+    with pytest.raises(ValueError, match=r"contrast_spread=0.3 applies to training images; an evaluation loader"):
+        _loader(images, labels, batch_size=4, train=False, contrast_spread=0.3)
+    with pytest.raises(ValueError, match=r"first_layer_init 'whiten' .* contrast_spread=0.5 \(--contrast-spread\)"):
+        CompareConfig(first_layer_init="whiten", contrast_spread=0.5)
+    assert main(["compare", "--contrast-spread", "2"]) == 2
+    assert "argument --contrast-spread: '2' must be a number in (0, 1]" in capsys.readouterr().err
 
 
 def test_measure_loader_throughput(monkeypatch):

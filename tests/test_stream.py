@@ -201,6 +201,32 @@ def test_streamed_training_batches_depend_on_seed_and_epoch_not_on_workers(both)
     assert {xi.to(torch.uint8).numpy().tobytes() for x, _ in plain for xi in x} == centres
 
 
+def test_streamed_contrast_is_the_in_memory_loaders(both):
+    """--contrast-spread streamed: each training image scaled by the in-memory loader's factor for its index, around
+    its stored square's mean, before the crop; the same batches as the in-memory loader's for the same draws."""
+    from trainact.harness.data.contrast import contrast_factors, scale_contrast
+
+    mem, st = both
+    kw = dict(split="train", batch_size=4, train=True, mean=mem.mean, std=mem.std, input_range="byte", seed=3)
+    f = contrast_factors(12, 0.2, seed=3)
+    plain = StreamLoader(st, workers=0, augment=False, contrast_spread=0.2, **kw)
+    o = I.centre_offset(SQ, N)
+    for i in range(12):
+        x, label = plain._images[(i, 1)]
+        expected = scale_contrast(mem.train_images[i], f[i])[:, o : o + N, o : o + N]
+        assert label == int(mem.train_labels[i]) and torch.equal(x, expected)
+    cropped = StreamLoader(st, workers=0, contrast_spread=0.2, **kw)
+    off = StreamLoader(st, workers=0, **kw)
+    for (x0, y0), (x1, y1) in zip(_batches(off, epoch=1), _batches(cropped, epoch=1)):
+        assert torch.equal(y0, y1) and not torch.equal(x0, x1)  # the same order; other pixels
+    for i in range(12):  # the same crop and flip as without it: a window of the scaled square
+        x, _ = cropped._images[(i, 1)]
+        assert any(torch.equal(x, w) for w in _windows(scale_contrast(mem.train_images[i], f[i]), N, N))
+    assert _same_batches(_batches(cropped, epoch=1), _batches(StreamLoader(st, workers=2, contrast_spread=0.2, **kw), 1))
+    with pytest.raises(ValueError, match="contrast_spread=0.2 applies to training images"):
+        StreamLoader(st, split="test", batch_size=4, train=False, mean=mem.mean, std=mem.std, contrast_spread=0.2)
+
+
 def test_ranks_take_disjoint_shards_of_one_permutation(both):
     _, st = both
     kw = dict(split="train", batch_size=2, train=True, mean=st.mean, std=st.std, seed=5)
@@ -350,7 +376,8 @@ def test_config_refuses_bad_data_and_schedule_options_naming_the_flag(kw, needle
 
 def test_old_config_json_loads_with_todays_behaviour_and_new_fields_roundtrip():
     old = CompareConfig(data="d", budgets=(2,)).to_dict()
-    for name in ("image_size", "val_fraction", "loader", "workers", "memory_budget", "milestones", "gamma"):
+    for name in ("image_size", "val_fraction", "loader", "workers", "memory_budget", "milestones", "gamma",
+                 "contrast_spread"):
         assert name not in old  # a default run's config.json is what it was before these fields existed
     cfg = CompareConfig.from_dict(old)
     assert cfg.loader == "auto" and cfg.image_size is None and not cfg.differences(CompareConfig(data="d", budgets=(2,)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -39,6 +40,9 @@ DEFAULT_STEP_GAMMA = 0.1
 # `loader="auto"` keeps a data set in memory unless its decoded uint8 arrays (3 bytes per pixel) would take more
 # than this, and streams it from disk otherwise; `memory_budget` replaces it.
 DEFAULT_MEMORY_BUDGET = 8 * 2**30
+
+# --contrast-spread's default: no contrast scaling (harness/data/contrast.py)
+CONTRAST_OFF = 1.0
 
 # The paper's best SGD lr (ResNet-18 on CIFAR-10, momentum 0.9, cosine): the first layer's lr when
 # `first_layer_sgd` is set and `first_layer_lr` is not.
@@ -84,6 +88,14 @@ def _check_gamma(subject: str, value: Any) -> None:
         raise ValueError(f"{subject} must be in (0, 1] (--gamma: the lr factor at each milestone), got {value!r}")
 
 
+def check_contrast_spread(subject: str, value: Any) -> None:
+    """A number in (0, 1] (the loaders check theirs with it too)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0 < value <= 1:
+        raise ValueError(f"{subject} must be a number in (0, 1] (--contrast-spread: the lowest contrast factor of a "
+                         f"training image; 1 turns it off), got {value!r}")
+
+
 def _check_device(subject: str, value: Any) -> None:
     if not (value in ("auto", "cpu", "cuda") or (isinstance(value, str) and value.startswith("cuda:"))):
         raise ValueError(f"{subject} must be auto, cpu, cuda or cuda:N, got {value!r}")
@@ -124,6 +136,12 @@ class CompareConfig:
         "zero padding by 4 pixels; with --image-size N a random N x N window of the training image resized to "
         "shorter side round(N / 0.875) and centre-cropped square (resize + random crop, not RandomResizedCrop); "
         "without augmentation, that square's centre N x N", check=boolean)
+    # not in the paper: how TrAct's gain depends on the spread of the training images' contrast (data/contrast.py)
+    contrast_spread: float = data_option(
+        CONTRAST_OFF, "scale each training image's contrast around its mean brightness (over all channels and "
+        "pixels) by a factor drawn log-uniformly from [C, 1], fixed per image and seed (the same in every epoch and "
+        "for both methods), before the standardisation; test images unchanged; 1: off", metavar="C",
+        parse=parse_float, check=check_contrast_spread, optional=True)
     image_size: Optional[int] = data_option(
         None, "image folders/archives of any image sizes: test images resized to shorter side round(N / 0.875) and "
         "centre-cropped to N x N (ImageNet's 0.875 crop ratio, 224 of 256); train images see --no-augment (default: "
@@ -291,6 +309,10 @@ class CompareConfig:
                              "with optimizer 'sgd' everything is SGD already (choose adam or adamw)")
         if self.first_layer_lr is not None and not self.first_layer_sgd:
             raise ValueError(f"first_layer_lr={self.first_layer_lr!r} is only used with first_layer_sgd")
+        if self.first_layer_init != "default" and self.contrast_spread != CONTRAST_OFF:
+            raise ValueError(f"first_layer_init {self.first_layer_init!r} computes its filters from the training "
+                             f"images as stored, without the contrast scaling of contrast_spread="
+                             f"{self.contrast_spread!r} (--contrast-spread); use one of the two")
         if self.first_layer_init == "whiten-frozen":
             if "tract" in self.methods:
                 raise ValueError("first_layer_init 'whiten-frozen' freezes the first layer's weight, so TrAct has "

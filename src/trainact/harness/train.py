@@ -134,7 +134,8 @@ def stream_workers(cfg: CompareConfig) -> int:
 
 
 def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, dist: DistEnv = DistEnv()):
-    """(train, test) loaders of a run: BatchLoader for an ImageDataset, StreamLoader for a StreamDataset."""
+    """(train, test) loaders of a run: BatchLoader for an ImageDataset, StreamLoader for a StreamDataset; only the
+    train loader scales contrast (--contrast-spread)."""
     from trainact.harness.data import BatchLoader, StreamDataset, StreamLoader
 
     if cfg.batch_size % dist.world_size:
@@ -146,14 +147,14 @@ def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, d
     if isinstance(dataset, StreamDataset):
         common["workers"] = stream_workers(cfg)
         train = StreamLoader(dataset, split="train", batch_size=per_rank, train=True, augment=cfg.augment, seed=seed,
-                             **common)
+                             contrast_spread=cfg.contrast_spread, **common)
         test = StreamLoader(dataset, split="test", batch_size=max(per_rank, 256), train=False, augment=False,
                             seed=seed, **common)
         return train, test
     if dataset.image_size is not None:  # --image-size: random crops of the stored squares, no padding
         common["image_size"], common["crop_padding"] = dataset.image_size, 0
     train = BatchLoader(dataset.train_images, dataset.train_labels, batch_size=per_rank, train=True,
-                        augment=cfg.augment, seed=seed, **common)
+                        augment=cfg.augment, seed=seed, contrast_spread=cfg.contrast_spread, **common)
     common.pop("image_size", None)  # the test split is stored at its final size
     test = BatchLoader(dataset.test_images, dataset.test_labels, batch_size=max(per_rank, 256), train=False,
                        augment=False, seed=seed, **common)

@@ -1,7 +1,8 @@
 """The in-memory loader: batches of a uint8 split on the device, seeded per (seed, epoch), batched augmentation.
 
-`BatchLoader` and the streaming loader (stream.py) share their argument checks (`check_loader_args`) and the
-uint8-to-input arithmetic (`input_affine`); `measure_loader_throughput` times either.
+`BatchLoader` and the streaming loader (stream.py) share their argument checks (`check_loader_args`,
+`check_train_contrast`) and the uint8-to-input arithmetic (`input_affine`); `measure_loader_throughput` times
+either.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Iterator, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from trainact.harness.config import CONTRAST_OFF, check_contrast_spread
+
+from .contrast import contrast_factors, scale_contrast
 from .dataset import INPUT_RANGES, mix_seed
 from .images import centre_offset
 
@@ -30,6 +34,14 @@ def input_affine(mean: Sequence[float], std: Sequence[float], input_range: str,
     else:
         scale, shift = torch.ones(c), torch.zeros(c)
     return scale.view(1, c, 1, 1).to(device), shift.view(1, c, 1, 1).to(device)
+
+
+def check_train_contrast(contrast_spread, train: bool) -> None:
+    """Raise ValueError for a contrast spread out of (0, 1], or one set on an evaluation loader."""
+    check_contrast_spread("contrast_spread", contrast_spread)
+    if not train and contrast_spread != CONTRAST_OFF:
+        raise ValueError(f"contrast_spread={contrast_spread!r} applies to training images; an evaluation loader "
+                         "(train=False) feeds the images as they are")
 
 
 def check_loader_args(*, batch_size, input_range, mean, std, channels: int, crop_padding, dtype, rank,
@@ -67,6 +79,8 @@ class BatchLoader:
     The permutation and the augmentation draws come from a CPU generator seeded by (seed, epoch), drawn for the
     whole epoch, so they do not depend on the device, on world_size, or on how far a previous run got.
     input_range: "standardized" (x/255 - mean)/std per channel, "unit" x/255, "byte" x in [0, 255].
+    contrast_spread C < 1 (training only): each image's contrast scaled by its own factor in [C, 1], fixed per
+    (seed, image index), before crop and flip (harness/data/contrast.py).
 
     Distributed: every rank builds the same permutation; a global batch is batch_size * world_size consecutive
     entries of it, and rank r takes entries [r*batch_size, (r+1)*batch_size). A final partial global batch is
@@ -94,6 +108,7 @@ class BatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        contrast_spread: float = CONTRAST_OFF,
     ) -> None:
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
             got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
@@ -105,6 +120,7 @@ class BatchLoader:
             raise ValueError(f"labels must be integers, got {labels.dtype}")
         check_loader_args(batch_size=batch_size, input_range=input_range, mean=mean, std=std, channels=images.shape[1],
                           crop_padding=crop_padding, dtype=dtype, rank=rank, world_size=world_size)
+        check_train_contrast(contrast_spread, train)
         if image_size is not None:
             side = min(images.shape[2:]) + 2 * crop_padding
             if not isinstance(image_size, int) or not 1 <= image_size <= side:
@@ -117,6 +133,9 @@ class BatchLoader:
         self.images = images.to(self.device).contiguous()  # uint8 (N, C, H, W), moved once
         self.labels = labels.to(device=self.device, dtype=torch.int64)
         self._scale, self._shift = input_affine(mean, std, input_range, self.device)
+        # each image's contrast factor (None: off, the images as they are)
+        self._contrast = (None if contrast_spread == CONTRAST_OFF else
+                          contrast_factors(self.num_images, contrast_spread, self.seed).to(self.device))
         if self.train and len(self) == 0:
             raise ValueError(
                 f"no batches: {images.shape[0]} images, batch_size {batch_size} x world_size {world_size}"
@@ -175,6 +194,8 @@ class BatchLoader:
                 pos = pos.to(dev)
             idx = order[pos] if order is not None else pos
             x = self.images[idx]  # uint8 (B, C, H, W)
+            if self._contrast is not None:
+                x = scale_contrast(x, self._contrast[idx])  # float32 (B, C, H, W), in pixel units
             if augment:
                 x = self._crop_flip(x, dy[pos], dx[pos], flip[pos])
             elif self.image_size is not None:

@@ -24,9 +24,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
+from trainact.harness.config import CONTRAST_OFF
+
+from .contrast import contrast_factors, scale_contrast
 from .dataset import DataError, Dataset, channel_histograms, log, mix_seed, stats_from_histograms
 from .images import centre_offset, decode, open_image, resize_size
-from .loader import check_loader_args, input_affine
+from .loader import check_loader_args, check_train_contrast, input_affine
 from .readers import Index
 from .storage import Storage
 
@@ -86,13 +89,16 @@ def _decode(storage, name: str, where: str, image_size: Optional[int], stored: t
 
 
 class _Images(TorchDataset):
-    """Item (index, epoch) -> (uint8 (3, H, W), label): decoded, then (train) cropped and flipped."""
+    """Item (index, epoch) -> (uint8 (3, H, W), label): decoded, then (train) cropped and flipped; with contrast
+    factors (one per file), float32 (3, H, W) in pixel units, its contrast scaled before the crop."""
 
     def __init__(self, files: list[str], labels: torch.Tensor, storage, *, where: str, image_size: Optional[int],
-                 stored: tuple[int, int], split: str, train: bool, augment: bool, crop_padding: int, seed: int) -> None:
+                 stored: tuple[int, int], split: str, train: bool, augment: bool, crop_padding: int, seed: int,
+                 contrast: Optional[torch.Tensor] = None) -> None:
         self.files, self.labels, self.storage, self.where = files, labels.tolist(), storage, where
         self.image_size, self.stored, self.split = image_size, stored, split
         self.train, self.augment, self.crop_padding, self.seed = train, augment, crop_padding, seed
+        self.contrast = contrast
 
     def __len__(self) -> int:
         return len(self.files)
@@ -100,6 +106,8 @@ class _Images(TorchDataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         i, epoch = key
         x = _decode(self.storage, self.files[i], self.where, self.image_size, self.stored, self.split)
+        if self.contrast is not None:
+            x = scale_contrast(x, self.contrast[i])  # float32 (3, H, W), in pixel units
         if self.train:
             x = self._transform(x, i, epoch)
         return x, self.labels[i]
@@ -152,6 +160,8 @@ class StreamLoader:
     batch_size is per rank. train=True: DistributedSampler(shuffle, seed=seed, drop_last), augmentation as
     BatchLoader's (crop_padding without image_size, a crop of the stored square with it). train=False: images
     rank, rank + world_size, ... in file order, unaugmented (each test image on exactly one rank).
+    contrast_spread C < 1 (training only): each image's contrast scaled as BatchLoader does, by the same factors
+    (per seed and index into the split's files), before the crop.
     """
 
     def __init__(
@@ -172,11 +182,13 @@ class StreamLoader:
         workers: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        contrast_spread: float = CONTRAST_OFF,
     ) -> None:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         check_loader_args(batch_size=batch_size, input_range=input_range, mean=mean, std=std, channels=3,
                           crop_padding=crop_padding, dtype=dtype, rank=rank, world_size=world_size)
+        check_train_contrast(contrast_spread, train)
         if not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers must be an int >= 0 (--workers), got {workers!r}")
         files, labels = ((dataset.train_files, dataset.train_labels) if split == "train"
@@ -189,7 +201,9 @@ class StreamLoader:
         self.device = torch.device(device)
         self._images = _Images(files, labels, dataset.storage, where=dataset.source, image_size=dataset.image_size,
                                stored=dataset.stored_size, split=split, train=self.train, augment=augment,
-                               crop_padding=0 if dataset.image_size is not None else crop_padding, seed=seed)
+                               crop_padding=0 if dataset.image_size is not None else crop_padding, seed=seed,
+                               contrast=None if contrast_spread == CONTRAST_OFF else
+                               contrast_factors(len(files), contrast_spread, seed))
         if self.train:
             base = DistributedSampler(self._images, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                                       drop_last=True)
