@@ -113,6 +113,27 @@ class WdPoolCell:
 
 
 @dataclass(frozen=True)
+class StemCell:
+    """One stem of the stem ablation (not in the paper): the CIFAR ResNet-18 with one stem, no weight decay, SGD
+    lr 0.08, λ 0.1, 4 and 16 epochs. `stem`: "maxpool" and "nopool" are the references (weight decay x max-pool
+    cells, whose own gain rows are theirs), any other a stem compared with both, quoting `paper` on its gain;
+    `label` names it in tables and sentences."""
+
+    stem: str
+    label: str
+    paper: str = ""
+
+
+@dataclass(frozen=True)
+class ContrastCell:
+    """One point of the contrast sweep (not in the paper): the authors' model with each training image's contrast
+    scaled by a log-uniform factor in [`spread`, 1] (--contrast-spread; 1: the images as they are, the reference)."""
+
+    spread: float
+    paper: str = ""
+
+
+@dataclass(frozen=True)
 class Whitening:
     """Columns of the whitening comparison this experiment's runs fill: ((column, method label), ...).
     `reference`: the plain runs the whitened ones are compared with; `setting` names the protocol."""

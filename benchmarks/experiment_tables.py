@@ -368,9 +368,11 @@ def claims_table(registry=None) -> list[str]:
 
 def trend_sentences(src=None, registry=None) -> list[str]:
     """One sentence per curve experiment: does TrAct's gain grow, hold or fade with the budget; then whether weight
-    decay or the max-pool (the two differences between the CIFAR protocols) move that gain."""
+    decay or the max-pool (the two differences between the CIFAR protocols) move that gain, and what of the max-pool
+    keeps it (the stem ablation)."""
     src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
-    found = claims.trend_sentences(src, registry) + [weight_decay_pool_sentence(src, registry)]
+    found = claims.trend_sentences(src, registry) + [weight_decay_pool_sentence(src, registry),
+                                                     stem_sentence(src, registry)]
     found = [s for s in found if s]
     if not found:
         return []
@@ -409,6 +411,164 @@ def weight_decay_pool_sentence(src=None, registry=None) -> Optional[str]:
             for label, p in per.items()) + ")")
     return (f"Not in the paper — weight decay × max-pool ({claims.WD_POOL_SETTING}; points [95 % t interval], "
             "paired per seed): " + "; ".join(clauses) + ".")
+
+
+def _not_yet_run(name: str) -> str:
+    return f"not yet run: `python -m benchmarks.experiments run {name}`"
+
+
+def _half_width(p) -> float:
+    """A paired difference's 95 % interval half-width (0 without an interval): its error bar."""
+    return (p.interval[1] - p.interval[0]) / 2 if p.interval else 0
+
+
+def _accuracy_rows(src, name: str, budgets, first: str) -> list[str]:
+    """Table rows `| first | budget | seeds | baseline | TrAct | TrAct − baseline |` of one experiment, or one row
+    saying it has not run yet."""
+    from .claims.wd_pool import WD_POOL_BUDGETS
+
+    rows = []
+    for b in budgets or WD_POOL_BUDGETS:
+        base, tr = src.top1(name, b, "baseline"), src.top1(name, b, "tract-l0.1")
+        if base and tr:
+            rows.append(f"| {first} | {b} | {len(claims.paired(tr, base).seeds)} | {pm(stats(list(base.values())))} | "
+                        f"{pm(stats(list(tr.values())))} | {claims.paired(tr, base).text()} |")
+    return rows or [f"| {first} | — | 0 | {_not_yet_run(name)} | | |"]
+
+
+def _model(name: str, registry: dict) -> str:
+    args = registry[name]["args"]
+    return args[args.index("--model") + 1] if "--model" in args else "resnet18"
+
+
+def stem_section(src=None, registry=None) -> list[str]:
+    """Not in the paper: what of the max-pool stem keeps TrAct's gain (`StemCell` registrations): each stem's
+    accuracies and gain per budget (a stem not yet collected shows the command that trains it), each new stem's gain
+    against the references', paired per seed, and their plot."""
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
+    cells, new = claims.stem_cells(registry), claims.new_stems(registry)
+    if not new or claims.MAXPOOL not in cells or claims.NOPOOL not in cells:
+        return []
+    gains = claims.stem_gains(src, registry)
+    label = {stem: item.label for stem, (_, item) in cells.items()}
+    lines = ["### Not in the paper: what of the max-pool stem keeps TrAct's gain (ResNet-18, SGD, no weight decay)", "",
+             f"The stems compared ({claims.STEM_SETTING}, the weight decay × max-pool protocol): "
+             + "; ".join(f"{label[stem]}: `{_model(name, registry)}` (`{name}`)" for stem, (name, _) in cells.items())
+             + f". With {' and with '.join(label[stem] for stem in new)} the stages see the 16x16 maps they see after "
+             f"{label[claims.MAXPOOL]}, without its max. If these keep TrAct's gain as "
+             f"{label[claims.MAXPOOL]} does, the resolution after the stem is what matters; if they lose it as with "
+             f"{label[claims.NOPOOL]}, the max's sparse gradient routing (each pooled value's gradient reaches one stem "
+             "output). Final test top-1 %, mean ± std over seeds; TrAct − baseline paired per seed, points [95 % t "
+             "interval]:", "",
+             "| stem | budget | seeds | baseline | TrAct | TrAct − baseline |", "|---|---:|---:|---:|---:|---:|"]
+    for stem, (name, _) in cells.items():
+        lines += _accuracy_rows(src, name, sorted(gains.get(stem, {})), label[stem])
+    diffs = claims.stem_differences(src, registry)
+    if diffs:
+        lines += ["", "TrAct's gain with each new stem − with each reference, paired per seed, points [95 % t interval]:",
+                  ""] + [f"- {label[stem]} − {label[ref]}: " + "; ".join(f"{b} ep {p.text()}" for b, p in parts.items())
+                         for (stem, ref), parts in diffs.items()]
+    if any(stem in gains for stem in new):
+        budgets = sorted({b for g in gains.values() for b in g})
+        values = {(label[stem], f"{b} epochs"): g[b].mean for stem, g in gains.items() for b in g}
+        errors = {(label[stem], f"{b} epochs"): _half_width(g[b]) for stem, g in gains.items() for b in g}
+        bar_plot(os.path.join(experiments.COLLECTED, "stems.png"), [label[s] for s in cells if s in gains],
+                 [f"{b} epochs" for b in budgets], values, errors=errors, ylabel="TrAct − baseline (points), 95 % t CI",
+                 title=f"What of the max-pool keeps TrAct's gain ({claims.STEM_SETTING})")
+        lines += ["", "![stems](benchmarks/results/experiments/stems.png)"]
+    return lines + [""]
+
+
+STEM_WORDS = {claims.KEEPS: "keeps it as {max} does", claims.LOSES: "loses it as with {none}",
+              claims.BETWEEN: "keeps part of it (clearly below {max}, clearly above {none})",
+              claims.UNCLEAR: "is not clearly different from either", claims.NEITHER: "fits neither pattern"}
+
+
+def stem_sentence(src=None, registry=None) -> Optional[str]:
+    """One sentence on the stem ablation: the rule the data support at the longest budget, with the intervals that
+    say so. None until every stem has 2 paired seeds at each budget."""
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
+    rule = claims.stem_rule(src, registry)
+    if rule is None:
+        return None
+    cells = claims.stem_cells(registry)
+    label = {stem: item.label for stem, (_, item) in cells.items()}
+    ref = {"max": label[claims.MAXPOOL], "none": label[claims.NOPOOL]}
+    hi = max(claims.WD_POOL_BUDGETS)
+    kinds = {kind for kind, *_ in rule.values()}
+    new = " and ".join(label[stem] for stem in rule)
+    if kinds == {claims.KEEPS}:
+        found = (f"{new} keep it as {ref['max']} does (clearly above {ref['none']}, not clearly below {ref['max']}), "
+                 "so the resolution after the stem is what keeps it, not the max")
+    elif kinds == {claims.LOSES}:
+        found = (f"{new} lose it as with {ref['none']} (clearly below {ref['max']}, not clearly above {ref['none']}), "
+                 "so the max's sparse gradient routing is what keeps it, not the resolution")
+    else:
+        found = (("neither rule fits alone: " if kinds <= {claims.KEEPS, claims.LOSES} else
+                  "the data do not decide between the resolution and the max's gradient routing: ")
+                 + ", ".join(f"{label[stem]} {STEM_WORDS[kind].format(**ref)}" for stem, (kind, *_) in rule.items()))
+    gains = claims.stem_gains(src, registry)
+    numbers = [f"{label[stem]} {gain.text()}, − {ref['max']} {vs_max.text()}, − {ref['none']} {vs_none.text()}"
+               for stem, (_, gain, vs_max, vs_none) in rule.items()]
+    numbers += [f"{label[r]} {gains[r][hi].text()}" for r in (claims.MAXPOOL, claims.NOPOOL)]
+    return (f"Not in the paper — what of the max-pool keeps TrAct's gain ({claims.STEM_SETTING}; TrAct − baseline at "
+            f"{hi} epochs, points [95 % t interval], paired per seed): {found} ({'; '.join(numbers)}).")
+
+
+def contrast_section(src=None, registry=None) -> list[str]:
+    """Not in the paper's experiments: TrAct's gain against the spread of the training images' contrast
+    (`ContrastCell` registrations): per c and budget the accuracies, the gain and its change from c = 1 (a point not
+    yet collected shows the command that trains it), and the gain against c, one line per budget."""
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
+    cells = claims.contrast_cells(registry)
+    if len(cells) < 2 or 1.0 not in cells:
+        return []
+    gains, changes = claims.contrast_gains(src, registry), claims.contrast_changes(src, registry)
+    lines = ["### Not in the paper: TrAct's gain when the training images' contrast varies (ResNet-18, SGD)", "",
+             f"{claims.CONTRAST_SETTING[0].upper() + claims.CONTRAST_SETTING[1:]}; each training image's contrast "
+             "scaled around its mean brightness (over all channels and pixels) by its own factor, log-uniform in [c, "
+             "1] and fixed per seed and image (`--contrast-spread c`, src/trainact/harness/data/contrast.py); test "
+             "images unchanged. " + "; ".join(f"c = {c:g}: `{name}`" for c, (name, _) in cells.items())
+             + f". {claims.CONTRAST_PREDICTION[0].upper() + claims.CONTRAST_PREDICTION[1:]}. Final test top-1 %, mean "
+             "± std over seeds; differences paired per seed, points [95 % t interval]:", "",
+             "| c | budget | seeds | baseline | TrAct | TrAct − baseline |", "|---:|---:|---:|---:|---:|---:|"]
+    for c, (name, _) in cells.items():
+        lines += _accuracy_rows(src, name, sorted(gains.get(c, {})), f"{c:g}")
+    if changes:
+        lines += ["", "TrAct's gain at c − at c = 1, paired per seed, points [95 % t interval]:", ""]
+        lines += [f"- c = {c:g}: " + "; ".join(f"{b} ep {p.text()}" for b, p in parts.items())
+                  for c, parts in changes.items()]
+        budgets = sorted({b for g in gains.values() for b in g})
+        series = {f"{b} epochs": [(c, g[b]) for c, g in gains.items() if b in g] for b in budgets}
+        paired_gain_plot(os.path.join(experiments.COLLECTED, "contrast.png"), series,
+                         title=f"TrAct − baseline against the contrast spread ({claims.CONTRAST_SETTING})",
+                         xlabel="contrast spread c (each training image's factor log-uniform in [c, 1])")
+        lines += ["", "![contrast](benchmarks/results/experiments/contrast.png)"]
+    return lines + [""]
+
+
+def contrast_sentence(src=None, registry=None) -> list[str]:
+    """The README's one sentence on the contrast sweep (whichever way it falls), once every c has 2 paired seeds
+    at each budget; [] before."""
+    src, registry = src or claims.Collected(experiments.COLLECTED), _registry(registry)
+    cells = claims.contrast_cells(registry)
+    gains, changes = claims.contrast_gains(src, registry), claims.contrast_changes(src, registry)
+    budgets = claims.WD_POOL_BUDGETS
+    if len(cells) < 2 or any(c not in gains or any(b not in gains[c] or gains[c][b].n < 2 for b in budgets)
+                             for c in cells):
+        return []
+    low = min(cells)
+    sides = [p.side() for parts in changes.values() for p in parts.values()]
+    verdict = ("as the paper's argument predicts" if all(s > 0 for s in sides) else
+               "against the paper's argument, which predicts it to grow" if any(s < 0 for s in sides) else
+               "partly as the paper's argument predicts (it predicts growth at every c and budget)" if any(sides) else
+               "the paper's argument predicts growth, which these runs do not show clearly")
+    at = "; ".join(f"at {b} epochs " + ", ".join(f"c = {c:g} {gains[c][b].text()}" for c in cells) for b in budgets)
+    change = " and ".join(f"{claims.TREND_VERB[claims.trend(changes[low][b])]} at {b} epochs (change "
+                          f"{changes[low][b].text()})" for b in budgets)
+    return [f"Not in the paper — training images of varied contrast ({claims.CONTRAST_SETTING}; each training "
+            "image's contrast scaled around its mean brightness by its own log-uniform factor in [c, 1]; points [95 % "
+            f"t interval], paired per seed): TrAct's gain {at}; from c = 1 to c = {low:g} it {change}: {verdict}.", ""]
 
 
 def reproducibility_section(src=None, registry=None) -> list[str]:

@@ -37,8 +37,8 @@ if __name__ == "__main__" and not __package__:  # run as a file, its relative im
 from trainact.harness.results import summarize
 
 from .evidence import (
-    Ablation, Curve, FirstLayerSgd, Joins, LamOne, LamSweep, LamTable, LamTrend, ReadmeFigure, Repro, Scale,
-    WdPoolCell, Whitening, Zoo, ZooShort,
+    Ablation, ContrastCell, Curve, FirstLayerSgd, Joins, LamOne, LamSweep, LamTable, LamTrend, ReadmeFigure, Repro,
+    Scale, StemCell, WdPoolCell, Whitening, Zoo, ZooShort,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -116,20 +116,40 @@ experiment("fig3-sgd-authors-32",
            lr_from=("fig3-sgd-authors", 16), report=(Joins("fig3-sgd-authors"),))
 # Which of the two differences moves TrAct's gain: {max-pool, none} x {weight decay 0, 5e-4} at 4 and 16 epochs,
 # λ 0.1, lr 0.08 (the paper's SGD optimum at every budget), 3 seeds. The cell without either change is fig3-sgd's
-# protocol at lr 0.08, whose collected runs are reused.
+# protocol at lr 0.08, whose collected runs are reused. The two cells without weight decay are also the references of
+# the stem ablation below, and the max-pool one is the contrast sweep's c = 1.
+CELL = ["--budgets", "4,16"] + SEEDS + ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0"]
+STEM_LABELS = {"maxpool": "the max-pool stem", "nopool": "no pool"}  # the references' names in the stem ablation
 for _pool, _model in (("maxpool", "resnet18-maxpool"), ("nopool", "resnet18")):
     for _wd in ("0", "5e-4"):
         experiment(f"wd-pool-{_pool}-wd{_wd}",
                    f"Weight decay x max-pool: {_model}, weight decay {_wd}, SGD lr 0.08, λ 0.1, 4 and 16 epochs",
-                   RESNET + ["--model", _model, "--weight-decay", _wd, "--budgets", "4,16"]
-                   + SEEDS + ["--lr", "0.08", "--lam", "0.1", "--optimizer", "sgd", "--warmup-epochs", "0"],
+                   RESNET + ["--model", _model, "--weight-decay", _wd] + CELL,
                    reuse=("fig3-sgd",) if (_pool, _wd) == ("nopool", "5e-4") else
                    ("fig3-sgd-authors",) if (_pool, _wd) == ("maxpool", "0") else (),
                    report=(WdPoolCell(_pool, _wd, f"{'max-pool stem' if _pool == 'maxpool' else 'no max-pool'}, "
                                       f"{'no weight decay' if _wd == '0' else 'weight decay 5e-4'}"
                                       + {("maxpool", "0"): f" ({AUTHORS_PROTOCOL})",
                                          ("nopool", "5e-4"): f" ({OUR_VARIANT})"}.get((_pool, _wd), ""),
-                                      FIG3_SGD_LR),))
+                                      FIG3_SGD_LR),)
+                   + ((StemCell(_pool, STEM_LABELS[_pool]),) if _wd == "0" else ())
+                   + ((ContrastCell(1.0),) if (_pool, _wd) == ("maxpool", "0") else ()))
+# What of the max-pool keeps TrAct's gain to 16 epochs, where the no-pool model's faded: the halved resolution, or the
+# max's sparse gradient? Two stems give the stages the same 16x16 maps without the max: a stride-2 stem, and the
+# stride-1 stem followed by a 2x2 average pool; same protocol as the weight decay x max-pool cells without weight
+# decay, which they are compared with (claims/stems.py).
+for _stem, _model, _label in (("s2", "resnet18-s2", "the stride-2 stem"),
+                              ("avg", "resnet18-avgpool", "the 2x2 average pool")):
+    experiment(f"pool-{_stem}", f"Stem ablation: {_model} ({_label}), no weight decay, SGD lr 0.08, λ 0.1, 4 and 16 "
+               "epochs", RESNET + ["--model", _model, "--weight-decay", "0"] + CELL,
+               report=(StemCell(_stem, _label, FIG3_SGD_LR),))
+# Does TrAct's gain grow when the training images' contrast varies more, as the paper's argument predicts? The
+# authors' model without weight decay, each training image's contrast scaled by its own log-uniform factor in [c, 1]
+# (around its mean brightness; fixed per seed and image); c = 1 is wd-pool-maxpool-wd0 (claims/contrast.py).
+for _c in ("0.3", "0.1"):
+    experiment(f"contrast-{_c}", f"Contrast spread {_c}: the authors' model, each training image's contrast scaled by "
+               f"a log-uniform factor in [{_c}, 1], no weight decay, SGD lr 0.08, λ 0.1, 4 and 16 epochs",
+               RESNET + AUTHORS + CELL + ["--contrast-spread", _c], report=(ContrastCell(float(_c), FIG3_SGD_LR),))
 # TrAct whitens the first layer's gradient; airbench instead starts its first layer from patch-whitening filters (and
 # freezes them). fig3-sgd's protocol at 2 and 8 epochs with that first layer (here 16 channels: the 8 leading ± pairs
 # of the 27 eigen-filters), at the lr fig3-sgd's baseline selected at both budgets: whitened and trained normally

@@ -65,10 +65,11 @@ def lam_sweep_plot(summary: dict, path: str) -> None:
     plt.close(fig)
 
 
-def paired_gain_plot(path: str, series: dict, *, title: str) -> None:
-    """Paired TrAct − baseline differences against the budget, one line per series, with 95 % t intervals.
+def paired_gain_plot(path: str, series: dict, *, title: str, xlabel: str = "TrAct's budget B (epochs)") -> None:
+    """Paired TrAct − baseline differences against the budget (or another positive x: `xlabel` says which), one line
+    per series, with 95 % t intervals, on a log axis.
 
-    series: {label: [(budget, claims.Paired), ...]}; a Paired without an interval (one seed) is drawn bare."""
+    series: {label: [(x, claims.Paired), ...]}; a Paired without an interval (one seed) is drawn bare."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for i, (label, points) in enumerate(series.items()):
@@ -81,8 +82,8 @@ def paired_gain_plot(path: str, series: dict, *, title: str) -> None:
     ax.axhline(0, color="gray", lw=1)
     ax.set_xscale("log", base=2)
     budgets = sorted({b for points in series.values() for b, _ in points})
-    ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.set_xlabel("TrAct's budget B (epochs)")
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("TrAct − baseline, points (95 % CI)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

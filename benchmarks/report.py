@@ -21,9 +21,9 @@ from .bench_tables import (
 )
 from .evidence import ReadmeFigure, entries
 from .experiment_tables import (
-    ablation_section, claims_table, curve_section, curves, first_layer_sgd_section, lam_sections, load_experiment,
-    reproducibility_section, scale_note, trend_sentences, wall_time_section, whitening_section, whitening_sentence,
-    zoo_section, zoo_sentence,
+    ablation_section, claims_table, contrast_section, contrast_sentence, curve_section, curves, first_layer_sgd_section,
+    lam_sections, load_experiment, reproducibility_section, scale_note, stem_section, trend_sentences,
+    wall_time_section, whitening_section, whitening_sentence, zoo_section, zoo_sentence,
 )
 from .experiments import EXPERIMENTS
 
@@ -71,6 +71,8 @@ def experiments_sections() -> list[str]:
     out += lam_sections()
     out += ablation_section()
     out += first_layer_sgd_section()
+    out += stem_section()
+    out += contrast_section()
     out += whitening_section()
     out += zoo_section()
     out += reproducibility_section()
@@ -83,7 +85,7 @@ def readme_block() -> list[str]:
     per-budget accuracies, the paper's claims one by one) is in BENCHMARKS.md."""
     lines = [README_START, "", "## What we found", "", scale_note(), ""]
     lines += trend_sentences()
-    for sentence in (whitening_sentence(), zoo_sentence()):
+    for sentence in (contrast_sentence(), whitening_sentence(), zoo_sentence()):
         lines += [("- " + line if line else line) for line in sentence]  # beyond the paper
     for name, figure in entries(EXPERIMENTS, ReadmeFigure):
         if load_experiment(name) is not None:

@@ -397,3 +397,149 @@ def test_the_paper_protocol_rows_compare_tract_at_100_with_the_baseline_at_200()
     (row,) = claims.all_claims(src, titles={"paper-fig3-sgd": "paper SGD"})
     assert row.claim == "paper SGD" and row.paper == experiments.FIG3_SGD and row.verdict == INCONCLUSIVE
     assert "100 ep: +1.00 (1 seed, no interval)" in row.measured and "100@200 ep: -0.50" in row.measured
+
+
+# ----------------------------------------------------------------------------------------------------
+# the stem ablation and the contrast sweep: against the no-weight-decay cells of WD_POOL (max-pool 16 ep gains
+# 2, 2.5, 3; no pool 1, 1, 1)
+
+
+def _with_gains(src: FakeSource, name: str, gains: dict) -> FakeSource:
+    """`src` plus experiment `name`'s runs: {budget: TrAct − baseline of seeds 0, 1, 2} over a baseline of 60."""
+    for budget, diffs in gains.items():
+        src.data[(name, budget, "baseline")] = dict(enumerate((60.0,) * 3))
+        src.data[(name, budget, "tract-l0.1")] = dict(enumerate(60.0 + d for d in diffs))
+    return src
+
+
+def _stems(s2_16: tuple, avg_16: tuple) -> FakeSource:
+    """The wd-pool cells, and the two new stems with these 16-epoch gains (4 ep: 3, 4, 5 for both)."""
+    src = _with_gains(_wd_pool_source(WD_POOL), "pool-s2", {4: (3, 4, 5), 16: s2_16})
+    return _with_gains(src, "pool-avg", {4: (3, 4, 5), 16: avg_16})
+
+
+def test_stem_kind_says_how_a_new_stem_stands_between_the_references():
+    assert [claims.stem_kind(vs_max, vs_none) for vs_max, vs_none in
+            ((0, 1), (1, 1), (-1, 0), (-1, -1), (-1, 1), (0, 0), (1, 0), (0, -1))] == [
+        "keeps", "keeps", "loses", "loses", "between", "unclear", "neither", "neither"]
+
+
+def test_the_stem_claims_pair_each_new_stem_with_both_references():
+    rows = {r.claim: r for r in claims.stem_claims(_stems((2, 2.5, 3), (1, 1, 1)))}
+    setting = "(ResNet-18, no weight decay, SGD lr 0.08, λ = 0.1)"
+    assert len(rows) == 2 + 4
+    s2 = rows[f"stem ablation: the stride-2 stem {setting}"]
+    assert s2.measured == "TrAct − baseline, points [95 % CI]: 4 ep: +4.00 [+1.52, +6.48]; 16 ep: +2.50 [+1.26, +3.74]"
+    assert s2.verdict == REPRODUCED and s2.paper == experiments.FIG3_SGD_LR
+    # 16 ep, per seed: 2 − 2, 2.5 − 2.5, 3 − 3 against the max-pool; 2 − 1, 2.5 − 1, 3 − 1 against no pool
+    vs_max = rows[f"not in the paper: TrAct's gain with the stride-2 stem vs with the max-pool stem {setting}"]
+    assert vs_max.measured == ("gain with the stride-2 stem − gain with the max-pool stem, points [95 % CI]: 4 ep: "
+                               "+0.00 [+0.00, +0.00]; 16 ep: +0.00 [+0.00, +0.00]")
+    assert vs_max.verdict == "4 ep: no clear difference, 16 ep: no clear difference"
+    vs_none = rows[f"not in the paper: TrAct's gain with the stride-2 stem vs with no pool {setting}"]
+    assert vs_none.measured.endswith("4 ep: +1.00 [+1.00, +1.00]; 16 ep: +1.50 [+0.26, +2.74]")  # 4 ep: 3−2, 4−3, 5−4
+    assert vs_none.verdict == "4 ep: larger with the stride-2 stem, 16 ep: larger with the stride-2 stem"
+    avg = rows[f"not in the paper: TrAct's gain with the 2x2 average pool vs with the max-pool stem {setting}"]
+    assert avg.row()[3].startswith("4 ep: no clear difference, 16 ep: larger with the max-pool stem")  # -1, -1.5, -2
+    assert claims.stem_claims(_wd_pool_source(WD_POOL)) == []  # the new stems not run yet: no rows
+
+
+def test_the_stem_sentence_states_the_rule_the_intervals_support():
+    from benchmarks import experiment_tables
+
+    head = ("Not in the paper — what of the max-pool keeps TrAct's gain (ResNet-18, no weight decay, SGD lr 0.08, "
+            "λ = 0.1; TrAct − baseline at 16 epochs, points [95 % t interval], paired per seed): ")
+    refs = "; the max-pool stem +2.50 [+1.26, +3.74]; no pool +1.00 [+1.00, +1.00])."
+    # both new stems as the max-pool (16 ep 2, 2.5, 3 and 2.5, 2.5, 3.5): the resolution is what matters
+    s = experiment_tables.stem_sentence(_stems((2, 2.5, 3), (2.5, 2.5, 3.5)))
+    assert s == head + (
+        "the stride-2 stem and the 2x2 average pool keep it as the max-pool stem does (clearly above no pool, not "
+        "clearly below the max-pool stem), so the resolution after the stem is what keeps it, not the max (the "
+        "stride-2 stem +2.50 [+1.26, +3.74], − the max-pool stem +0.00 [+0.00, +0.00], − no pool +1.50 [+0.26, "
+        "+2.74]; the 2x2 average pool +2.83 [+1.40, +4.27], − the max-pool stem +0.33 [-0.38, +1.05], − no pool "
+        "+1.83 [+0.40, +3.27]" + refs)
+    # both as no pool (1, 1, 1 and 0.5, 1, 1): the max's routing
+    s = experiment_tables.stem_sentence(_stems((1, 1, 1), (0.5, 1, 1)))
+    assert s.startswith(head + "the stride-2 stem and the 2x2 average pool lose it as with no pool (clearly below "
+                        "the max-pool stem, not clearly above no pool), so the max's sparse gradient routing is what "
+                        "keeps it, not the resolution (the stride-2 stem +1.00 [+1.00, +1.00], − the max-pool stem "
+                        "-1.50 [-2.74, -0.26], − no pool +0.00 [+0.00, +0.00]; ") and s.endswith(refs)
+    # one each way, and one wide: what the data show, stem by stem
+    assert experiment_tables.stem_sentence(_stems((2, 2.5, 3), (1, 1, 1))).startswith(
+        head + "neither rule fits alone: the stride-2 stem keeps it as the max-pool stem does, the 2x2 average pool "
+        "loses it as with no pool (")
+    assert experiment_tables.stem_sentence(_stems((2, 2.5, 3), (0, 2, 4))).startswith(
+        head + "the data do not decide between the resolution and the max's gradient routing: the stride-2 stem keeps "
+        "it as the max-pool stem does, the 2x2 average pool is not clearly different from either (")
+    # before every stem has 2 paired seeds at both budgets there is no sentence, and the README's list has none
+    one_seed = _stems((2, 2.5, 3), (1, 1, 1))
+    one_seed.data[("pool-avg", 16, "tract-l0.1")] = {0: 61.0}
+    for src in (one_seed, _wd_pool_source(WD_POOL), FakeSource({})):
+        assert experiment_tables.stem_sentence(src) is None
+    assert not any("what of the max-pool" in line for line in experiment_tables.trend_sentences(one_seed))
+
+
+def _contrast(c03: dict, c01: dict) -> FakeSource:
+    """c = 1: the wd-pool max-pool cell without weight decay (gains 3, 4, 5 at 4 ep; 2, 2.5, 3 at 16 ep)."""
+    return _with_gains(_with_gains(_wd_pool_source(WD_POOL), "contrast-0.3", c03), "contrast-0.1", c01)
+
+
+def test_the_contrast_claims_pair_each_spread_with_the_images_as_they_are():
+    rows = claims.contrast_claims(_contrast({4: (4, 5, 6), 16: (3, 3.5, 4)}, {4: (5, 6, 7), 16: (1, 1.5, 2)}))
+    setting = "(the authors' ResNet-18, no weight decay, SGD lr 0.08, λ = 0.1)"
+    assert [r.claim for r in rows] == [
+        f"contrast spread c = 0.3 {setting}", f"contrast spread c = 0.1 {setting}",
+        f"not in the paper: TrAct's gain at contrast spread c = 0.3 vs c = 1 {setting}",
+        f"not in the paper: TrAct's gain at contrast spread c = 0.1 vs c = 1 {setting}"]
+    assert rows[0].measured.endswith("4 ep: +5.00 [+2.52, +7.48]; 16 ep: +3.50 [+2.26, +4.74]")
+    assert rows[0].verdict == REPRODUCED and rows[0].paper == experiments.FIG3_SGD_LR
+    # c = 0.1 − c = 1, per seed: 4 ep 5 − 3, 6 − 4, 7 − 5 = 2, 2, 2; 16 ep 1 − 2, 1.5 − 2.5, 2 − 3 = -1, -1, -1
+    assert rows[3].measured == ("gain at c = 0.1 − gain at c = 1, points [95 % CI]: 4 ep: +2.00 [+2.00, +2.00]; "
+                                "16 ep: -1.00 [-1.00, -1.00]")
+    assert rows[3].verdict == "4 ep: larger at c = 0.1, as predicted, 16 ep: smaller at c = 0.1, against the prediction"
+    assert "predicts a larger gain at smaller c" in rows[3].paper
+    assert claims.contrast_claims(_wd_pool_source(WD_POOL)) == []  # c = 1 alone: no rows
+
+
+def test_the_contrast_sentence_says_whether_the_gain_grows_as_contrast_varies_more(tmp_path, monkeypatch):
+    from benchmarks import experiment_tables
+
+    grows = _contrast({4: (4, 5, 6), 16: (3, 3.5, 4)}, {4: (5, 6, 7), 16: (3, 4, 5)})
+    (sentence, blank) = experiment_tables.contrast_sentence(grows)
+    assert blank == "" and sentence == (
+        "Not in the paper — training images of varied contrast (the authors' ResNet-18, no weight decay, SGD lr 0.08, "
+        "λ = 0.1; each training image's contrast scaled around its mean brightness by its own log-uniform factor in "
+        "[c, 1]; points [95 % t interval], paired per seed): TrAct's gain at 4 epochs c = 1 +4.00 [+1.52, +6.48], "
+        "c = 0.3 +5.00 [+2.52, +7.48], c = 0.1 +6.00 [+3.52, +8.48]; at 16 epochs c = 1 +2.50 [+1.26, +3.74], "
+        "c = 0.3 +3.50 [+2.26, +4.74], c = 0.1 +4.00 [+1.52, +6.48]; from c = 1 to c = 0.1 it grows at 4 epochs "
+        "(change +2.00 [+2.00, +2.00]) and grows at 16 epochs (change +1.50 [+0.26, +2.74]): as the paper's argument "
+        "predicts.")
+    fades = _contrast({4: (4, 5, 6), 16: (3, 3.5, 4)}, {4: (5, 6, 7), 16: (1, 1.5, 2)})
+    assert experiment_tables.contrast_sentence(fades)[0].endswith(
+        "fades at 16 epochs (change -1.00 [-1.00, -1.00]): against the paper's argument, which predicts it to grow.")
+    same = _contrast({4: (3, 4, 5), 16: (2, 2.5, 3)}, {4: (3, 4, 5), 16: (2, 2.5, 3)})
+    assert experiment_tables.contrast_sentence(same)[0].endswith(
+        "the paper's argument predicts growth, which these runs do not show clearly.")
+    assert experiment_tables.contrast_sentence(_contrast({4: (4, 5, 6)}, {})) == []  # not every c and budget yet
+    # the section: every c, the change from c = 1, the plot; a c not yet collected says how to train it
+    monkeypatch.setattr(experiment_tables.experiments, "COLLECTED", str(tmp_path))
+    text = "\n".join(experiment_tables.contrast_section(grows))
+    assert "| 0.1 | 16 | 3 | 60.00 ± 0.00 | 64.00 ± 1.00 | +4.00 [+1.52, +6.48] |" in text
+    assert "- c = 0.1: 4 ep +2.00 [+2.00, +2.00]; 16 ep +1.50 [+0.26, +2.74]" in text
+    assert (tmp_path / "contrast.png").is_file()
+    waiting = "\n".join(experiment_tables.contrast_section(_wd_pool_source(WD_POOL)))
+    assert "| 0.3 | — | 0 | not yet run: `python -m benchmarks.experiments run contrast-0.3` | | |" in waiting
+    assert "contrast.png" not in waiting
+
+
+def test_the_stem_section_shows_every_stem_and_the_paired_differences(tmp_path, monkeypatch):
+    from benchmarks import experiment_tables
+
+    monkeypatch.setattr(experiment_tables.experiments, "COLLECTED", str(tmp_path))
+    text = "\n".join(experiment_tables.stem_section(_stems((2, 2.5, 3), (1, 1, 1))))
+    assert "| the stride-2 stem | 16 | 3 | 60.00 ± 0.00 | 62.50 ± 0.50 | +2.50 [+1.26, +3.74] |" in text
+    assert "- the 2x2 average pool − no pool: 4 ep +1.00 [+1.00, +1.00]; 16 ep +0.00 [+0.00, +0.00]" in text
+    assert (tmp_path / "stems.png").is_file()
+    waiting = "\n".join(experiment_tables.stem_section(_wd_pool_source(WD_POOL)))
+    assert "| the 2x2 average pool | — | 0 | not yet run: `python -m benchmarks.experiments run pool-avg` | | |" in waiting
+    assert "stems.png" not in waiting and "| the max-pool stem | 16 | 3 |" in waiting

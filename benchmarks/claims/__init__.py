@@ -27,6 +27,9 @@ from .core import (
     INCONCLUSIVE, NOT_REPRODUCED, PAPER_LAMS, REPRODUCED, T95, TREND_VERB, Claim, Collected, Paired, Source,
     across_models, difference, markdown, paired, t95, trend, verdict,
 )
+from .contrast import (
+    CONTRAST_PREDICTION, CONTRAST_SETTING, contrast_cells, contrast_changes, contrast_claims, contrast_gains,
+)
 from .curves import (
     curve_claim, curve_claims, lam_one_claims, lam_sweep_claims, lam_trend_claims, longer_baseline,
     tract_vs_baseline, trend_sentence, trend_sentences,
@@ -35,11 +38,16 @@ from .wd_pool import (
     WD_POOL_BUDGETS, WD_POOL_SETTING, weight_decay_pool_claims, weight_decay_pool_effects, weight_decay_pool_gains,
     wd_pool_cells,
 )
+from .stems import (
+    BETWEEN, KEEPS, LOSES, MAXPOOL, NEITHER, NOPOOL, STEM_SETTING, UNCLEAR, new_stems, stem_cells, stem_claims,
+    stem_differences, stem_gains, stem_kind, stem_rule,
+)
 from .zoo import zoo_claims, zoo_comparisons, zoo_models
 
 # the claim kinds, in the order of the paper; each takes (source, registry, titles) and returns claim rows
 CLAIM_KINDS = (curve_claims, lam_sweep_claims, lam_trend_claims, lam_one_claims, ablation_claims,
-               first_layer_sgd_claims, weight_decay_pool_claims, whitening_claims, zoo_claims)
+               first_layer_sgd_claims, weight_decay_pool_claims, stem_claims, contrast_claims, whitening_claims,
+               zoo_claims)
 
 
 def all_claims(src: Source, *, titles: dict, registry: Optional[dict] = None) -> list:
@@ -53,11 +61,14 @@ def all_claims(src: Source, *, titles: dict, registry: Optional[dict] = None) ->
 
 
 __all__ = [
-    "CLAIM_KINDS", "INCONCLUSIVE", "NOT_REPRODUCED", "PAPER_LAMS", "REPRODUCED", "T95", "TREND_VERB",
-    "WD_POOL_BUDGETS", "WD_POOL_SETTING", "WHITENING_COLUMNS", "Claim", "Collected", "Paired", "Source",
-    "ablation_claims", "across_models", "all_claims", "curve_claim", "curve_claims", "difference",
-    "first_layer_sgd_claims", "lam_one_claims", "lam_sweep_claims", "lam_trend_claims", "longer_baseline",
-    "markdown", "paired", "t95", "tract_vs_baseline", "trend", "trend_sentence", "trend_sentences", "verdict",
+    "BETWEEN", "CLAIM_KINDS", "CONTRAST_PREDICTION", "CONTRAST_SETTING", "INCONCLUSIVE", "KEEPS", "LOSES", "MAXPOOL", "NEITHER", "NOPOOL",
+    "NOT_REPRODUCED",
+    "PAPER_LAMS", "REPRODUCED", "STEM_SETTING", "T95", "TREND_VERB", "UNCLEAR", "WD_POOL_BUDGETS", "WD_POOL_SETTING",
+    "WHITENING_COLUMNS", "Claim", "Collected", "Paired", "Source", "ablation_claims", "across_models", "all_claims",
+    "contrast_cells", "contrast_changes", "contrast_claims", "contrast_gains", "curve_claim", "curve_claims",
+    "difference", "first_layer_sgd_claims", "lam_one_claims", "lam_sweep_claims", "lam_trend_claims",
+    "longer_baseline", "markdown", "new_stems", "paired", "stem_cells", "stem_claims", "stem_differences",
+    "stem_gains", "stem_kind", "stem_rule", "t95", "tract_vs_baseline", "trend", "trend_sentence", "trend_sentences", "verdict",
     "wd_pool_cells", "weight_decay_pool_claims", "weight_decay_pool_effects", "weight_decay_pool_gains",
     "whitening_claims", "whitening_comparisons", "whitening_setting", "whitening_variants", "zoo_claims",
     "zoo_comparisons", "zoo_models",
