@@ -205,7 +205,7 @@ def test_config_json_markers_are_the_ones_existing_folders_were_written_with():
     assert set(OPTIONAL_FIELDS) == {"image_size", "val_fraction", "loader", "workers", "memory_budget", "milestones",
                                     "gamma", "channels_last", "compile", "jobs", "contrast_spread"}
     assert set(EXTENSIBLE_FIELDS) == {"methods", "lams", "budgets", "seeds", "lrs", "lr_grid_seeds", "out", "device",
-                                      "threads", "channels_last", "compile", "jobs", "workers"}
+                                      "threads", "channels_last", "compile", "jobs", "workers", "cache_dir"}
     assert set(json.loads(CompareConfig().to_json())) == {f for f in CompareConfig.__dataclass_fields__
                                                           if f not in OPTIONAL_FIELDS}
 
@@ -451,3 +451,45 @@ def test_out_holding_runs_on_other_data_is_refused_and_kept(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert f"--out {out} holds results on other data (mean:" in err and "choose another --out" in err
     assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_argument_errors_name_the_subcommand_with_its_usage(capsys):
+    for argv, message in ((["compare", "--lam", "-1"], "argument --lam: lam must be a positive number, got -1.0"),
+                          (["compare", "--bogus"], "unrecognized arguments: --bogus"),
+                          (["report", "--bogus", "dir"], "unrecognized arguments: --bogus")):
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert lines[0].startswith(f"usage: trainact {argv[0]} ") and "{compare,report}" not in "".join(lines)
+        assert lines[1] == f"trainact {argv[0]}: error: {message}"
+
+
+def test_a_finished_folder_resumes_with_another_cache_and_shows_its_results_read_only(tmp_path, capsys, monkeypatch):
+    """The cache folder cannot change results; a folder this process may not write still shows its results."""
+    import errno
+
+    from trainact.harness.lock import OutDirLock
+
+    out = tmp_path / "o"
+    args = ["compare", *TINY, "--budgets", "1", "--methods", "baseline", "--out", str(out)]
+    assert main(args + ["--cache-dir", str(tmp_path / "c1")]) == 0
+    table = capsys.readouterr().out.split("\n\nloader")[0]
+    assert main(args + ["--cache-dir", str(tmp_path / "c2")]) == 0  # resumes: nothing left to train
+    assert "complete, skipped" in capsys.readouterr().err
+
+    def refuse(cls, folder):
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+
+    monkeypatch.setattr(OutDirLock, "acquire", classmethod(refuse))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert table in printed and f"{out} is read-only: nothing was trained or written" in printed
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert main(args[:-4] + ["--budgets", "1,2", "--methods", "baseline", "--out", str(out)]) == 1
+    assert f"--out {out} is read-only and 1 run(s) are still to train (b2/baseline" in capsys.readouterr().err
+
+
+def test_a_subset_smaller_than_the_classes_is_refused(tmp_path, capsys):
+    assert main(["compare", *TINY, "--budgets", "1", "--train-subset", "5", "--out", str(tmp_path / "o")]) == 1
+    assert ("--train-subset 5 is fewer images than the 10 classes: a class-balanced subset needs at least one image "
+            "of each class") in capsys.readouterr().err

@@ -721,3 +721,25 @@ def test_no_speed_up_against_a_baseline_at_chance_and_a_closing_sentence():
     table = format_table(out)
     assert " n/a" in table and out["conclusion"] in table
     assert analyse(cfg, runs)["speedups"][0]["display"] == "1.32x"  # without the class count: as before
+
+
+def test_onednn_guard_caps_only_avx2_cpus_with_channels_last_convolutions(monkeypatch):
+    """oneDNN's AVX2 1x1 channels-last backward-weights kernel corrupts memory (upstream oneDNN issue 6035):
+    `trainact compare --channels-last/--compile` caps oneDNN at AVX on such a CPU, keeps a user's own setting, and
+    the cap is recorded in the provenance."""
+    from trainact.harness import env
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(env.ONEDNN_ISA, raising=False)
+    for capability in ("AVX512", "DEFAULT"):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert env.onednn_channels_last_guard(cpu, True) is None and env.ONEDNN_ISA not in os.environ
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert env.onednn_channels_last_guard(cpu, False) is None  # no channels-last convolutions: nothing to avoid
+    assert env.onednn_channels_last_guard(torch.device("cuda"), True) is None
+    assert "onednn_max_cpu_isa" not in env.environment(cpu)
+    note = env.onednn_channels_last_guard(cpu, True)
+    assert "ONEDNN_MAX_CPU_ISA=AVX" in note and "6035" in note and os.environ[env.ONEDNN_ISA] == "AVX"
+    assert env.environment(cpu)["onednn_max_cpu_isa"] == "AVX"
+    monkeypatch.setenv(env.ONEDNN_ISA, "AVX2")  # the user's own choice is kept
+    assert env.onednn_channels_last_guard(cpu, True) is None and os.environ[env.ONEDNN_ISA] == "AVX2"

@@ -90,12 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trainact {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    c = sub.add_parser("compare", formatter_class=fmt, usage="trainact compare [options]",
+    c = sub.add_parser("compare", formatter_class=fmt, prog="trainact compare", usage="trainact compare [options]",
                        help="train baseline and TrAct side by side (the main job)", description=COMPARE_DESCRIPTION)
     c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the full traceback on errors")
     add_config_options(c, CompareConfig)
 
-    r = sub.add_parser("report", formatter_class=fmt, usage="trainact report [--no-plots] [--markdown] DIR",
+    r = sub.add_parser("report", formatter_class=fmt, prog="trainact report",
+                       usage="trainact report [--no-plots] [--markdown] DIR",
                        help="print the table and rebuild the plots of a comparison from its JSON files",
                        description="Rebuild the table and the PNG plots of `trainact compare` from DIR's "
                                    "config.json and the runs'\nsummary.json/metrics.jsonl alone (also for "
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plots", action="store_true", help="only print the table")
     r.add_argument("--markdown", action="store_true", help="print the table as Markdown (for a README section)")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the full traceback on errors")
+    parser.subcommands = {"compare": c, "report": r}  # errors are said by the subcommand, with its usage line
     return parser
 
 
@@ -218,6 +220,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         dist, device = env.init_distributed(cfg.device)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    guard = env.onednn_channels_last_guard(device, cfg.channels_last or cfg.compile)  # before any convolution
+    if guard and dist.is_main:
+        print(f"trainact compare: {guard}", file=sys.stderr)
     try:
         if cfg.amp == "fp16" and device.type != "cuda":
             raise UsageError(f"--amp fp16 needs CUDA, but the device is {device} (use --amp bf16 or off)")
@@ -278,7 +283,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the subcommand, with its usage line
+            parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit_:  # --help (0) or a usage error (2, message already printed)
         return exit_.code if isinstance(exit_.code, int) else 2
     debug = getattr(args, "debug", False)

@@ -6,7 +6,9 @@ and its output folder is locked while it runs (`harness/lock.py`: a second compa
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -37,6 +39,9 @@ def load_data(cfg: CompareConfig, dist: DistEnv = DistEnv(), log: Callable[[str]
     dist.barrier()
     if not dist.is_main:
         dataset = load()
+    if cfg.train_subset is not None and cfg.train_subset < len(dataset.classes):
+        raise ValueError(f"--train-subset {cfg.train_subset} is fewer images than the {len(dataset.classes)} classes: "
+                         f"a class-balanced subset needs at least one image of each class")
     if cfg.train_subset is not None and cfg.train_subset < dataset.num_train:
         dataset = dataset.subset(cfg.train_subset, seed=0)
     elif cfg.train_subset is not None and cfg.train_subset > dataset.num_train and dist.is_main:
@@ -164,20 +169,44 @@ def run_compare(cfg: CompareConfig, *, dist: DistEnv = DistEnv(), device: Option
     """
     from trainact.harness.lock import OutDirLock, OutDirLocked
 
-    lock, busy = None, None
+    lock, answer = None, None  # rank 0's answer: None (locked), the holder, or _READ_ONLY
     if dist.is_main:
         try:
             lock = OutDirLock.acquire(cfg.out)
         except OutDirLocked as err:
-            busy = str(err)
-    busy = dist.broadcast(busy)
-    if busy is not None:
-        raise OutDirLocked(busy)
+            answer = str(err)
+        except OSError as err:  # a folder this process may not write: its results can still be shown
+            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not (Path(cfg.out) / "config.json").is_file():
+                raise
+            answer = _READ_ONLY
+    answer = dist.broadcast(answer)
+    if answer == _READ_ONLY:
+        return _read_only(cfg, (out or sys.stdout) if dist.is_main else open(os.devnull, "w"))
+    if answer is not None:
+        raise OutDirLocked(answer)
     try:
         return _run_compare(cfg, dist=dist, device=device, log=log, out=out)
     finally:
         if lock is not None:
             lock.release()
+
+
+_READ_ONLY = "read-only"
+
+
+def _read_only(cfg: CompareConfig, out) -> dict:
+    """A folder this process cannot write: its results when they are complete, else an error (nothing written)."""
+    from trainact.harness import results as R
+
+    check_out_dir(cfg)
+    summary = R.summarize(Path(cfg.out), cfg)
+    if not summary["complete"]:
+        raise ValueError(f"--out {cfg.out} is read-only and {len(summary['missing'])} run(s) are still to train "
+                         f"({', '.join(summary['missing'][:3])}{' ...' if len(summary['missing']) > 3 else ''}): "
+                         f"make it writable, or choose another --out")
+    print(R.format_table(summary), file=out, flush=True)
+    print(f"results: {cfg.out} is read-only: nothing was trained or written", file=out, flush=True)
+    return summary
 
 
 def _run_compare(cfg: CompareConfig, *, dist: DistEnv, device: Optional[torch.device],

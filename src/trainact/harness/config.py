@@ -123,8 +123,9 @@ class CompareConfig:
     synthetic: Optional[dict] = data_option(
         None, "options of the built-in synthetic set, e.g. train_size=5000,test_size=1000,image_size=32,"
         "num_classes=10,seed=0 (without --data)", metavar="KEY=VALUE,...", parse=parse_int_options, check=_check_dict)
-    cache_dir: Optional[str] = data_option(
-        None, "where decoded images are cached (default: $TRAINACT_CACHE or ~/.cache/trainact)", metavar="DIR")
+    cache_dir: Optional[str] = data_option(  # where, not what: a finished folder resumes with another cache
+        None, "where decoded images are cached (default: $TRAINACT_CACHE or ~/.cache/trainact)", metavar="DIR",
+        extensible=True)
     train_subset: Optional[int] = data_option(
         None, "train on a seeded, class-balanced subset of N training images (N above the set's size: all of it, "
         "said in one line)", metavar="N", parse=parse_int, check=_positive)

@@ -110,9 +110,35 @@ def shutdown_distributed() -> None:
 def environment(device: torch.device, dist: DistEnv = DistEnv()) -> dict:
     """What produced a result: written into every config.json and benchmark result."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {"git_sha": git_sha(), "torch_version": torch.__version__, "python": platform.python_version(),
-            "device": str(device), "device_name": name, "world_size": dist.world_size,
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    out = {"git_sha": git_sha(), "torch_version": torch.__version__, "python": platform.python_version(),
+           "device": str(device), "device_name": name, "world_size": dist.world_size,
+           "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    if os.environ.get(ONEDNN_ISA):  # a cap on oneDNN's kernels changes which CPU kernels ran
+        out["onednn_max_cpu_isa"] = os.environ[ONEDNN_ISA]
+    return out
+
+
+ONEDNN_ISA = "ONEDNN_MAX_CPU_ISA"
+
+
+def onednn_channels_last_guard(device: torch.device, channels_last_convs: bool) -> Optional[str]:
+    """Cap oneDNN at AVX where its AVX2 kernels would crash, before the first convolution; returns what it did.
+
+    oneDNN 3.x as bundled with torch (seen in 2.13 and 2.14) has an AVX2 1x1 backward-weights kernel that writes
+    past its scratchpad for channels-last float32 1x1 stride-2 convolutions with fewer than 8 input channels: the
+    process aborts ("double free or corruption") or, with several threads, hangs (uxlfoundation/oneDNN issue
+    6035).  Channels-last convolutions on the CPU come from --channels-last and from torch.compile's layout
+    optimisation.  On a CPU whose best vector unit is AVX2 (no AVX-512: AMD Zen 2/3, many desktop Intels) the cap
+    ONEDNN_MAX_CPU_ISA=AVX avoids that kernel, gradients unchanged; elsewhere, or without channels-last
+    convolutions, nothing is set.  oneDNN reads the variable once, at its first kernel: a later call has no
+    effect, so the harness calls this at start-up.  A value the user set is kept."""
+    if device.type != "cpu" or not channels_last_convs or os.environ.get(ONEDNN_ISA):
+        return None
+    if torch.backends.cpu.get_cpu_capability() != "AVX2":
+        return None
+    os.environ[ONEDNN_ISA] = "AVX"  # spawned job processes inherit it
+    return (f"{ONEDNN_ISA}=AVX: oneDNN's AVX2 kernel for channels-last 1x1 stride-2 convolutions corrupts memory "
+            f"(uxlfoundation/oneDNN issue 6035), and this CPU's best vector unit is AVX2")
 
 
 def cpu_name() -> str:
