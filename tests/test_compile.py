@@ -89,7 +89,7 @@ def test_compiled_step_is_fullgraph_and_matches_eager(kind, defer, dtype):
     assert expected & backward, sorted(backward)
     assert ("aten.linalg_cholesky_ex.default" in backward) != defer
     if not defer:  # the solve status reached its sink through the compiled graph
-        status = model.get_submodule(first).tract_sinks.status.grad
+        status = trainact.steps.state_of(model.get_submodule(first)).status.grad
         assert status is not None and status.isfinite().all()
 
 
@@ -133,7 +133,8 @@ def test_inductor_training_step():
     eager = copy.deepcopy(model)
     compiled = torch.compile(model, fullgraph=True)
     x, y = batch("conv", torch.float32)
-    train_step(compiled, x, y, False)
+    with torch._inductor.config.patch(fx_graph_cache=True):  # counts the graphs inductor compiles (off before 2.5)
+        train_step(compiled, x, y, False)
     train_step(eager, x, y, False)
     assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
     assert counters["inductor"]["fxgraph_cache_miss"] + counters["inductor"]["fxgraph_cache_hit"] >= 2  # fw + bw
@@ -159,8 +160,9 @@ def test_export_refuses_rather_than_dropping_tract():
     model, first = model_of("conv", torch.float32)
     trainact.apply(model, layer=first)
     x, _ = batch("conv", torch.float32)
-    with pytest.raises(Exception, match="torch.export keeps no custom backward"):
-        torch.export.export(model, (x,))
+    if hasattr(torch.compiler, "_is_exporting_flag"):  # torch >= 2.7 says when it exports (older: inference only)
+        with pytest.raises(Exception, match="torch.export keeps no custom backward"):
+            torch.export.export(model, (x,))
     with torch.no_grad():  # for inference the forward is the plain layer's, and exports
         exported = torch.export.export(model, (x,))
     assert_close(exported.module()(x), model(x))
@@ -173,6 +175,9 @@ def test_jit_script_says_what_to_use():
         torch.jit.script(model)
 
 
+TORCH = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
+
+
 def _compiled_ddp_step(rank, world):
     torch._dynamo.reset()
     model, first = model_of("conv", torch.float32)
@@ -182,7 +187,9 @@ def _compiled_ddp_step(rank, world):
     x, y = batch("conv", torch.float32)
     g = torch.Generator().manual_seed(rank)
     x = torch.randn(x.shape, generator=g)
-    nn.functional.cross_entropy(compiled(x), y).backward()
+    # before 2.6 the DDP optimizer cannot split a graph holding an autograd.Function and says to turn it off
+    with torch._dynamo.config.patch(optimize_ddp=TORCH >= (2, 6)):
+        nn.functional.cross_entropy(compiled(x), y).backward()
     backward = set().union(*(ops_of(gm) for gm in graphs.get("backward", [])))
     return {"grad": model[0].weight.grad.clone(), "backward": sorted(backward), "x": x}
 
@@ -190,8 +197,8 @@ def _compiled_ddp_step(rank, world):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_compiled_ddp_traces_the_all_reduce_and_gives_the_global_batch_gradient():
-    """torch.compile over DDP (2 gloo processes): TrAct's all-reduce of AᵀA is a traced collective inside the
-    compiled backward, and each rank's gradient is the TrAct gradient of the concatenated batch."""
+    """torch.compile over DDP (2 gloo processes): each rank's gradient is the TrAct gradient of the concatenated
+    batch, and TrAct's all-reduce of AᵀA is a traced collective inside the compiled backward."""
     import multiproc
 
     results = multiproc.run(_compiled_ddp_step, timeout=600)
@@ -202,6 +209,7 @@ def test_compiled_ddp_traces_the_all_reduce_and_gives_the_global_batch_gradient(
     x = torch.cat([r["x"] for r in results])
     nn.functional.cross_entropy(model(x), torch.cat([y, y])).backward()
     for r in results:
-        assert "_c10d_functional.all_reduce.default" in r["backward"], r["backward"]
-        assert "aten.linalg_cholesky_ex.default" in r["backward"]
         assert_close(r["grad"], model[0].weight.grad, **TOL[torch.float32])
+        assert "aten.linalg_cholesky_ex.default" in r["backward"]
+        if TORCH >= (2, 11):  # seen traced from 2.11 (2.6 runs it between two compiled graphs)
+            assert "_c10d_functional.all_reduce.default" in r["backward"], r["backward"]

@@ -179,8 +179,7 @@ def test_accumulated_micro_batches_equal_one_big_batch():
 
 def _pending(layer):
     """The deferred statistics a layer holds: (Σ aᵀa, rows)."""
-    sinks = layer.tract_sinks
-    return sinks.gram.grad, sinks.rows.grad
+    return trainact.steps.state_of(layer).pooled()
 
 
 def test_accumulated_statistics_take_the_wider_dtype():
@@ -197,7 +196,7 @@ def test_accumulated_statistics_take_the_wider_dtype():
         assert gram.dtype == expected and rows == 6
         assert torch.equal(gram, torch.full((1, 2, 2), 3 * 1.0 + 3 * 4.0, dtype=expected))
         trainact.discard_pending([layer])
-        assert not trainact.distributed.pending_layers([layer])
+        assert not trainact.steps.pending_layers([layer])
 
 
 def test_deferred_float64_model_with_default_options_is_exact():
@@ -224,7 +223,7 @@ def test_step_with_pending_statistics_raises_and_attach_fixes_it():
     assert torch.equal(model[0].weight, before)  # nothing was applied
     trainact.attach(opt)
     opt.step()
-    assert not torch.equal(model[0].weight, before) and not trainact.distributed.pending_layers(model)
+    assert not torch.equal(model[0].weight, before) and not trainact.steps.pending_layers(model)
 
 
 def test_grad_scaler_clipping_order_matches_fp32():
@@ -256,9 +255,9 @@ def test_deferred_layer_survives_deepcopy_without_pending_state():
     x, y = data(4)
     sum_loss(model, x, y, 1.0).backward()
     clone = copy.deepcopy(model)
-    assert not trainact.distributed.pending_layers(clone) and trainact.distributed.pending_layers(model)
+    assert not trainact.steps.pending_layers(clone) and trainact.steps.pending_layers(model)
     trainact.discard_pending(model)
-    assert not trainact.distributed.pending_layers(model)
+    assert not trainact.steps.pending_layers(model)
 
 
 # ------------------------------------------------------------------------------------ checkpointing, multi-crop
@@ -284,7 +283,7 @@ def test_activation_checkpointing_counts_each_row_once(reentrant, defer):
     trainact.apply(model, 0.1, layer="body.0", solve_dtype=torch.float64, defer=defer)
     sum_loss(model, x, y, 1 / 6).backward()
     if defer:
-        (layer,) = trainact.distributed.pending_layers(model)
+        (layer,) = trainact.steps.pending_layers(model)
         assert _pending(layer)[1] == 6 * 4 * 4  # rows of one forward, not of the recomputation too
         trainact.precondition_grads(model)
     assert_close(model.body[0].weight.grad, reference_grad([x.detach()], [y]), **REL)

@@ -9,14 +9,11 @@ bias, all other layers and inference are unchanged::
 
 The backward never reads a device value on the host; a failed solve raises ``TrActNumericalError`` at the next
 optimizer step.  Modules: ``tract`` (the formula), ``adapters`` (one class per supported layer family),
-``patches`` (AᵀA), ``layers`` (wrapping), ``detect``, ``distributed``.  Imports torch only.
+``patches`` (AᵀA), ``layers`` (wrapping; how a gradient flows), ``backward`` (the autograd node), ``parallel``
+(statistics across ranks), ``steps`` (deferred statistics, the step check), ``detect``.  Imports torch only.
 """
 from .detect import find_first_layer as find_first_layer
 from .detect import find_input_layers as find_input_layers
-from .distributed import attach as attach
-from .distributed import check_numerics as check_numerics
-from .distributed import discard_pending as discard_pending
-from .distributed import precondition_grads as precondition_grads
 from .layers import SUPPORTED as SUPPORTED
 from .layers import TrAct as TrAct
 from .layers import TrActConfig as TrActConfig
@@ -25,6 +22,10 @@ from .layers import apply as apply
 from .layers import is_tract as is_tract
 from .layers import remove as remove
 from .layers import untract as untract
+from .steps import attach as attach
+from .steps import check_numerics as check_numerics
+from .steps import discard_pending as discard_pending
+from .steps import precondition_grads as precondition_grads
 from .tract import TrActNumericalError as TrActNumericalError
 from .tract import precondition as precondition
 from .tract import precondition_woodbury as precondition_woodbury

@@ -13,7 +13,7 @@ Adding a first-layer type is one subclass of :class:`Adapter`, appended to ``ADA
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Optional
 
 import torch
@@ -69,6 +69,16 @@ class Adapter:
 
     def count_rows(self, x: torch.Tensor) -> int:
         """r, without touching the data."""
+        raise NotImplementedError
+
+    def weight_grad(self, x: torch.Tensor, grad_out: torch.Tensor, dtype: torch.dtype,
+                    block_bytes: int) -> torch.Tensor:
+        """The plain weight gradient Gᵀ A (g, m_g, n) for input ``x`` and output gradient ``grad_out``, computed in
+        ``dtype`` (a 16-bit G is cast in blocks of at most ``block_bytes``)."""
+        raise NotImplementedError
+
+    def output_rows(self, grad_out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The output gradient as rows G (g, r, m_g), in the row order of :meth:`blocks`."""
         raise NotImplementedError
 
     @property
@@ -134,6 +144,19 @@ class LinearAdapter(Adapter):
 
     def count_rows(self, x: torch.Tensor) -> int:
         return x.numel() // self.n
+
+    def weight_grad(self, x: torch.Tensor, grad_out: torch.Tensor, dtype: torch.dtype,
+                    block_bytes: int) -> torch.Tensor:
+        rows, m = self.count_rows(x), grad_out.shape[-1]
+        g, a = grad_out.reshape(rows, m), x.reshape(rows, self.n)
+        step = rows if g.dtype == a.dtype == dtype else max(1, block_bytes // ((m + self.n) * dtype.itemsize))
+        out = g.new_zeros(m, self.n, dtype=dtype)
+        for start in range(0, rows, step):
+            out.addmm_(g[start : start + step].to(dtype).t(), a[start : start + step].to(dtype))
+        return out.unsqueeze(0)
+
+    def output_rows(self, grad_out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return grad_out.reshape(1, -1, grad_out.shape[-1]).to(dtype)
 
 
 _BAND_LINES = 2  # image lines per GEMM in the band algorithm
@@ -219,15 +242,43 @@ class ConvAdapter(Adapter):
         batch = 1 if x.dim() == self.spatial + 1 else x.shape[0]
         return batch * math.prod(self.output_shape(x))
 
+    def weight_grad(self, x: torch.Tensor, grad_out: torch.Tensor, dtype: torch.dtype,
+                    block_bytes: int) -> torch.Tensor:
+        """The convolution's own weight-gradient kernel (cuDNN, oneDNN), run in ``dtype``."""
+        if x.dim() == self.spatial + 1:  # unbatched
+            x, grad_out = x.unsqueeze(0), grad_out.unsqueeze(0)
+        left, right = self.pad[0::2], self.pad[1::2]
+        if self.pad_mode == "constant" and left == right:
+            padding = tuple(reversed(left))  # F.pad order (last dim first) -> the conv's
+        else:  # reflect/replicate/circular, or 'same' with an odd total: pad as the layer does
+            x, padding = F.pad(x, self.pad, mode=self.pad_mode), (0,) * self.spatial
+        m = grad_out.shape[1]
+        shape = (m, x.shape[1] // self.groups, *self.kernel)
+        weight = grad_out.new_empty(1, dtype=dtype).expand(shape)
+        cast = grad_out.dtype != dtype or x.dtype != dtype
+        step = max(1, block_bytes // ((grad_out[0].numel() + x[0].numel()) * dtype.itemsize)) if cast else len(x)
+        out = None
+        for start in range(0, len(x), step):
+            part = torch.ops.aten.convolution_backward(
+                grad_out[start : start + step].to(dtype), x[start : start + step].to(dtype), weight, None,
+                self.stride, padding, self.dilation, False, (0,) * self.spatial, self.groups, (False, True, False))[1]
+            out = part if out is None else out + part
+        if out is None:  # an empty batch
+            out = grad_out.new_zeros(shape, dtype=dtype)
+        return out.reshape(self.groups, m // self.groups, self.n)
+
+    def output_rows(self, grad_out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if grad_out.dim() == self.spatial + 1:
+            grad_out = grad_out.unsqueeze(0)
+        g = self.groups
+        rows = grad_out.flatten(2).unflatten(1, (g, -1)).permute(1, 0, 3, 2)  # (g, B, L, m_g)
+        return rows.reshape(g, -1, rows.shape[-1]).to(dtype)
+
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """Strided view of a (padded) input chunk: (B, C, *out, *kernel)."""
         if any(self.pad):
             x = F.pad(x, self.pad, mode=self.pad_mode)  # (B, C, *padded)
-        for i, (k, s, d) in enumerate(zip(self.kernel, self.stride, self.dilation)):
-            x = x.unfold(2 + i, d * (k - 1) + 1, s)  # appends the window as the last dim
-        if any(d > 1 for d in self.dilation):
-            x = x[(Ellipsis, *(slice(None, None, d) for d in self.dilation))]  # every d-th element of each window
-        return x  # (B, C, *out, *kernel)
+        return _windows(x, self.kernel, self.stride, self.dilation)
 
     def blocks(self, x: torch.Tensor, dtype: torch.dtype, max_rows: int) -> Iterator[torch.Tensor]:
         """(g, n, rows) blocks: the layout whose copy and Aᵀ·A GEMM are fastest."""
@@ -241,10 +292,9 @@ class ConvAdapter(Adapter):
             return
         if any(self.pad):
             x = F.pad(x, self.pad, mode=self.pad_mode)  # (B, C, *padded): once, not per block
-        unpadded = replace(self, pad=(0,) * len(self.pad))
         step = max(1, max_rows // per_sample)
         for start in range(0, batch, step):
-            view = unpadded.view(x[start : start + step])  # (b, C, *out, *k)
+            view = _windows(x[start : start + step], self.kernel, self.stride, self.dilation)  # (b, C, *out, *k)
             b = view.shape[0]
             view = view.unflatten(1, (g, channels // g))  # (b, g, Cg, *out, *k)
             # columns = (Cg, *k), rows = (b, *out), groups first
@@ -290,17 +340,18 @@ class ConvAdapter(Adapter):
             return None
         step = max(1, block_bytes // per_sample)
         band = torch.zeros(lines, g, ck, k0 * ck, dtype=dtype, device=x.device)  # P_h
-        rest = replace(self, kernel=(1, *self.kernel[1:]), stride=(1, *self.stride[1:]),
-                       dilation=(1, *self.dilation[1:]))
+        if any(self.pad):
+            x = F.pad(x, self.pad, mode=self.pad_mode)  # (B, C, *padded): once, not per block
         for start in range(0, batch, step):
-            view = rest.view(x[start : start + step])  # (b, C, H_pad, *out_rest, 1, *k_rest)
+            view = _windows(x[start : start + step], (1, *self.kernel[1:]), (1, *self.stride[1:]),
+                            (1, *self.dilation[1:]))  # (b, C, H_pad, *out_rest, 1, *k_rest)
             view = view.squeeze(2 + d)[:, :, :lines]  # (b, C, lines, *out_rest, *k_rest)
             b = view.shape[0]
             view = view.unflatten(1, (g, cg))  # (b, g, Cg, lines, *out_rest, *k_rest)
             perm = (1, 0, *range(4, 4 + d - 1), 3, 2, *range(3 + d, 3 + 2 * d - 1))
             view = view.permute(perm)  # (g, b, *out_rest, lines, Cg, *k_rest)
             y = torch.zeros(g, b * rest_rows, lines + k0, ck, dtype=dtype, device=x.device)  # k0 zero lines at the end
-            y[:, :, :lines].view(view.shape[:1] + (b, *view.shape[2:])).copy_(view)
+            y.view(*view.shape[: d + 1], lines + k0, *view.shape[d + 2 :]).narrow(d + 1, 0, lines).copy_(view)
             y = y.view(g, b * rest_rows, (lines + k0) * ck)  # (g, K, (lines + k0) * ck)
             for h in range(0, lines, _BAND_LINES):
                 # _BAND_LINES lines per GEMM: a few wasted products, far fewer (thread-synchronising) BLAS calls
@@ -310,7 +361,7 @@ class ConvAdapter(Adapter):
                 prod = torch.bmm(left.transpose(1, 2), right)  # (g, t*ck, w)
                 w = prod.shape[-1]
                 # line j of the group needs columns [j*ck, (j+k0)*ck) of its rows: a strided band of prod
-                diag = prod.as_strided((t, g, ck, k0 * ck), (ck * w + ck, prod.stride(0), w, 1))  # (t, g, ck, k0*ck)
+                diag = prod.as_strided((t, g, ck, k0 * ck), (ck * w + ck, t * ck * w, w, 1))  # (t, g, ck, k0*ck)
                 band[h : h + t] += diag
         total = torch.zeros(g, cg, k0, ck // cg, cg, k0, ck // cg, dtype=dtype, device=x.device)  # (g, c, i, j, c', i', j')
         for i in range(k0):
@@ -322,6 +373,16 @@ class ConvAdapter(Adapter):
                 if delta:
                     total[:, :, i + delta, :, :, i, :] = blk.permute(0, 3, 4, 1, 2)
         return total.view(g, self.n, self.n)
+
+
+def _windows(x: torch.Tensor, kernel: tuple, stride: tuple, dilation: tuple) -> torch.Tensor:
+    """The strided view (B, C, *out, *kernel) of an already padded input: ``Tensor.unfold`` per spatial dimension,
+    every ``dilation``-th element of each window."""
+    for i, (k, s, d) in enumerate(zip(kernel, stride, dilation)):
+        x = x.unfold(2 + i, d * (k - 1) + 1, s)  # appends the window as the last dim
+    if any(d > 1 for d in dilation):
+        x = x[(Ellipsis, *(slice(None, None, d) for d in dilation))]
+    return x
 
 
 ADAPTERS: tuple[type[Adapter], ...] = (LinearAdapter, ConvAdapter)  # the one table of first-layer types

@@ -1,11 +1,21 @@
-"""TrAct's backward: an identity on the weight whose backward turns the plain weight gradient into the TrAct one.
+"""TrAct's backward: autograd nodes that give a first layer's weight the TrAct gradient.
 
-    z = conv(x, Precondition(W; x), bias)      # forward value: exactly conv(x, W, bias)
+    z = conv(x, Precondition(W; x), bias)                  # forward value: exactly conv(x, W, bias)
 
-The layer's own forward and backward kernels (cuDNN, oneDNN, autocast casts, bias and input gradients) are
-untouched.  The backward reads nothing on the host and calls no Python of the layer: what it needs is fixed at
-forward in a `Spec`, and its side results (the solve status, deferred statistics) leave as the gradients of the
-layer's `Sinks`, so torch.compile traces it into the model's backward graph and torch.func.grad can run it.
+``Precondition`` is an identity on the weight whose backward turns the plain gradient Gᵀ A, as the layer's own
+kernels computed it, into the TrAct gradient; so the layer's forward and backward kernels (cuDNN, oneDNN, bias and
+input gradients) are untouched.  Where that plain gradient is not good enough, the TrAct gradient is made from the
+output gradient G instead, by a ``Capture`` node on the layer's output, and handed to ``Precondition`` through its
+second output (the "carrier"):
+
+* the layer computes in 16 bits (bf16/fp16 autocast, or 16-bit weights): its Gᵀ A is rounded to 16 bits, and the
+  ill-conditioned solve would amplify that rounding (8-20x on real images); Capture forms Gᵀ A in the solve dtype;
+* the Woodbury form (r < n rows): ``r Gᵀ (AAᵀ + λrI)⁻¹ A`` needs G, and avoids the subtraction that amplifies
+  rounding by 1/λ.
+
+The backward reads nothing on the host and calls no Python of the layer: what it needs is fixed at forward in a
+``Spec``, and its side results (the solve status, deferred statistics) leave as the gradients of the layer's sinks
+(``steps.State``), so torch.compile traces it into the model's backward graph and torch.func.grad can run it.
 """
 from __future__ import annotations
 
@@ -14,108 +24,127 @@ from typing import Optional
 
 import torch
 
-from . import distributed, patches
+from . import patches
 from .adapters import Adapter
+from .parallel import all_reduce_stats
 from .tract import raise_if_failed, solve, solve_woodbury, system
 
-__all__ = ["Spec", "Sinks", "Precondition"]
+__all__ = ["Spec", "Precondition", "Capture", "tract_gradient"]
 
 
 @dataclass(frozen=True)
 class Spec:
-    """What one backward needs, fixed at forward: the options, the call's geometry, the solve dtype, and whether
-    statistics are all-reduced (several ranks) or the status is checked at once (eager on the CPU, where it is free)."""
+    """What one backward needs, fixed at forward: the options, the call's geometry, the solve dtype, whether
+    statistics are all-reduced (several ranks), whether the status is checked at once (eager on the CPU, where it
+    is free), and whether the output side makes the gradient (``capture``)."""
 
     lam: float
     relative: bool
     woodbury: bool
     defer: bool
-    block_bytes: Optional[int]
+    block_bytes: int
     dtype: torch.dtype
     geo: Adapter
     label: str
     all_reduce: bool
     check_now: bool
+    capture: bool
 
 
-class Sinks:
-    """Per-layer leaves that receive a backward's side results as their *gradients*, accumulated by autograd with no
-    host read and traceable by torch.compile: ``status`` (g,) the solve status of every per-step backward since the
-    last check (finite: solved), ``gram`` (g, n, n) and ``rows`` () the deferred statistics.  ``eye``: the identity
-    for the ridge, made once."""
+def _functorch() -> bool:
+    return torch._C._are_functorch_transforms_active()
 
-    def __init__(self, layer, device: torch.device, dtype: torch.dtype, old: Optional["Sinks"] = None):
-        geo = layer.tract_geometry
-        g, n = geo.groups, geo.n
-        self.device, self.dtype = device, dtype
-        leaf = dict(device=device, requires_grad=True)
-        self.status = torch.zeros(g, dtype=torch.float64, **leaf)
-        self.eye = torch.eye(n, dtype=dtype, device=device)
-        self.gram = torch.zeros(g, n, n, dtype=dtype, **leaf) if layer.tract.defer else None
-        self.rows = torch.zeros((), dtype=torch.float64, **leaf) if layer.tract.defer else None
-        self.inflight: list = []  # (host copy of a status, CUDA event) not yet read
-        if old is not None:  # carry what the old sinks hold (a move to another device, a wider dtype)
-            for name in ("status", "gram", "rows"):
-                new, prev = getattr(self, name), getattr(old, name)
-                if new is not None and prev is not None and prev.grad is not None:
-                    new.grad = prev.grad.to(device=device, dtype=new.dtype)
-            self.inflight = old.inflight
+
+def _check_not_double(spec: Spec) -> None:
+    # torch.func.grad runs backward with grad mode on (for nested transforms): that is not a double backward
+    if torch.is_grad_enabled() and not _functorch():
+        raise RuntimeError(f"{spec.label}: double backward (create_graph=True) through a TrAct layer is not "
+                           f"supported; the TrAct gradient is a preconditioned first-order gradient")
+
+
+def _backward(spec: Spec, x: torch.Tensor, eye, plain=None, grad_out=None):
+    """The gradients of the sinks and the weight's: (weight's, status, gram, rows), from the plain gradient
+    Gᵀ A or from the output gradient G."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if spec.defer:  # the plain gradient and the statistics now, preconditioning once per step
+            if plain is None:
+                plain = spec.geo.weight_grad(x, grad_out, spec.dtype, spec.block_bytes)
+            gram, rows = patches.gram(x, spec.geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
+            return plain, None, gram, torch.full((), rows, dtype=torch.float64, device=x.device)
+        new, status = tract_gradient(spec, x, eye, plain=plain, grad_out=grad_out)
+    if spec.check_now and not _functorch():
+        raise_if_failed(status, spec.label, spec.lam)
+    return new, status, None, None
 
 
 class Precondition(torch.autograd.Function):
-    """Identity on the weight; backward turns the plain weight gradient into the TrAct gradient.  Its side results
-    leave as the gradients of the sinks (see Sinks), so backward reads nothing on the host."""
+    """Identity on the weight (and a carrier: see the module docstring); backward gives the weight the TrAct
+    gradient, made here from the layer's own Gᵀ A, or carried from ``Capture``."""
 
     @staticmethod
     def forward(weight, x, status, gram, rows, eye, spec):  # type: ignore[override]
-        return weight.view_as(weight)
+        return (weight.view_as(weight), torch.empty_like(weight)) if spec.capture else weight.view_as(weight)
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
         _, x, _, _, _, eye, spec = inputs
         ctx.spec = spec
-        ctx.save_for_backward(x, eye)  # the layer's own backward keeps x alive anyway: no extra memory
+        ctx.set_materialize_grads(False)
+        if not spec.capture:
+            ctx.save_for_backward(x, eye)  # the layer's own backward keeps x alive anyway: no extra memory
+
+    @staticmethod
+    def backward(ctx, grad: Optional[torch.Tensor], carried: Optional[torch.Tensor] = None):  # type: ignore[override]
+        spec: Spec = ctx.spec
+        if spec.capture:
+            return carried, None, None, None, None, None, None
+        _check_not_double(spec)
+        x, eye = ctx.saved_tensors
+        new, status, gram, rows = _backward(spec, x, eye, plain=grad)
+        return new.reshape(grad.shape).to(grad.dtype), None, status, gram, rows, None, None
+
+
+class Capture(torch.autograd.Function):
+    """Identity on the layer output z; backward passes G on to the layer's own backward and returns, as the
+    carrier's gradient, the weight's TrAct gradient made from G (or, deferred, its plain gradient)."""
+
+    @staticmethod
+    def forward(out, carrier, x, status, gram, rows, eye, spec):  # type: ignore[override]
+        return out.view_as(out)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        _, carrier, x, _, _, _, eye, spec = inputs
+        ctx.spec, ctx.carrier = spec, (carrier.shape, carrier.dtype)
+        ctx.save_for_backward(x, eye)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         spec: Spec = ctx.spec
-        # torch.func.grad runs backward with grad mode on (for nested transforms): that is not a double backward
-        if torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active():
-            raise RuntimeError(
-                f"{spec.label}: double backward (create_graph=True) through a TrAct layer is not supported; "
-                f"the TrAct gradient is a preconditioned first-order gradient"
-            )
+        _check_not_double(spec)
         x, eye = ctx.saved_tensors
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            if spec.defer:  # statistics now, preconditioning once per step (precondition_grads)
-                gram, rows = patches.gram(x, spec.geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
-                rows_t = torch.full((), rows, dtype=torch.float64, device=x.device)
-                return grad, None, None, gram, rows_t, None, None
-            new, status = _tract_gradient(grad, x, eye, spec)
-        if spec.check_now and not torch._C._are_functorch_transforms_active():
-            raise_if_failed(status, spec.label, spec.lam)
-        return new, None, status, None, None, None, None
+        new, status, gram, rows = _backward(spec, x, eye, grad_out=grad)
+        shape, dtype = ctx.carrier
+        return grad, new.reshape(shape).to(dtype), None, status, gram, rows, None, None
 
 
-def _tract_gradient(grad: torch.Tensor, x: torch.Tensor, eye: torch.Tensor, spec: Spec):
-    """(the TrAct weight gradient, its solve status) from the plain gradient and the layer input."""
-    geo = spec.geo
-    g = geo.groups
-    rows = geo.count_rows(x)
-    grad3 = grad.reshape(g, grad.shape[0] // g, geo.n)  # (g, m_g, n_g)
-    if spec.all_reduce:  # the global batch's covariance: one all-reduce of n² + 1 numbers
-        gram, rows = patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
-        gram, rows = distributed.all_reduce_stats(gram, rows)
-        out, status = solve(grad3, system(gram, rows, spec.lam, relative=spec.relative), spec.dtype)
-    elif rows == 0:
-        return grad, torch.zeros(g, dtype=torch.float64, device=grad.device)
-    elif spec.woodbury and rows < geo.n:
-        a = patches.patch_matrix(x, geo, dtype=spec.dtype)  # (g, r, n_g)
-        out, status = solve_woodbury(grad3, a, spec.lam, relative=spec.relative)
-    elif spec.relative:
-        gram, rows = patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
-        out, status = solve(grad3, system(gram, rows, spec.lam, relative=True), spec.dtype)
-    else:  # AᵀA/r + λI formed inside the Gram GEMMs
-        mat, _ = patches.gram(x, geo, dtype=spec.dtype, block_bytes=spec.block_bytes, ridge=(spec.lam, eye))
-        out, status = solve(grad3, mat, spec.dtype)
-    return out.reshape(grad.shape), status
+def tract_gradient(spec: Spec, x: torch.Tensor, eye: Optional[torch.Tensor], *, plain=None, grad_out=None):
+    """(the TrAct weight gradient (g, m_g, n), its solve status) of one call, from the plain gradient Gᵀ A
+    (``plain``, any layout of the weight) or from the output gradient (``grad_out``)."""
+    geo, dtype = spec.geo, spec.dtype
+    g, rows = geo.groups, geo.count_rows(x)
+    if grad_out is not None and spec.woodbury and 0 < rows < geo.n and not spec.all_reduce:  # r x r, from G
+        return solve_woodbury(geo.output_rows(grad_out, dtype), patches.patch_matrix(x, geo, dtype=dtype),
+                              spec.lam, relative=spec.relative)
+    if plain is None:
+        plain = geo.weight_grad(x, grad_out, dtype, spec.block_bytes)
+    plain = plain.reshape(g, -1, geo.n)  # (g, m_g, n_g)
+    if spec.all_reduce or spec.relative:
+        gram, rows = patches.gram(x, geo, dtype=dtype, block_bytes=spec.block_bytes)
+        if spec.all_reduce:  # the global batch's covariance: one all-reduce of n² + 1 numbers
+            gram, rows = all_reduce_stats(gram, rows)
+        return solve(plain, system(gram, rows, spec.lam, relative=spec.relative), dtype)
+    if rows == 0:
+        return plain, torch.ones(g, dtype=torch.float64, device=x.device)  # nothing to solve: solved
+    mat, _ = patches.gram(x, geo, dtype=dtype, block_bytes=spec.block_bytes, ridge=(spec.lam, eye))  # AᵀA/r + λI
+    return solve(plain, mat, dtype)

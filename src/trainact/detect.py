@@ -6,10 +6,13 @@ the outputs of layers already seen.  :func:`find_first_layer` wants exactly one 
 (none or several raise a ``ValueError`` naming the candidates); :func:`find_input_layers` returns all supported
 ones, in call order.  The input is ``example_input``, or guessed: a model's ``input_size``, timm's
 ``pretrained_cfg``, torchvision's ``image_size``, then the example shapes of each family's adapter.  If no forward
-runs, :func:`find_first_layer` falls back to the first candidate in registration order when it is supported.
+runs (a module without ``forward()``, an input no guess fits), :func:`find_first_layer` takes the one convolution
+that reads 1-4 channels, and raises asking for ``layer=`` when there is none or several: it never wraps a layer it
+has not seen read the input, whatever the order the layers were defined in.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -19,6 +22,10 @@ from .adapters import ADAPTERS, FAMILY_NAMES, SUPPORTED
 
 # Families that TrAct cannot wrap but that would be the first layer if they consume the input.
 _OTHER_LAYERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Embedding, nn.Bilinear)
+
+
+_CONVS = tuple(c for c in SUPPORTED if issubclass(c, nn.modules.conv._ConvNd))
+_IMAGE_CHANNELS = 4  # grey, RGB, RGBA: a convolution reading this few channels reads the image
 
 
 def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -114,6 +121,12 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[str]:
 
 def _run_first(model: nn.Module, example_input: Optional[torch.Tensor], cands) -> tuple[Optional[list[str]], tuple, list[str]]:
     """Trace the first input that runs: (direct consumers, input shape, errors of the inputs that did not run)."""
+    lazy = [n for n, p in model.named_parameters() if nn.parameter.is_lazy(p)]
+    if lazy:  # a forward on a guessed input would fix their sizes wrongly
+        raise ValueError(f"apply: {type(model).__name__} has uninitialised (lazy) parameters {lazy[:3]}: run one "
+                         f"forward pass on a real batch first (lazy modules learn their sizes from it), then apply")
+    if type(model).forward is nn.Module.forward:  # e.g. a LightningModule whose training_step calls self.net(x)
+        return None, (), ["it has no forward()"]
     inputs = [example_input] if example_input is not None else _guess_inputs(model, [m for _, m in cands])
     errors = []
     for x in inputs:
@@ -155,14 +168,17 @@ def find_first_layer(model: nn.Module, *, example_input: Optional[torch.Tensor] 
             f"apply: ambiguous first layer: {direct} all consume the model input; pass layer='all' to wrap every "
             f"one of them, or layer='name' to choose one"
         )
-    # No forward ran: fall back to registration order.
-    first_name, first = cands[0]
-    if isinstance(first, SUPPORTED):
-        return first_name
+    # No forward ran (no forward() at all, or no guessed input fits): only an unambiguous image reader will do
+    readers = [n for n, m in cands if isinstance(m, _CONVS) and m.in_channels <= _IMAGE_CHANNELS]
+    if len(readers) == 1:
+        warnings.warn(f"apply: could not run {type(model).__name__} ({'; '.join(errors)}); wrapping {readers[0]!r}, "
+                      f"its only convolution that reads 1-4 channels (pass layer='name' to choose)", stacklevel=3)
+        return readers[0]
     raise ValueError(
-        f"apply: could not run {type(model).__name__} on a guessed input ({'; '.join(errors)}) and its first layer "
-        f"{first_name!r} ({type(first).__name__}) is not supported; pass example_input= or layer='name'. "
-        f"Candidates: {supported}"
+        f"apply: could not run {type(model).__name__} to see which layer reads its input ({'; '.join(errors)}), and "
+        + (f"{len(readers)} convolutions could read images ({readers})" if readers else
+           "no convolution reads 1-4 channels") +
+        f"; pass layer='name' (candidates: {supported}), or example_input= if the model has a forward()"
     )
 
 

@@ -1,27 +1,36 @@
 """TrAct layers: ``TrAct(module)``, ``apply(model)``, ``remove(model)``, and the options (``TrActConfig``).
 
-A TrAct layer is the original layer with one change: the gradient arriving at its weight is preconditioned by
-(AᵀA/r + λI)⁻¹ (``tract.py``), through an identity on the weight whose backward does it (``backward.py``), so the
-layer's own forward and backward kernels are untouched::
+A TrAct layer is the original layer with one change: its weight's gradient is the TrAct gradient.  The wrapped
+module is an instance of a subclass of the original class (``isinstance`` holds), shares the original Parameter
+objects (an optimizer built before wrapping keeps working) and has the same ``state_dict`` keys.  What differs per
+layer family (geometry, forward call, patches, weight gradient) is asked of its adapter (``adapters.py``).
 
-    z = conv(x, Precondition(W; x), bias)      # forward value: exactly conv(x, W, bias)
+How a gradient flows (each hop names the function that does it):
 
-The wrapped module is an instance of a subclass of the original class (``isinstance`` holds), shares the original
-Parameter objects (an optimizer built before wrapping keeps working) and has the same ``state_dict`` keys.  What
-differs per layer family (geometry, forward call) is asked of its adapter (``adapters.py``).
+1. ``TrActLayer.forward`` (here) runs the layer's own forward with ``W.detach()`` and passes the output, W and the
+   input to ``TrActLayer._tract_output``, which fixes the backward's options in a ``Spec``;
+2. ``backward.TrActFunction.backward`` receives the output gradient G and hands it on to the layer's own backward
+   (input and bias gradients);
+3. ``backward.tract_gradient`` forms Gᵀ A (``Adapter.weight_grad``) and AᵀA (``patches.gram``), pools AᵀA over the
+   ranks when the layer's ``parallel`` strategy says so, and solves (``tract.solve``); autograd accumulates the
+   result into ``W.grad``.
+   Deferred (``defer=True``): step 3 returns Gᵀ A and files AᵀA with the layer (``steps.State``);
+4. ``steps.precondition_grads`` (or an attached optimizer's step) takes the statistics of the backwards that
+   ``W.grad`` holds and solves in place (``steps._precondition`` → ``tract.solve``).
 """
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
-from . import adapters, distributed, patches
-from .backward import Precondition, Sinks, Spec
-from .tract import check_lam, raise_if_failed, resolve_solve_dtype, solve, solve_dtype_of, system
+from . import adapters, parallel, patches, steps
+from .backward import Capture, Precondition, Spec
+from .tract import check_lam, resolve_solve_dtype, solve_dtype_of
 
 __all__ = ["TrAct", "TrActConfig", "TrActLayer", "apply", "remove", "is_tract", "SUPPORTED"]
 
@@ -70,8 +79,8 @@ class TrActConfig:
         b = self.block_bytes
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
             raise ValueError(f"TrAct: block_bytes must be a positive integer number of bytes or None, got {b!r}")
-        if self.sync not in distributed.SYNC_MODES:
-            raise ValueError(f"TrAct: sync must be one of {distributed.SYNC_MODES}, got {self.sync!r}")
+        if self.sync not in parallel.SYNC_MODES:
+            raise ValueError(f"TrAct: sync must be one of {parallel.SYNC_MODES}, got {self.sync!r}")
         object.__setattr__(self, "solve_dtype", solve_dtype_of(self.solve_dtype))
 
     @classmethod
@@ -93,8 +102,8 @@ class TrActConfig:
 
 
 class _Intercept(torch.overrides.TorchFunctionMode):
-    """Runs the forward of a weight-transforming subclass (timm's StdConv2d, ...) and preconditions the weight
-    *as passed to* its one functional convolution / linear call, with that call's input and geometry."""
+    """Runs the forward of a weight-transforming subclass (timm's StdConv2d, ...) and gives TrAct's backward to the
+    weight *as passed to* its one functional convolution / linear call, with that call's input and geometry."""
 
     def __init__(self, layer: "TrActLayer"):
         super().__init__()
@@ -102,42 +111,37 @@ class _Intercept(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func in adapters.CALLS:
-            self.calls += 1
-            if self.calls > 1:
-                raise TypeError(f"{self.layer.tract_label}: {_plain_class(type(self.layer)).__name__}.forward makes "
-                                f"more than one convolution/linear call; TrAct needs exactly one")
-            args = list(args)
-            x = args[0] if args else kwargs["input"]
-            w_key = 1 if len(args) > 1 else "weight"
-            weight = args[w_key] if w_key == 1 else kwargs[w_key]
-            if torch.is_grad_enabled() and weight.requires_grad:
-                geo = adapters.CALLS[func].of_call(weight, tuple(args), kwargs)
-                weight = self.layer._tract_weight(weight, x, geo)
-                if w_key == 1:
-                    args[1] = weight
-                else:
-                    kwargs[w_key] = weight
-        return func(*args, **kwargs)
+        if func not in adapters.CALLS:
+            return func(*args, **kwargs)
+        self.calls += 1
+        if self.calls > 1:
+            raise TypeError(f"{self.layer.tract_label}: {_plain_class(type(self.layer)).__name__}.forward makes "
+                            f"more than one convolution/linear call; TrAct needs exactly one")
+        args = list(args)
+        x = args[0] if args else kwargs["input"]
+        key = 1 if len(args) > 1 else "weight"
+        weight = args[key] if key == 1 else kwargs[key]
+        if not (torch.is_grad_enabled() and weight.requires_grad):
+            return func(*args, **kwargs)
+        geo = adapters.CALLS[func].of_call(weight, tuple(args), kwargs)
+
+        def call(w: torch.Tensor) -> torch.Tensor:
+            if key == 1:
+                args[1] = w
+            else:
+                kwargs[key] = w
+            return func(*args, **kwargs)
+
+        return self.layer._tract_call(call, weight, x, geo)
 
 
 class TrActLayer:
-    """Mixin for the TrAct version of a supported layer.  Concrete classes are made per original class.
-
-    What ``distributed.py`` uses of a layer (it imports nothing from here):
-
-    * ``tract``: the :class:`TrActConfig`; ``weight``; ``tract_label``: the layer's name in messages;
-    * ``tract_sinks``: the :class:`~trainact.backward.Sinks` whose ``status`` gradient holds the solve status of
-      the backwards since the last check (``inflight``: status copies not yet read), or None before the first one;
-    * ``tract_pending()``: deferred statistics wait; ``tract_precondition()``: turn ``weight.grad`` into the TrAct
-      gradient with them; ``tract_discard()``: drop them.
-    """
+    """Mixin for the TrAct version of a supported layer.  Concrete classes are made per original class; the
+    per-process state (``steps.State``: strategy, sinks, pending statistics, hooks) is ``_tract_state``."""
 
     tract: TrActConfig
     tract_adapter: type[adapters.Adapter]  # the layer's family (set per concrete class)
-    tract_sinks: Optional[Sinks] = None  # made on the weight's device (not on the meta device)
     _tract_name: Optional[str]
-
     _tract_transforms_weight: bool = False  # the original class overrides forward (e.g. weight standardisation)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
@@ -151,9 +155,10 @@ class TrActLayer:
                                 f"{', '.join(f.__name__ for f in adapters.CALLS)})")
             return out
         weight = self.weight
-        if torch.is_grad_enabled() and weight.requires_grad:
-            weight = self._tract_weight(weight, input, self.tract_geometry)
-        return self.tract_adapter.forward(self, input, weight)
+        if not (torch.is_grad_enabled() and weight.requires_grad):
+            return self.tract_adapter.forward(self, input, weight)
+        return self._tract_call(lambda w: self.tract_adapter.forward(self, input, w), weight, input,
+                                self.tract_geometry)
 
     @property
     def tract_label(self) -> str:
@@ -165,72 +170,36 @@ class TrActLayer:
         """The patch geometry of the layer's own call."""
         return self.tract_adapter.of_layer(self)
 
-    def _tract_weight(self, weight: torch.Tensor, x: torch.Tensor, geo: adapters.Adapter) -> torch.Tensor:
-        """``weight`` with TrAct's backward attached (forward: the same values), for a call with input x."""
-        if torch.compiler.is_exporting():
+    def _tract_call(self, call, weight: torch.Tensor, x: torch.Tensor, geo: adapters.Adapter) -> torch.Tensor:
+        """``call(w)``, the layer's one convolution/linear call with input ``x`` and weight ``w``, run with TrAct's
+        backward attached to ``weight`` (backward.py)."""
+        if getattr(torch.compiler, "_is_exporting_flag", False):  # set by torch.export only (torch >= 2.7)
             raise RuntimeError(
                 f"{self.tract_label}: torch.export keeps no custom backward, so an exported TrAct layer would train "
                 f"with the plain gradient; export for inference under torch.no_grad() or after trainact.remove(model), "
-                f"and train with eager PyTorch or torch.compile"
-            )
-        cfg, label = self.tract, self.tract_label
-        all_reduce = distributed.sync_group(cfg.sync, label) is not None
+                f"and train with eager PyTorch or torch.compile")
+        cfg, state = self.tract, steps.state_of(self)
         # "auto": from the input's and the weight's dtype (the gradient has the weight's): the same on every rank
         dtype = resolve_solve_dtype(cfg.solve_dtype, x.dtype, weight.dtype)
-        compiling = torch.compiler.is_compiling()
-        if not compiling and not self.__dict__.get("_tract_agreed"):  # once per layer; a collective with several ranks
-            distributed.check_ranks_agree(cfg, label, weight.device, dtype)
-            self._tract_agreed = True
-        sinks = self._tract_sinks_on(weight.device, dtype)
-        spec = Spec(cfg.lam, cfg.relative, cfg.woodbury, cfg.defer, cfg.block_bytes, dtype, geo, label, all_reduce,
-                     check_now=not patches.accelerator_path(x.device) and not compiling)
-        return Precondition.apply(weight, x.detach(), sinks.status, sinks.gram, sinks.rows, sinks.eye, spec)
-
-    def _tract_sinks_on(self, device: torch.device, dtype: torch.dtype) -> Sinks:
-        """The layer's sinks on ``device``, whose statistics hold ``dtype`` (widened to float64 if any input is)."""
-        sinks = self.__dict__.get("tract_sinks")
-        if sinks is None or sinks.device != device or (sinks.dtype != dtype and dtype == torch.float64):
-            wider = dtype if sinks is None else torch.promote_types(sinks.dtype, dtype)
-            sinks = self.__dict__["tract_sinks"] = Sinks(self, device, wider, sinks)
-        return sinks
-
-    def tract_pending(self) -> bool:
-        """Deferred statistics are waiting for precondition_grads."""
-        sinks = self.__dict__.get("tract_sinks")
-        return sinks is not None and sinks.gram is not None and sinks.gram.grad is not None
-
-    def tract_discard(self) -> None:
-        """Drop the pending statistics."""
-        sinks = self.__dict__.get("tract_sinks")
-        if sinks is not None and sinks.gram is not None:
-            sinks.gram.grad = sinks.rows.grad = None
-
-    def tract_precondition(self) -> None:
-        """The deferred step: weight.grad (the plain gradient of every backward since the last step) becomes the
-        TrAct gradient, with the pooled statistics of those backwards (and, under DDP, of every rank)."""
-        sinks: Sinks = self.__dict__["tract_sinks"]
-        cfg, label = self.tract, self.tract_label
-        gram, rows = sinks.gram.grad, sinks.rows.grad
-        if distributed.sync_group(cfg.sync, label) is not None:
-            gram, rows = distributed.all_reduce_stats(gram, rows)
-        grad = self.weight.grad
-        if grad is None:
-            raise RuntimeError(f"{label}: statistics are pending but weight.grad is None (was zero_grad called "
-                               f"between backward and precondition_grads?)")
-        local = distributed.local_tensor(grad)  # FSDP2: this rank's rows of the gradient (rows are independent)
-        geo = self.tract_geometry
-        g = geo.groups
-        if g > 1 and local.shape[0] != grad.shape[0]:
-            raise NotImplementedError(f"{label}: defer=True with a sharded grouped first layer (groups={g}) is not "
-                                      f"supported; use the default per-step mode")
-        grad3 = local.reshape(g, local.shape[0] // g, geo.n)  # (g, m_g, n_g); m_g = 0 for an empty shard
-        new, status = solve(grad3, system(gram, rows, cfg.lam, relative=cfg.relative), sinks.dtype)
-        self.tract_discard()
-        local.copy_(new.reshape(local.shape))  # in place: DDP bucket views and optimizer references stay valid
-        if local.device.type == "cpu":
-            raise_if_failed(status, label, cfg.lam)
-        else:
-            sinks.status.grad = status if sinks.status.grad is None else sinks.status.grad + status
+        compiling, strategy = torch.compiler.is_compiling(), state.strategy
+        if not strategy.final and (parallel.initialized() or cfg.sync == "global"):  # a process group came up
+            strategy = parallel.choose(cfg, self.tract_label, weight.device, dtype, check=not compiling)
+            if not compiling:  # chosen for good in eager mode, where the ranks' check may run
+                state.strategy = strategy
+        if state.status is None or state.status.device != weight.device or state.sinks[2].dtype != dtype:
+            state.make_sinks(self.tract_geometry, weight.device, dtype)  # pending statistics stay filed
+        gram, rows, eye = state.sinks
+        all_reduce = strategy.all_reduce
+        capture = (_computes_in_16_bits(x, weight) or cfg.woodbury and not all_reduce and 0 < geo.count_rows(x) < geo.n)
+        spec = Spec(cfg.lam, cfg.relative, cfg.woodbury, cfg.defer,
+                    cfg.block_bytes or patches.default_block_bytes(x.device), dtype, geo, self.tract_label,
+                    all_reduce, check_now=not patches.accelerator_path(x.device) and not compiling, capture=capture)
+        sinks = (state.status, gram, rows, eye)
+        x = x.detach()
+        if not capture:
+            return call(Precondition.apply(weight, x, *sinks, spec))
+        w, carrier = Precondition.apply(weight, None, None, None, None, None, spec)
+        return Capture.apply(call(w), carrier, x, *sinks, spec)
 
     def _apply(self, fn, recurse=True):  # .to(), .cuda(), .double(), to_empty(): the sinks follow the weight
         out = super()._apply(fn, recurse)  # type: ignore[misc]
@@ -238,18 +207,18 @@ class TrActLayer:
         return out
 
     def _tract_refresh(self) -> None:
-        sinks = self.__dict__.get("tract_sinks")
+        """Sinks on the weight's device, and hooks on the weight (at wrapping, unpickling and moves)."""
+        state = self.__dict__.setdefault("_tract_state", steps.State(self.tract.defer, parallel.Local()))
         weight = self.weight
-        dtype = resolve_solve_dtype(self.tract.solve_dtype, weight.dtype)
-        if self.tract_pending():  # statistics pooled so far keep their dtype if it is the wider one
-            dtype = torch.promote_types(dtype, sinks.dtype)
         if weight.device.type != "meta":
-            self.__dict__["tract_sinks"] = Sinks(self, weight.device, dtype, sinks)
+            state.make_sinks(self.tract_geometry, weight.device, resolve_solve_dtype(self.tract.solve_dtype,
+                                                                                      weight.dtype))
+        state.watch(weight)
 
     def __setstate__(self, state):
         super().__setstate__(state)  # type: ignore[misc]
         self._tract_refresh()
-        distributed.register(self)
+        steps.register(self)
 
     def __prepare_scriptable__(self):
         raise RuntimeError(f"{self.tract_label}: torch.jit.script does not support TrAct layers (a custom autograd "
@@ -276,8 +245,17 @@ class TrActLayer:
         return (_rebuild, (plain,), state)
 
 
+def _computes_in_16_bits(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the layer's own kernels run in a 16-bit dtype (autocast, or 16-bit weights or input)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device).itemsize < 4
+    return min(x.dtype.itemsize, weight.dtype.itemsize) < 4
+
+
+_SMALL_LAM = 1e-4  # below this, float32 statistics give a noisy solve on ill-conditioned patches
 _CLASSES: dict[type, type] = {}
-_TRANSIENT = ("tract_sinks", "_tract_agreed")  # per-process state, never copied or pickled
+_TRANSIENT = ("_tract_state",)  # per-process state, never copied or pickled
 
 
 def _tract_class(cls: type) -> type:
@@ -337,14 +315,21 @@ def TrAct(
     before; ``name`` is the label used in error messages (``apply`` sets the qualified name).
     """
     _check_supported(module, "TrAct")
-    if distributed.local_tensor(module.weight) is not module.weight:
-        raise ValueError(f"TrAct: {name or type(module).__name__}'s weight is already sharded (a DTensor: "
-                         f"fully_shard was applied first); apply TrAct before fully_shard")
+    label = repr(name) if name else type(module).__name__
+    if any(nn.parameter.is_lazy(p) for p in module.parameters(recurse=False)):
+        raise ValueError(f"TrAct: {label} ({type(module).__name__}) is not initialised yet (a lazy module learns its "
+                         f"input size at its first forward); run one forward pass on a real batch, then wrap it")
+    if hasattr(module.weight, "to_local"):
+        raise ValueError(f"TrAct: {label}'s weight is already sharded (a DTensor: fully_shard was applied first); "
+                         f"apply TrAct before fully_shard")
     cfg = TrActConfig.of(lam, config, **options)
     cls = _tract_class(type(module))
-    if cfg.defer and cls._tract_transforms_weight:
-        raise ValueError(f"TrAct: defer=True is not supported for {type(module).__name__}, whose forward transforms "
-                         f"the weight: TrAct applies to the transformed weight's gradient inside backward")
+    if cfg.defer and (cls._tract_transforms_weight or not isinstance(module._parameters.get("weight"), nn.Parameter)):
+        how = ("whose forward transforms the weight" if cls._tract_transforms_weight else
+               "whose weight is computed (a parametrization or weight_norm)")
+        raise ValueError(f"TrAct: defer=True is not supported for {label} ({type(module).__name__}), {how}: TrAct "
+                         f"preconditions the computed weight's gradient, which only exists inside backward; use the "
+                         f"default per-step mode (defer=False)")
     new = object.__new__(cls)
     new.__dict__.update(module.__dict__)
     for key, value in module.__dict__.items():  # own dicts, shared contents (Parameters, buffers, hooks)
@@ -353,11 +338,17 @@ def TrAct(
     new.tract = cfg
     new._tract_name = name
     new._tract_refresh()
-    distributed.register(new)
+    steps.register(new)
+    if cfg.lam < _SMALL_LAM and resolve_solve_dtype(cfg.solve_dtype, module.weight.dtype) == torch.float32:
+        warnings.warn(f"TrAct: λ={cfg.lam:g} for {label} is below {_SMALL_LAM:g} with float32 statistics: the solve "
+                      f"amplifies float32 rounding by up to 1/λ where the patches are ill-conditioned; pass "
+                      f"solve_dtype=torch.float64 for an exact gradient at this λ", stacklevel=2)
     return new
 
 
 def _untract(module: TrActLayer) -> nn.Module:
+    steps.state_of(module).unwatch()
+    steps.unregister(module)
     plain = object.__new__(_plain_class(type(module)))
     for key, value in module.__dict__.items():
         if key in ("tract", "_tract_name") + _TRANSIENT:
@@ -416,7 +407,7 @@ def _which_layers(model: nn.Module, layer: Any, example_input: Optional[torch.Te
 
 def apply(
     model: nn.Module,
-    lam: float = 0.1,
+    lam: float = _UNSET,
     *,
     layer: Union[None, str, list[str], tuple[str, ...]] = None,
     example_input: Optional[torch.Tensor] = None,

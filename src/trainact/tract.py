@@ -11,7 +11,8 @@ only sees
 
 * ``grad``:  the plain weight gradient Gᵀ A, laid out per group as (groups, m_g, n_g),
 * ``gram``:  the *sum* AᵀA per group, (groups, n_g, n_g), accumulated in the solve dtype, and ``rows`` = r,
-* or, for the Woodbury form used when r < n, the patches themselves, (groups, r, n_g).
+* or, for the Woodbury form used when r < n, the output-gradient rows G (groups, r, m_g) and the patches A
+  (groups, r, n_g) themselves.
 
 The statistics and the triangular solves run in fp32 or fp64 (``solve_dtype``) whatever the activation dtype; the
 symmetric positive definite n x n matrix is always factorised (Cholesky, never an explicit inverse) in float64,
@@ -28,6 +29,7 @@ assumes standardised inputs (paper §4.5), the relative form carries the same me
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Union
 
 import torch
@@ -45,8 +47,8 @@ class TrActNumericalError(FloatingPointError):
 
 
 def check_lam(lam: object, *, where: str = "TrAct") -> float:
-    """Validate λ: a real, finite number > 0.  Returns it as a float."""
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) and not (
+    """Validate λ: a real, finite number > 0 (Python, NumPy or a one-element tensor).  Returns it as a float."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) and not (
         isinstance(lam, torch.Tensor) and lam.numel() == 1 and not lam.is_complex()
     ):
         raise TypeError(f"{where}: lam must be a real number > 0, got {lam!r} of type {type(lam).__name__}")
@@ -57,8 +59,9 @@ def check_lam(lam: object, *, where: str = "TrAct") -> float:
 
 
 def system(gram: torch.Tensor, rows: int | float | torch.Tensor, lam: float, *, relative: bool = False) -> torch.Tensor:
-    """AᵀA/r + λ_eff I (g, n, n) in float64 (λ added exactly), from the summed statistics Σ aᵀa (g, n, n) and r."""
-    mat = gram.to(torch.float64) / rows
+    """AᵀA/r + λ_eff I (g, n, n) in float64 (λ added exactly), from the summed statistics Σ aᵀa (g, n, n) and r
+    (r = 0, no rows at all: AᵀA is 0 and the system λI)."""
+    mat = gram.to(torch.float64) / (rows.clamp(min=1) if isinstance(rows, torch.Tensor) else max(rows, 1))
     diag = mat.diagonal(dim1=-2, dim2=-1)  # (g, n) view
     if relative:  # λ · tr(AᵀA/r)/n; a zero input keeps λ so that the matrix stays positive definite
         trace = diag.sum(-1, keepdim=True) / gram.shape[-1]  # (g, 1)
@@ -73,14 +76,14 @@ def solve(grad: torch.Tensor, mat: torch.Tensor, dtype: torch.dtype) -> tuple[to
 
     The n x n system is always factorised in float64 (small, and for λ > 0 it fails only when AᵀA is not
     finite); the two triangular solves run in ``dtype`` (float32 or float64).  Returns ``(out, status)``:
-    ``out`` in grad's dtype; ``status`` (g,) float64, finite (the trace of mat) where the group was solved and
-    inf/NaN where mat was not finite or could not be factorised.  A failed group's gradient is NaN, so a bad
+    ``out`` in grad's dtype; ``status`` (g,) float64, the trace of mat (> 0) where the group was solved, below 0
+    where mat was not positive definite, inf/NaN where it was not finite.  A failed group's gradient is NaN, so a bad
     update is never silent (an AMP GradScaler skips the step), and ``status`` can be checked off the step's path.
     """
     mat64 = mat.to(torch.float64)
     chol, info = torch.linalg.cholesky_ex(mat64)  # (g, n, n) L, (g,) 0 where it succeeded
-    status = mat64.diagonal(dim1=-2, dim2=-1).sum(-1) / info.eq(0)  # (g,): tr, or inf/NaN (x / False = inf)
-    chol = chol.add(status[:, None, None], alpha=0).to(dtype)  # + 0 · status: all NaN where status is not finite
+    status = _status(mat64, info)
+    chol = chol.add(status.sqrt()[:, None, None], alpha=0).to(dtype)  # + 0 · √status: all NaN where it failed
     # L Lᵀ Xᵀ = Gᵀ: two left triangular solves on the transposed gradient (views); LAPACK/cuBLAS write column-major,
     # so Xᵀ comes out as the row-major X, the layout of the weight (no copy when the gradient is accumulated)
     half = torch.linalg.solve_triangular(chol, grad.to(dtype).mT, upper=False)  # (g, n, m) L⁻¹ Gᵀ
@@ -88,15 +91,28 @@ def solve(grad: torch.Tensor, mat: torch.Tensor, dtype: torch.dtype) -> tuple[to
     return sol.to(grad.dtype), status
 
 
+_FAILED = 1e308  # subtracted per failed pivot: a status below 0 marks a matrix that was not positive definite
+
+
+def _status(mat: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
+    """(g,) float64 status of factorising ``mat`` (g, k, k), in two operations: its trace (> 0) where it was
+    factorised, below 0 where it was not positive definite, +inf or NaN where it was not finite (the diagonal of
+    AᵀA of an input holding inf or NaN is).  ``status.sqrt()`` is NaN for every failure."""
+    return mat.diagonal(dim1=-2, dim2=-1).sum(-1).sub(info, alpha=_FAILED)
+
+
 def raise_if_failed(status: torch.Tensor, name: str, lam: float) -> None:
     """Raise :class:`TrActNumericalError` naming the layer if ``status`` (from :func:`solve`) marks a failure.
     Reads ``status`` on the host: call it where a synchronisation costs nothing (the CPU) or off the step's path."""
-    if bool(status.isfinite().all()):
+    solved = status.isfinite() & (status > 0)
+    if bool(solved.all()):
         return
-    raise TrActNumericalError(
-        f"{name}: the input patch covariance AᵀA/r is not finite (the layer input contains inf or NaN values), or "
-        f"AᵀA/r + λI could not be factorised even in float64 (λ={lam}); this step's gradient of the layer is NaN"
-    )
+    if not bool((status[~solved] < 0).all()):
+        why = "the input patch covariance AᵀA/r is not finite (the layer input contains inf or NaN values)"
+    else:
+        why = (f"AᵀA/r + λI could not be factorised even in float64 (λ={lam}): λ is below the rounding error of the "
+               f"statistics; use a larger λ or solve_dtype=torch.float64")
+    raise TrActNumericalError(f"{name}: {why}; this step's gradient of the layer is NaN")
 
 
 def precondition(
@@ -132,50 +148,42 @@ def precondition(
 
 
 def solve_woodbury(
-    grad: torch.Tensor, patches: torch.Tensor, lam: float, *, relative: bool = False
+    out_rows: torch.Tensor, patches: torch.Tensor, lam: float, *, relative: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`solve` via the Woodbury identity, for r < n, from the patches (g, r, n) themselves:
+    """The TrAct gradient for r < n from the output-gradient rows G (g, r, m) and the patches A (g, r, n), by the
+    push-through identity A (AᵀA/r + λI)⁻¹ = (AAᵀ/r + λI)⁻¹ A:
 
-        (AᵀA / r + λ I)⁻¹ = (1/λ) (I − Aᵀ (λ r I + A Aᵀ)⁻¹ A)
+        grad_W = Gᵀ A (AᵀA/r + λI)⁻¹ = r Gᵀ (A Aᵀ + λ r I)⁻¹ A
 
-    An r x r factorisation (float64) instead of an n x n one.  Returns ``(out, status)`` as :func:`solve`."""
+    An r x r factorisation instead of an n x n one, all in float64 (r < n is small), and no subtraction that a
+    small λ would amplify: exact for any λ > 0.  Returns ``(out, status)`` as :func:`solve`, out in A's dtype."""
     g, r, n = patches.shape
-    work = patches.dtype
-    kernel = patches @ patches.transpose(-1, -2)  # (g, r, r)  A Aᵀ
-    mat = kernel.to(torch.float64, copy=True)
-    diag = mat.diagonal(dim1=-2, dim2=-1)  # (g, r)
-    trace = diag.sum(-1)  # (g,)  tr(AAᵀ) = tr(AᵀA)
-    ridge = torch.where(trace > 0, trace * (lam / n / r), lam) if relative else torch.full_like(trace, lam)  # λ_eff
-    diag += (ridge * r)[:, None]  # λ r I + A Aᵀ
+    a = patches.to(torch.float64)
+    mat = a @ a.mT  # (g, r, r)  A Aᵀ
+    trace = mat.diagonal(dim1=-2, dim2=-1).sum(-1)  # (g,)  tr(AAᵀ) = tr(AᵀA)
+    ridge = torch.where(trace > 0, trace * (lam / n), lam * r) if relative else torch.full_like(trace, lam * r)
+    mat.diagonal(dim1=-2, dim2=-1).add_(ridge[:, None])  # A Aᵀ + λ_eff r I
     chol, info = torch.linalg.cholesky_ex(mat)
-    status = trace / info.eq(0)  # (g,) finite where solved, inf/NaN where not (as in solve)
-    gw = grad.to(work)  # (g, m, n)
-    proj = (gw @ patches.transpose(-1, -2)).transpose(-1, -2)  # (g, r, m)  (Gᵀ A Aᵀ)ᵀ
-    proj = torch.cholesky_solve(proj.to(torch.float64), chol).transpose(-1, -2).to(work)  # (g, m, r) · (λrI + AAᵀ)⁻¹
-    out = (gw - proj @ patches) / ridge.to(work)[:, None, None]  # (g, m, n)
-    return out.add(status.to(work)[:, None, None], alpha=0).to(grad.dtype), status
+    status = _status(mat, info)
+    sol = torch.cholesky_solve(out_rows.to(torch.float64), chol)  # (g, r, m)  (AAᵀ + λrI)⁻¹ G
+    out = (r * sol.mT @ a).add(status.sqrt()[:, None, None], alpha=0)  # (g, m, n), NaN where not solved
+    return out.to(patches.dtype), status
 
 
 def precondition_woodbury(
-    grad: torch.Tensor,
+    out_rows: torch.Tensor,
     patches: torch.Tensor,
     lam: float,
     *,
     relative: bool = False,
-    solve_dtype: SolveDtype = "auto",
     name: str = "TrAct layer",
 ) -> torch.Tensor:
-    """Same result as :func:`precondition`, via the Woodbury identity, for r < n.
-
-        (AᵀA / r + λ I)⁻¹ = (1/λ) (I − Aᵀ (λ r I + A Aᵀ)⁻¹ A)
-
-    grad: (g, m, n); patches: (g, r, n).  Costs an r x r factorisation instead of an n x n one.
-    solve_dtype: "auto" (float64 if ``grad`` or ``patches`` is float64, else float32), torch.float32 or torch.float64.
-    """
-    solve_dtype = resolve_solve_dtype(solve_dtype_of(solve_dtype, where=name), grad.dtype, patches.dtype)
-    out, status = solve_woodbury(grad, patches.to(solve_dtype), lam, relative=relative)
+    """Same result as :func:`precondition` for r < n, from the output-gradient rows G (g, r, m) and the patches
+    A (g, r, n) rather than from Gᵀ A: ``r Gᵀ (A Aᵀ + λ r I)⁻¹ A`` (see :func:`solve_woodbury`), in float64, returned
+    in the dtype of ``out_rows``."""
+    out, status = solve_woodbury(out_rows, patches, lam, relative=relative)
     raise_if_failed(status, name, lam)
-    return out
+    return out.to(out_rows.dtype)
 
 
 def solve_dtype_of(value: object, *, where: str = "TrAct") -> SolveDtype:
