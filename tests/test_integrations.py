@@ -159,29 +159,36 @@ def test_accelerate_recipe_accumulation_equals_one_large_batch_with_clipping():
         assert_close(p, q, rtol=1e-10, atol=1e-12)
 
 
-def test_transformers_trainer_accumulation_equals_one_large_batch_with_clipping(tmp_path):
-    pytest.importorskip("transformers")
+class _HFNet(nn.Module):  # the Trainer's interface: keyword inputs, a dict with the loss
+    def __init__(self):
+        super().__init__()
+        self.net = _net()
+
+    def forward(self, pixel_values, labels):
+        logits = self.net(pixel_values)
+        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def _hf_setup(tmp_path, clip: float):
+    """The Trainer's arguments (4 micro-batches of 2, SGD, clipping) and its data set."""
     from transformers import TrainingArguments
-
-    from trainact.integrations.transformers import TrActTrainer
-
-    class Net(nn.Module):  # the Trainer's interface: keyword inputs, a dict with the loss
-        def __init__(self):
-            super().__init__()
-            self.net = _net()
-
-        def forward(self, pixel_values, labels):
-            logits = self.net(pixel_values)
-            return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
 
     x, y = _data()
     train = [{"pixel_values": xi, "labels": yi} for xi, yi in zip(x, y)]
-    clip = 0.05  # small enough that clipping is active: it must see the preconditioned gradient
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, gradient_accumulation_steps=4,
                              max_steps=1, learning_rate=0.5, max_grad_norm=clip, optim="sgd",
                              lr_scheduler_type="constant", weight_decay=0.0, report_to="none", use_cpu=True,
                              save_strategy="no", logging_strategy="no", seed=0)
-    model = Net()
+    return args, train
+
+
+def test_transformers_trainer_accumulation_equals_one_large_batch_with_clipping(tmp_path):
+    pytest.importorskip("transformers")
+    from trainact.integrations.transformers import TrActTrainer
+
+    clip = 0.05  # small enough that clipping is active: it must see the preconditioned gradient
+    args, train = _hf_setup(tmp_path, clip)
+    model = _HFNet()
     trainer = TrActTrainer(model=model, args=args, train_dataset=train, tract_lam=0.1, tract_layer="net.0")
     assert trainact.is_tract(model.net[0]) and model.net[0].tract.defer
     trainer.train()
@@ -189,6 +196,25 @@ def test_transformers_trainer_accumulation_equals_one_large_batch_with_clipping(
     for (name, p), q in zip(model.net.named_parameters(), ref.parameters()):
         assert_close(p, q, rtol=1e-10, atol=1e-12, msg=name)
     with pytest.raises(ValueError, match="must use defer=True"):
-        plain = Net()
+        plain = _HFNet()
         trainact.apply(plain, layer="net.0")
         TrActTrainer(model=plain, args=args, train_dataset=train)
+
+
+def test_transformers_trainer_with_model_init_trains_the_model_it_builds_with_tract(tmp_path):
+    """train() builds a fresh model from model_init: that model, not the one built at construction, trains with
+    TrAct (the old failure: it trained plain, silently)."""
+    pytest.importorskip("transformers")
+    from trainact.integrations.transformers import TrActTrainer
+
+    clip = 0.05
+    args, train = _hf_setup(tmp_path, clip)
+    built = []
+    trainer = TrActTrainer(model_init=lambda: built.append(_HFNet()) or built[-1], args=args, train_dataset=train,
+                           tract_lam=0.1, tract_layer="net.0")
+    trainer.train()
+    assert len(built) == 2 and trainer.model is built[-1]  # one at construction, a fresh one at train()
+    assert all(trainact.is_tract(m.net[0]) and m.net[0].tract.defer for m in built)
+    ref = _reference(clip)
+    for (name, p), q in zip(trainer.model.net.named_parameters(), ref.parameters()):
+        assert_close(p, q, rtol=1e-10, atol=1e-12, msg=name)

@@ -31,17 +31,27 @@ class TrActTrainer(Trainer):
     """``transformers.Trainer`` training its model's first layer with TrAct (λ ``tract_lam``).
 
     ``tract_layer`` and ``tract_options`` go to :func:`trainact.apply` (``layer=``, and e.g. ``relative=True``);
-    a model that already has TrAct layers must have them with ``defer=True``."""
+    a model that already has TrAct layers must have them with ``defer=True``.  With ``model_init`` every model it
+    builds (at construction and at each ``train()``) is given TrAct the same way."""
 
     def __init__(self, *args: Any, tract_lam: float = 0.1, tract_layer: Union[None, str, list] = None,
                  tract_options: Optional[dict] = None, **kwargs: Any) -> None:
+        self._tract = (tract_lam, tract_layer, dict(tract_options or {}))  # before the Trainer calls model_init
         super().__init__(*args, **kwargs)
-        layers = [m for m in self.model.modules() if trainact.is_tract(m)]
+        self._tract_apply(self.model)
+
+    def call_model_init(self, trial=None):
+        return self._tract_apply(super().call_model_init(trial))
+
+    def _tract_apply(self, model):
+        layers = [m for m in model.modules() if trainact.is_tract(m)]
         if not layers:
-            trainact.apply(self.model, tract_lam, layer=tract_layer, defer=True, **(tract_options or {}))
+            lam, layer, options = self._tract
+            trainact.apply(model, lam, layer=layer, defer=True, **options)
         elif not all(m.tract.defer for m in layers):
             raise ValueError("TrActTrainer: the model's TrAct layers must use defer=True (the Trainer clips "
                              "before any callback could precondition); or pass the plain model")
+        return model
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
