@@ -47,10 +47,10 @@ def gpu_section() -> list[str]:
     if out or not gpu:
         return out
     return ["## GPU", "",
-            "Nothing on this page was measured on a GPU, so the GPU part of the evidence and `tests/test_gpu.py` "
+            "Nothing on this page was measured on a GPU, so the GPU part of the evidence and `tests/library/test_gpu.py` "
             "(CUDA autocast, GradScaler, CPU/GPU agreement) have not run. On a GPU machine, from the repository root "
             "with the data at `" + EXPERIMENTS[gpu[0]]["args"][1] + "`:", "",
-            "    python -m pytest tests/test_gpu.py",
+            "    python -m pytest tests/library/test_gpu.py",
             "    python -m benchmarks.bench_overhead --device cuda --cases stem,deit-s,resnet18,cifar-stem,vit",
             "    python -m benchmarks.bench_gram --device cuda && python -m benchmarks.bench_sync --device cuda",
             *(f"    python -m benchmarks.experiments run {name:<15}# {EXPERIMENTS[name]['title']}" for name in gpu),

@@ -59,7 +59,7 @@ def test_report_states_the_gpu_evidence_is_missing_and_how_to_measure_it(tmp_pat
     text = "\n".join(report.gpu_section())
     assert "Nothing on this page was measured on a GPU" in text
     for command in ("-m benchmarks.bench_overhead --device cuda", "-m benchmarks.experiments run gpu-resnet18",
-                    "tests/test_gpu.py"):
+                    "tests/library/test_gpu.py"):
         assert command in text
 
 

@@ -1,7 +1,7 @@
 """GPU checks: float64 against the oracle, autocast fp16/bf16 with a GradScaler, a skipped overflow step, and
 CPU/GPU agreement. Skipped where the device is not there.
 
-On a GPU machine: `python -m pytest -m gpu tests/test_gpu.py` (the device is $TRAINACT_TEST_DEVICE, default
+On a GPU machine: `python -m pytest -m gpu tests/library/test_gpu.py` (the device is $TRAINACT_TEST_DEVICE, default
 "cuda"; e.g. TRAINACT_TEST_DEVICE=cuda:1).
 """
 from __future__ import annotations
@@ -82,6 +82,8 @@ def test_cuda_overflow_step_is_skipped():
 
 
 def test_cpu_and_cuda_agree():
+    if DEVICE.type == "cpu":
+        pytest.skip("compares the CPU with the GPU: there is no GPU here")
     torch.manual_seed(2)
     model = stem_model()
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
@@ -124,7 +126,7 @@ def test_training_step_never_synchronises(defer):
 def test_cuda_nonfinite_input_raises_at_a_later_step():
     """On the GPU the backward reads nothing: the gradient is NaN at once, and the status check names the layer."""
     if DEVICE.type == "cpu":
-        pytest.skip("on the CPU the eager backward raises at once (tests/test_layers.py)")
+        pytest.skip("on the CPU the eager backward raises at once (tests/library/test_layers.py)")
     model = stem_model().to(DEVICE)
     trainact.apply(model)
     x = torch.randn(4, 3, 32, 32, device=DEVICE)
