@@ -217,6 +217,41 @@ def compile_section(r: dict) -> list[str]:
     return lines + [""]
 
 
+def autocast_section(r: dict) -> list[str]:
+    """bf16 autocast: the gradient's error against float64 (this code and the code before it formed Gᵀ A in fp32),
+    and what that costs (bench_compile --amp bf16, before and after)."""
+    before = load("autocast-error-before.json")
+    old = {(x["case"], x["amp"], x["method"]): x["relative_error"] for x in (before or {}).get("results", [])}
+    text = {"cifar-stem": "CIFAR stem, Conv2d(3, 64, 3, padding 1)", "patch4": "4x4 patch embedding, Conv2d(3, 192, 4, "
+            "stride 4)", "vit-cifar": "ViT-CIFAR patch embedding, Linear(192, 384) on 8x8x3 patches"}
+    lines = ["## bf16 autocast: the first layer's gradient against float64", "",
+             f"Command: `{runnable(r['command'])}` (seed {r['seed']}; {r['images']}); {describe(r)}"
+             + (f"; before: `{before['command']}` at git {before['git_sha'][:7]}" if before else "") + ".",
+             "The same output gradient G (bf16, as autocast's backward hands it to the layer) and the same fp32 input; "
+             "relative error ‖g − g₆₄‖/‖g₆₄‖ against the float64 answer for that G (Gᵀ A plain, Gᵀ A (AᵀA/r + λI)⁻¹ "
+             "with TrAct, λ 0.1). Target: TrAct at most 2x the plain gradient's error.", "",
+             "| layer | plain, bf16 | TrAct, bf16, before | TrAct, bf16 | plain, fp32 | TrAct, fp32 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    err = {(x["case"], x["amp"], x["method"]): x["relative_error"] for x in r["results"]}
+    for case in dict.fromkeys(x["case"] for x in r["results"]):
+        was = old.get((case, "bf16", "tract"))
+        lines.append(f"| {text.get(case, case)} | {err[case, 'bf16', 'plain']:.1e} | "
+                     f"{'—' if was is None else f'{was:.1e}'} | {err[case, 'bf16', 'tract']:.1e} | "
+                     f"{err[case, 'off', 'plain']:.1e} | {err[case, 'off', 'tract']:.1e} |")
+    cost, cost_before = load("compile-cpu-bf16.json"), load("compile-cpu-bf16-before.json")
+    if cost:
+        lines += ["", "What forming Gᵀ A in fp32 costs under bf16 autocast (TrAct's extra time over the plain step, "
+                  f"`{runnable(cost['command'])}`"
+                  + (f", before: `{cost_before['command']}`" if cost_before else "") + f"; {describe(cost)}):", "",
+                  "| case | eager, before | eager | compiled, before | compiled |", "|---|---:|---:|---:|---:|"]
+        was = {c["case"]: c for c in (cost_before or {}).get("results", [])}
+        for c in cost["results"]:
+            b = was.get(c["case"], {})
+            lines.append(f"| {c['case']} | {b.get('extra_eager', float('nan')):+.1%} | {c['extra_eager']:+.1%} | "
+                         f"{b.get('extra_compiled', float('nan')):+.1%} | {c['extra_compiled']:+.1%} |")
+    return lines + [""]
+
+
 def gpu_tests_line(r: dict) -> list[str]:
     note = f" Note: {r['note']}." if r.get("note") else ""
     return ["## GPU: tests", "",

@@ -16,7 +16,7 @@ if __name__ == "__main__" and not __package__:  # run as a file, its relative im
     sys.exit(f"run it as a module from the repository root: {' '.join(['python -m benchmarks.report', *sys.argv[1:]])}")
 
 from .bench_tables import (
-    allreduce_section, compile_section, gpu_tests_line, gram_section, kernels_section, load, memory_section,
+    allreduce_section, autocast_section, compile_section, gpu_tests_line, gram_section, kernels_section, load, memory_section,
     overhead_section, stream_memory_section, sync_section,
 )
 from .evidence import ReadmeFigure, entries
@@ -121,7 +121,8 @@ def main() -> int:
            "from the command printed beside it. Timings are from a shared 2-core VM: ratios measured in one "
            "interleaved run are what to compare, absolute milliseconds drift between runs.", ""]
     sections = [("overhead.json", overhead_section), ("kernels.json", kernels_section),
-                ("compile-cpu.json", compile_section), ("gram-cpu.json", gram_section),
+                ("compile-cpu.json", compile_section), ("autocast-error.json", autocast_section),
+                ("gram-cpu.json", gram_section),
                 ("memory.json", memory_section), ("allreduce.json", allreduce_section),
                 ("stream-memory.json", stream_memory_section)]
     for name, fn in sections:
