@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainact.harness.whiten import DEFAULT_EPS, patch_covariance, whiten_
-from trainact.patches import geometry_of, patch_matrix
+from trainact.patches import adapter_of, patch_matrix
 
 
 def _images(*shape, seed=0):
@@ -54,7 +54,7 @@ def test_whitened_outputs_have_covariance_diag_e_over_e_plus_eps():
     conv = nn.Conv2d(3, 64, 3, padding=1, bias=False, dtype=torch.float64)  # a 3x3 RGB stem, n = 27
     x = _images(40, 3, 12, 12)
     e = whiten_(conv, x, eps=eps, num_images=40)  # the whole set: the sample is every image
-    a = patch_matrix(x, geometry_of(conv), dtype=torch.float64)[0]  # (r, n)
+    a = patch_matrix(x, adapter_of(conv), dtype=torch.float64)[0]  # (r, n)
     w = conv.weight.detach().reshape(64, 27)[0:54:2]  # the n eigen-filters, + sign
     z = a @ w.T  # (r, n): the filters' outputs
     cov = z.T @ z / a.shape[0]

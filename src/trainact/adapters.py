@@ -1,14 +1,9 @@
-"""First-layer types as adapters: one class per family of layers TrAct can wrap, all listed in ``ADAPTERS``.
+"""First-layer types as adapters: one class per type of layer TrAct can wrap, all listed in ``ADAPTERS``.
 
-An adapter *instance* is the patch geometry of one layer (``of_layer``) or of one functional call made by a
-subclass whose forward transforms the weight first, e.g. a weight-standardised conv (``of_call``).  It is frozen
-and hashable, so torch.compile takes it as a constant.  The *class* holds the family's rules: which ``nn``
-classes it serves (``layers``, subclasses included), the functional calls their forward makes (``calls``), how to
-run the forward with a given weight, which example inputs detection may try, and how an input becomes patch rows:
-``blocks`` yields the transposed patch matrix (g, n, rows) block by block, ``count_rows`` gives r.  ``patches.py``
-turns blocks into AᵀA for every family.
-
-Adding a first-layer type is one subclass of :class:`Adapter`, appended to ``ADAPTERS``.
+An adapter *instance* describes the patches of one layer (``of_layer``) or of one functional call made by a
+subclass whose forward transforms the weight first, e.g. a weight-standardised conv (``of_call``); it is frozen and
+hashable, so torch.compile takes it as a constant.  Adding a first-layer type is one subclass of :class:`Adapter`,
+appended to ``ADAPTERS``.
 """
 from __future__ import annotations
 
@@ -21,73 +16,44 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Adapter", "LinearAdapter", "ConvAdapter", "ADAPTERS", "SUPPORTED", "SUPPORTED_NAMES", "CALLS",
-           "adapter_for", "geometry_of"]
+           "adapter_for", "adapter_of"]
 
 
 @dataclass(frozen=True)
 class Adapter:
-    """One family of first layers; an instance is the patch geometry of one layer or call."""
+    """The patches of one layer or call: ``n`` features per row, in ``groups`` groups.  A subclass (one layer type)
+    sets ``layers`` (the nn classes it serves, subclasses included), ``calls`` (the functional calls their forward
+    makes) and ``name``, and implements:
 
-    n: int  # features per patch row (per group)
+    * ``of_layer(module)``, ``of_call(weight, args, kwargs)``: the adapter of a layer / of one call in ``calls``;
+    * ``forward(layer, x, weight)``: the layer's own forward with ``weight`` in place of ``layer.weight``;
+    * ``example_shapes(modules, sizes)``: input shapes (no batch dimension) detection may try;
+    * ``blocks(x, dtype, max_rows)``: the transposed patch matrix (g, n, rows) in ``dtype``, block by block, each a
+      view or at most ``max_rows`` rows when copied; ``count_rows(x)``: r, without touching the data;
+    * ``weight_grad(x, grad_out, dtype, block_bytes)``: the plain gradient Gᵀ A (g, m_g, n) formed in ``dtype``;
+      ``output_rows(grad_out, dtype)``: G as rows (g, r, m_g), in the order of ``blocks``;
+    * optionally ``has_band``/``gram_band(x, dtype, block_bytes)``: AᵀA by a cheaper algorithm (on the CPU)."""
+
+    n: int
     groups: int = 1
 
-    layers: ClassVar[tuple[type, ...]] = ()  # the nn classes of the family (their subclasses too)
-    calls: ClassVar[tuple] = ()  # the functional calls those classes' forward makes
-    name: ClassVar[str] = ""  # the family in messages
-
-    @classmethod
-    def of_layer(cls, module: nn.Module) -> "Adapter":
-        raise NotImplementedError
-
-    @classmethod
-    def of_call(cls, weight: torch.Tensor, args: tuple, kwargs: dict) -> "Adapter":
-        """The geometry of one call ``func(*args, **kwargs)`` (func in ``calls``) with this ``weight``."""
-        raise NotImplementedError
-
-    @staticmethod
-    def forward(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The layer's own forward, with ``weight`` in place of ``layer.weight``."""
-        raise NotImplementedError
+    layers: ClassVar[tuple[type, ...]] = ()
+    calls: ClassVar[tuple] = ()
+    name: ClassVar[str] = ""
+    has_band: ClassVar[bool] = False
 
     @staticmethod
     def example_shapes(modules: list, sizes: list[int]) -> list[tuple[int, ...]]:
-        """Input shapes (no batch dimension) detection may try, for the family's layers in registration order
-        (``sizes``: image sizes to try)."""
         return []
 
     @classmethod
     def transforms_weight(cls, layer_cls: type) -> bool:
-        """Whether ``layer_cls`` overrides the forward of its family's class (it transforms the weight first): then
-        its one functional call (in ``calls``) is intercepted and given TrAct."""
+        """Whether ``layer_cls`` overrides its type's forward (it transforms the weight first): then its one
+        functional call (in ``calls``) is intercepted and given TrAct."""
         base = next(c for c in cls.layers if issubclass(layer_cls, c))
         return layer_cls.forward is not base.forward
 
-    def blocks(self, x: torch.Tensor, dtype: torch.dtype, max_rows: int) -> Iterator[torch.Tensor]:
-        """Blocks of the transposed patch matrix (g, n, rows) in ``dtype``, each a view or at most ``max_rows``
-        rows when copied."""
-        raise NotImplementedError
-
-    def count_rows(self, x: torch.Tensor) -> int:
-        """r, without touching the data."""
-        raise NotImplementedError
-
-    def weight_grad(self, x: torch.Tensor, grad_out: torch.Tensor, dtype: torch.dtype,
-                    block_bytes: int) -> torch.Tensor:
-        """The plain weight gradient Gᵀ A (g, m_g, n) for input ``x`` and output gradient ``grad_out``, computed in
-        ``dtype`` (a 16-bit G is cast in blocks of at most ``block_bytes``)."""
-        raise NotImplementedError
-
-    def output_rows(self, grad_out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """The output gradient as rows G (g, r, m_g), in the row order of :meth:`blocks`."""
-        raise NotImplementedError
-
-    @property
-    def has_band(self) -> bool:
-        """Whether :meth:`gram_band` can assemble AᵀA with less work than dense GEMMs (used on the CPU)."""
-        return False
-
     def gram_band(self, x: torch.Tensor, dtype: torch.dtype, block_bytes: int) -> Optional[torch.Tensor]:
-        """AᵀA (g, n, n) by the family's own algorithm, or None when it does not apply."""
         return None
 
 
@@ -310,7 +276,7 @@ class ConvAdapter(Adapter):
                     yield _contiguous(part, dtype).view(g, self.n, -1)  # (g, n, rows)
 
     @property
-    def has_band(self) -> bool:
+    def has_band(self) -> bool:  # type: ignore[override]
         """Windows overlap along the first spatial dim (k > stride, no dilation there), in 2 or more dims."""
         return self.spatial >= 2 and self.dilation[0] == 1 and self.kernel[0] > self.stride[0]
 
@@ -389,7 +355,7 @@ ADAPTERS: tuple[type[Adapter], ...] = (LinearAdapter, ConvAdapter)  # the one ta
 
 SUPPORTED = tuple(cls for adapter in ADAPTERS for cls in adapter.layers)  # the layer types TrAct wraps
 SUPPORTED_NAMES = ", ".join(f"nn.{c.__name__}" for c in SUPPORTED)
-FAMILY_NAMES = " / ".join(adapter.name for adapter in ADAPTERS)
+TYPE_NAMES = " / ".join(adapter.name for adapter in ADAPTERS)
 CALLS = {func: adapter for adapter in ADAPTERS for func in adapter.calls}  # functional call -> its adapter
 
 
@@ -399,9 +365,9 @@ def adapter_for(layer: Any) -> Optional[type[Adapter]]:
     return next((adapter for adapter in ADAPTERS if issubclass(cls, adapter.layers)), None)
 
 
-def geometry_of(module: nn.Module) -> Adapter:
-    """The patch geometry of a supported layer."""
+def adapter_of(module: nn.Module) -> Adapter:
+    """The adapter of a supported layer."""
     adapter = adapter_for(module)
     if adapter is None:
-        raise TypeError(f"no patch geometry for {type(module).__name__}")
+        raise TypeError(f"TrAct has no patch geometry for {type(module).__name__}: no adapter serves it")
     return adapter.of_layer(module)

@@ -3,19 +3,14 @@
     z = conv(x, Precondition(W; x), bias)                  # forward value: exactly conv(x, W, bias)
 
 ``Precondition`` is an identity on the weight whose backward turns the plain gradient Gᵀ A, as the layer's own
-kernels computed it, into the TrAct gradient; so the layer's forward and backward kernels (cuDNN, oneDNN, bias and
-input gradients) are untouched.  Where that plain gradient is not good enough, the TrAct gradient is made from the
-output gradient G instead, by a ``Capture`` node on the layer's output, and handed to ``Precondition`` through its
-second output (the "carrier"):
-
-* the layer computes in 16 bits (bf16/fp16 autocast, or 16-bit weights): its Gᵀ A is rounded to 16 bits, and the
-  ill-conditioned solve would amplify that rounding (8-20x on real images); Capture forms Gᵀ A in the solve dtype;
-* the Woodbury form (r < n rows): ``r Gᵀ (AAᵀ + λrI)⁻¹ A`` needs G, and avoids the subtraction that amplifies
-  rounding by 1/λ.
-
-The backward reads nothing on the host and calls no Python of the layer: what it needs is fixed at forward in a
-``Spec``, and its side results (the solve status, deferred statistics) leave as the gradients of the layer's sinks
-(``steps.State``), so torch.compile traces it into the model's backward graph and torch.func.grad can run it.
+kernels computed it, into the TrAct gradient: the layer's forward and backward kernels are untouched.  Where that
+Gᵀ A is not good enough, a ``Capture`` node on the layer's output makes the TrAct gradient from the output gradient
+G and hands it to ``Precondition`` through its second output (the "carrier"): when the layer computes in 16 bits
+(its Gᵀ A is rounded to 16 bits, which the ill-conditioned solve would amplify 8-20x: Capture forms it in fp32), and
+for the Woodbury form (r < n: ``r Gᵀ (AAᵀ + λrI)⁻¹ A`` needs G).  The backward reads nothing on the host and calls
+no Python of the layer: what it needs is fixed at forward in a ``Spec``, its side results (the solve status,
+deferred statistics) leave as the gradients of the layer's sinks (``steps.State``), so torch.compile traces it into
+the model's backward graph and torch.func.grad runs it.
 """
 from __future__ import annotations
 
@@ -34,9 +29,8 @@ __all__ = ["Spec", "Precondition", "Capture", "tract_gradient"]
 
 @dataclass(frozen=True)
 class Spec:
-    """What one backward needs, fixed at forward: the options, the call's geometry, the solve dtype, whether
-    statistics are all-reduced (several ranks), whether the status is checked at once (eager on the CPU, where it
-    is free), and whether the output side makes the gradient (``capture``)."""
+    """What one backward needs, fixed at forward; ``check_now``: raise at once (eager on the CPU, where reading the
+    status is free); ``capture``: the output side (Capture) makes the gradient."""
 
     lam: float
     relative: bool
@@ -44,7 +38,7 @@ class Spec:
     defer: bool
     block_bytes: int
     dtype: torch.dtype
-    geo: Adapter
+    adapter: Adapter
     label: str
     all_reduce: bool
     check_now: bool
@@ -68,8 +62,8 @@ def _backward(spec: Spec, x: torch.Tensor, eye, plain=None, grad_out=None):
     with torch.autocast(device_type=x.device.type, enabled=False):
         if spec.defer:  # the plain gradient and the statistics now, preconditioning once per step
             if plain is None:
-                plain = spec.geo.weight_grad(x, grad_out, spec.dtype, spec.block_bytes)
-            gram, rows = patches.gram(x, spec.geo, dtype=spec.dtype, block_bytes=spec.block_bytes)
+                plain = spec.adapter.weight_grad(x, grad_out, spec.dtype, spec.block_bytes)
+            gram, rows = patches.gram(x, spec.adapter, dtype=spec.dtype, block_bytes=spec.block_bytes)
             return plain, None, gram, torch.full((), rows, dtype=torch.float64, device=x.device)
         new, status = tract_gradient(spec, x, eye, plain=plain, grad_out=grad_out)
     if spec.check_now and not _functorch():
@@ -131,20 +125,20 @@ class Capture(torch.autograd.Function):
 def tract_gradient(spec: Spec, x: torch.Tensor, eye: Optional[torch.Tensor], *, plain=None, grad_out=None):
     """(the TrAct weight gradient (g, m_g, n), its solve status) of one call, from the plain gradient Gᵀ A
     (``plain``, any layout of the weight) or from the output gradient (``grad_out``)."""
-    geo, dtype = spec.geo, spec.dtype
-    g, rows = geo.groups, geo.count_rows(x)
-    if grad_out is not None and spec.woodbury and 0 < rows < geo.n and not spec.all_reduce:  # r x r, from G
-        return solve_woodbury(geo.output_rows(grad_out, dtype), patches.patch_matrix(x, geo, dtype=dtype),
+    adapter, dtype = spec.adapter, spec.dtype
+    g, rows = adapter.groups, adapter.count_rows(x)
+    if grad_out is not None and spec.woodbury and 0 < rows < adapter.n and not spec.all_reduce:  # r x r, from G
+        return solve_woodbury(adapter.output_rows(grad_out, dtype), patches.patch_matrix(x, adapter, dtype=dtype),
                               spec.lam, relative=spec.relative)
     if plain is None:
-        plain = geo.weight_grad(x, grad_out, dtype, spec.block_bytes)
-    plain = plain.reshape(g, -1, geo.n)  # (g, m_g, n_g)
+        plain = adapter.weight_grad(x, grad_out, dtype, spec.block_bytes)
+    plain = plain.reshape(g, -1, adapter.n)  # (g, m_g, n_g)
     if spec.all_reduce or spec.relative:
-        gram, rows = patches.gram(x, geo, dtype=dtype, block_bytes=spec.block_bytes)
+        gram, rows = patches.gram(x, adapter, dtype=dtype, block_bytes=spec.block_bytes)
         if spec.all_reduce:  # the global batch's covariance: one all-reduce of n² + 1 numbers
             gram, rows = all_reduce_stats(gram, rows)
         return solve(plain, system(gram, rows, spec.lam, relative=spec.relative), dtype)
     if rows == 0:
         return plain, torch.ones(g, dtype=torch.float64, device=x.device)  # nothing to solve: solved
-    mat, _ = patches.gram(x, geo, dtype=dtype, block_bytes=spec.block_bytes, ridge=(spec.lam, eye))  # AᵀA/r + λI
+    mat, _ = patches.gram(x, adapter, dtype=dtype, block_bytes=spec.block_bytes, ridge=(spec.lam, eye))  # AᵀA/r + λI
     return solve(plain, mat, dtype)

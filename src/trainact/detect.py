@@ -1,14 +1,11 @@
 """Find a model's first layer: the supported layer whose input is the model input (up to parameter-free ops).
 
-Detection traces one forward pass in eval mode (training flags restored afterwards) with hooks on every
-candidate layer, and walks the autograd graph of each layer's input back towards the model input, stopping at
-the outputs of layers already seen.  :func:`find_first_layer` wants exactly one layer that consumes the input
-(none or several raise a ``ValueError`` naming the candidates); :func:`find_input_layers` returns all supported
-ones, in call order.  The input is ``example_input``, or guessed: a model's ``input_size``, timm's
-``pretrained_cfg``, torchvision's ``image_size``, then the example shapes of each family's adapter.  If no forward
-runs (a module without ``forward()``, an input no guess fits), :func:`find_first_layer` takes the one convolution
-that reads 1-4 channels, and raises asking for ``layer=`` when there is none or several: it never wraps a layer it
-has not seen read the input, whatever the order the layers were defined in.
+One forward pass in eval mode (training flags restored) with hooks on every candidate layer walks the autograd
+graph of each layer's input back towards the model input, stopping at the outputs of layers already seen.  The
+input is ``example_input``, or guessed (a model's ``input_size``, timm's ``pretrained_cfg``, torchvision's
+``image_size``, then each adapter's example shapes).  If no forward runs (no ``forward()``, no guess fits),
+:func:`find_first_layer` takes the one convolution that reads 1-4 channels, with a warning, and otherwise asks for
+``layer=``: it never picks a layer by the order the layers were defined in.
 """
 from __future__ import annotations
 
@@ -18,12 +15,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .adapters import ADAPTERS, FAMILY_NAMES, SUPPORTED
+from .adapters import ADAPTERS, TYPE_NAMES, SUPPORTED
 
-# Families that TrAct cannot wrap but that would be the first layer if they consume the input.
+# layer types TrAct cannot wrap but that would be the first layer if they consume the input
 _OTHER_LAYERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Embedding, nn.Bilinear)
-
-
 _CONVS = tuple(c for c in SUPPORTED if issubclass(c, nn.modules.conv._ConvNd))
 _IMAGE_CHANNELS = 4  # grey, RGB, RGBA: a convolution reading this few channels reads the image
 
@@ -33,13 +28,9 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _guess_inputs(model: nn.Module, cands: list[nn.Module]) -> list[torch.Tensor]:
-    try:
-        param = next(model.parameters())
-        device, dtype = param.device, param.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
-    if not dtype.is_floating_point:
-        dtype = torch.float32
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.dtype.is_floating_point else torch.float32
     shapes: list[tuple[int, ...]] = []
     hint = getattr(model, "input_size", None)  # (C, H, W) without the batch dimension
     if isinstance(hint, (tuple, list)) and all(isinstance(v, int) for v in hint):
@@ -52,9 +43,9 @@ def _guess_inputs(model: nn.Module, cands: list[nn.Module]) -> list[torch.Tensor
     sizes = ([int(size)] if isinstance(size, int) else []) + [32, 224]
     guesses = []
     for adapter in ADAPTERS:
-        family = [m for m in cands if isinstance(m, adapter.layers)]
-        if family:
-            guesses.append(adapter.example_shapes(family, sizes))
+        mine = [m for m in cands if isinstance(m, adapter.layers)]
+        if mine:
+            guesses.append(adapter.example_shapes(mine, sizes))
     for group in sorted(guesses, key=lambda g: -max(map(len, g), default=0)):  # images before rows
         shapes += group
     seen, out = set(), []
@@ -144,10 +135,8 @@ def _supported_names(model: nn.Module, cands) -> list[str]:
     supported = [n for n, m in cands if isinstance(m, SUPPORTED)]
     if not supported:
         names = [n for n, _ in cands]
-        raise ValueError(
-            f"apply: no {FAMILY_NAMES} layer found in {type(model).__name__}"
-            + (f" (found unsupported {names})" if names else "")
-        )
+        raise ValueError(f"apply: no {TYPE_NAMES} layer found in {type(model).__name__}"
+                         + (f" (found unsupported {names})" if names else ""))
     return supported
 
 
@@ -160,51 +149,37 @@ def find_first_layer(model: nn.Module, *, example_input: Optional[torch.Tensor] 
         if len(direct) == 1:
             return direct[0]
         if not direct:
-            raise ValueError(
-                f"apply: no {FAMILY_NAMES} layer consumes the input {shape} directly; candidates: {supported}. "
-                f"Pass layer='name'"
-            )
-        raise ValueError(
-            f"apply: ambiguous first layer: {direct} all consume the model input; pass layer='all' to wrap every "
-            f"one of them, or layer='name' to choose one"
-        )
+            raise ValueError(f"apply: no {TYPE_NAMES} layer consumes the input {shape} directly; candidates: "
+                             f"{supported}. Pass layer='name'")
+        raise ValueError(f"apply: ambiguous first layer: {direct} all consume the model input; pass layer='all' to "
+                         f"wrap every one of them, or layer='name' to choose one")
     # No forward ran (no forward() at all, or no guessed input fits): only an unambiguous image reader will do
     readers = [n for n, m in cands if isinstance(m, _CONVS) and m.in_channels <= _IMAGE_CHANNELS]
     if len(readers) == 1:
         warnings.warn(f"apply: could not run {type(model).__name__} ({'; '.join(errors)}); wrapping {readers[0]!r}, "
                       f"its only convolution that reads 1-4 channels (pass layer='name' to choose)", stacklevel=3)
         return readers[0]
-    raise ValueError(
-        f"apply: could not run {type(model).__name__} to see which layer reads its input ({'; '.join(errors)}), and "
-        + (f"{len(readers)} convolutions could read images ({readers})" if readers else
-           "no convolution reads 1-4 channels") +
-        f"; pass layer='name' (candidates: {supported}), or example_input= if the model has a forward()"
-    )
+    raise ValueError(f"apply: could not run {type(model).__name__} to see which layer reads its input "
+                     f"({'; '.join(errors)}), and " + (f"{len(readers)} convolutions could read images ({readers})"
+                                                       if readers else "no convolution reads 1-4 channels")
+                     + f"; pass layer='name' (candidates: {supported}), or example_input= if the model has a forward()")
 
 
 def find_input_layers(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -> list[str]:
-    """Qualified names of every Linear/Conv TrAct supports whose input is the model input (up to parameter-free
-    ops), in call order: what ``apply(model, layer="all")`` wraps.
-
-    Layers of other families that consume the input (ConvTranspose, Embedding, Bilinear) are not TrAct's to wrap
-    and are left out; if only such layers consume it, or no forward pass runs on a guessed input, a ``ValueError``
-    says so (pass ``example_input=``, or the names as ``layer=[...]``).
-    """
+    """Qualified names of every supported layer whose input is the model input, in call order: what
+    ``apply(model, layer="all")`` wraps (other layer types reading it, like ConvTranspose or Embedding, are left
+    out; if only such layers read it, or no forward runs, a ValueError says so)."""
     cands = _candidates(model)
     supported = _supported_names(model, cands)
     direct, shape, errors = _run_first(model, example_input, cands)
     if direct is None:
-        raise ValueError(
-            f"apply(layer='all'): could not run {type(model).__name__} on a guessed input ({'; '.join(errors)}); "
-            f"pass example_input= or the names as layer=[...]. Candidates: {supported}"
-        )
+        raise ValueError(f"apply(layer='all'): could not run {type(model).__name__} on a guessed input "
+                         f"({'; '.join(errors)}); pass example_input= or the names as layer=[...]. "
+                         f"Candidates: {supported}")
     kinds = dict(cands)
     found = [n for n in direct if isinstance(kinds[n], SUPPORTED)]
     if not found:
         others = [f"{n} ({type(kinds[n]).__name__})" for n in direct]
-        raise ValueError(
-            f"apply(layer='all'): no {FAMILY_NAMES} layer consumes the input {shape} directly"
-            + (f"; it goes to unsupported {others}" if others else "")
-            + f". Candidates: {supported}"
-        )
+        raise ValueError(f"apply(layer='all'): no {TYPE_NAMES} layer consumes the input {shape} directly"
+                         + (f"; it goes to unsupported {others}" if others else "") + f". Candidates: {supported}")
     return found

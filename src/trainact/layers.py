@@ -1,22 +1,18 @@
 """TrAct layers: ``TrAct(module)``, ``apply(model)``, ``remove(model)``, and the options (``TrActConfig``).
 
-A TrAct layer is the original layer with one change: its weight's gradient is the TrAct gradient.  The wrapped
-module is an instance of a subclass of the original class (``isinstance`` holds), shares the original Parameter
-objects (an optimizer built before wrapping keeps working) and has the same ``state_dict`` keys.  What differs per
-layer family (geometry, forward call, patches, weight gradient) is asked of its adapter (``adapters.py``).
+A TrAct layer is an instance of a subclass of the original class (``isinstance`` holds) sharing its Parameters,
+buffers and ``state_dict`` keys; only its weight's gradient changes.  What differs per layer type is asked of its
+adapter (``adapters.py``).  How a gradient flows, one named hop each:
 
-How a gradient flows (each hop names the function that does it):
-
-1. ``TrActLayer.forward`` (here) runs the layer's own forward with ``W.detach()`` and passes the output, W and the
-   input to ``TrActLayer._tract_output``, which fixes the backward's options in a ``Spec``;
-2. ``backward.TrActFunction.backward`` receives the output gradient G and hands it on to the layer's own backward
-   (input and bias gradients);
-3. ``backward.tract_gradient`` forms Gᵀ A (``Adapter.weight_grad``) and AᵀA (``patches.gram``), pools AᵀA over the
-   ranks when the layer's ``parallel`` strategy says so, and solves (``tract.solve``); autograd accumulates the
-   result into ``W.grad``.
-   Deferred (``defer=True``): step 3 returns Gᵀ A and files AᵀA with the layer (``steps.State``);
-4. ``steps.precondition_grads`` (or an attached optimizer's step) takes the statistics of the backwards that
-   ``W.grad`` holds and solves in place (``steps._precondition`` → ``tract.solve``).
+1. ``TrActLayer.forward`` → ``TrActLayer._tract_call``: the layer's own call, with TrAct's nodes (``backward.py``)
+   attached and a ``Spec`` fixing what the backward needs;
+2. ``backward.Precondition.backward`` receives the layer's own Gᵀ A (or ``backward.Capture.backward`` the output
+   gradient G, when the layer computes in 16 bits or r < n);
+3. ``backward.tract_gradient`` forms AᵀA (``patches.gram``), pools it over the ranks if the layer's ``parallel``
+   strategy says so, and solves (``tract.solve``); autograd accumulates the result into ``W.grad``.
+   Deferred (``defer=True``): hop 3 returns Gᵀ A and files AᵀA with the layer (``steps.State``), and
+4. ``steps.precondition_grads`` (or an attached optimizer's step) solves with the statistics of the backwards that
+   ``W.grad`` holds, in place (``steps._precondition`` → ``tract.solve``).
 """
 from __future__ import annotations
 
@@ -42,25 +38,18 @@ _UNSET: Any = object()  # "lam not given" (None is a bad λ, not a default)
 
 @dataclass(frozen=True)
 class TrActConfig:
-    """The options of a TrAct layer, validated when made (one place: ``TrAct``, ``apply`` and the Lightning
-    callback take these names as keyword arguments, or a ready ``config=``).
+    """The options of a TrAct layer, validated when made (``TrAct``, ``apply`` and the Lightning callback take them
+    as keyword arguments, or a ready ``config=``).
 
-    lam: λ > 0.  The paper uses 0.05, 0.1 and 0.2 and recommends 0.1 to start, 0.2 for long training; smaller is
-        more aggressive.  Assumes standardised inputs (mean 0, std 1 per channel).
-    relative: use λ · tr(AᵀA/r)/n as the ridge term, which makes the update invariant to the input scale (for
-        [0, 1] or [0, 255] inputs).  Not in the paper.
-    solve_dtype: the dtype of the covariance and the triangular solves.  "auto" (default): float64 when the layer
-        input or the weight (and so its gradient) is float64, float32 otherwise (fp32, bf16, fp16 layers,
-        autocast); torch.float32 or torch.float64 to fix it.  The n x n factorisation is always float64.
-        Under DDP every rank resolves "auto" from the same dtypes, so the all-reduced statistics agree.
-    block_bytes: the most bytes of unfolded patches materialised at once (default None: 16 MiB on the CPU, where a
-        block's copy and GEMM stay in cache, 64 MiB on a GPU, where fewer, larger GEMMs are faster).
-    woodbury: use the Woodbury form when the batch has fewer patch rows than features (r < n).
-    sync: under an initialised process group with several ranks, "auto" (default) and "global" precondition with
-        the covariance of the global batch (one all-reduce of n² + 1 numbers), "local" with each rank's own (the
-        paper's code).  "global" raises if no process group is initialised.
-    defer: accumulate statistics in backward and precondition once per optimizer step with
-        :func:`trainact.precondition_grads` (exact gradient accumulation, multi-crop pooling).
+    lam: λ > 0; the paper uses 0.05, 0.1, 0.2 (0.1 to start, 0.2 for long training; smaller is more aggressive), for
+        standardised inputs.  relative: the ridge term λ · tr(AᵀA/r)/n, invariant to the input scale (not in the
+        paper).  solve_dtype: of the statistics and the triangular solves; "auto": float64 when the layer's input
+        or weight is, else float32 (the factorisation is always float64).  block_bytes: the most bytes of patches
+        laid out at once (default: 16 MiB on the CPU, 64 MiB on a GPU).  woodbury: the r x r form when a batch has
+        fewer patch rows than features.  sync: with several ranks, "auto"/"global" use the global batch's
+        covariance, "local" each rank's own (the paper's code); "global" needs a process group.  defer: backward
+        files the statistics and :func:`trainact.precondition_grads` preconditions once per step (exact gradient
+        accumulation, multi-crop pooling).
     """
 
     lam: float = 0.1
@@ -103,7 +92,7 @@ class TrActConfig:
 
 class _Intercept(torch.overrides.TorchFunctionMode):
     """Runs the forward of a weight-transforming subclass (timm's StdConv2d, ...) and gives TrAct's backward to the
-    weight *as passed to* its one functional convolution / linear call, with that call's input and geometry."""
+    weight *as passed to* its one functional convolution / linear call, with that call's input and adapter."""
 
     def __init__(self, layer: "TrActLayer"):
         super().__init__()
@@ -123,7 +112,7 @@ class _Intercept(torch.overrides.TorchFunctionMode):
         weight = args[key] if key == 1 else kwargs[key]
         if not (torch.is_grad_enabled() and weight.requires_grad):
             return func(*args, **kwargs)
-        geo = adapters.CALLS[func].of_call(weight, tuple(args), kwargs)
+        adapter = adapters.CALLS[func].of_call(weight, tuple(args), kwargs)
 
         def call(w: torch.Tensor) -> torch.Tensor:
             if key == 1:
@@ -132,7 +121,7 @@ class _Intercept(torch.overrides.TorchFunctionMode):
                 kwargs[key] = w
             return func(*args, **kwargs)
 
-        return self.layer._tract_call(call, weight, x, geo)
+        return self.layer._tract_call(call, weight, x, adapter)
 
 
 class TrActLayer:
@@ -140,7 +129,7 @@ class TrActLayer:
     per-process state (``steps.State``: strategy, sinks, pending statistics, hooks) is ``_tract_state``."""
 
     tract: TrActConfig
-    tract_adapter: type[adapters.Adapter]  # the layer's family (set per concrete class)
+    _tract_type: type[adapters.Adapter]  # the adapter class of the layer's type (set per concrete class)
     _tract_name: Optional[str]
     _tract_transforms_weight: bool = False  # the original class overrides forward (e.g. weight standardisation)
 
@@ -156,9 +145,9 @@ class TrActLayer:
             return out
         weight = self.weight
         if not (torch.is_grad_enabled() and weight.requires_grad):
-            return self.tract_adapter.forward(self, input, weight)
-        return self._tract_call(lambda w: self.tract_adapter.forward(self, input, w), weight, input,
-                                self.tract_geometry)
+            return self._tract_type.forward(self, input, weight)
+        return self._tract_call(lambda w: self._tract_type.forward(self, input, w), weight, input,
+                                self.tract_adapter)
 
     @property
     def tract_label(self) -> str:
@@ -166,11 +155,11 @@ class TrActLayer:
         return f"TrAct layer {self._tract_name!r}" if self._tract_name else f"TrAct layer ({type(self).__name__})"
 
     @property
-    def tract_geometry(self) -> adapters.Adapter:
-        """The patch geometry of the layer's own call."""
-        return self.tract_adapter.of_layer(self)
+    def tract_adapter(self) -> adapters.Adapter:
+        """The adapter of the layer's own call."""
+        return self._tract_type.of_layer(self)
 
-    def _tract_call(self, call, weight: torch.Tensor, x: torch.Tensor, geo: adapters.Adapter) -> torch.Tensor:
+    def _tract_call(self, call, weight: torch.Tensor, x: torch.Tensor, adapter: adapters.Adapter) -> torch.Tensor:
         """``call(w)``, the layer's one convolution/linear call with input ``x`` and weight ``w``, run with TrAct's
         backward attached to ``weight`` (backward.py)."""
         if getattr(torch.compiler, "_is_exporting_flag", False):  # set by torch.export only (torch >= 2.7)
@@ -186,15 +175,14 @@ class TrActLayer:
             strategy = parallel.choose(cfg, self.tract_label, weight.device, dtype, check=not compiling)
             if not compiling:  # chosen for good in eager mode, where the ranks' check may run
                 state.strategy = strategy
-        if state.status is None or state.status.device != weight.device or state.sinks[2].dtype != dtype:
-            state.make_sinks(self.tract_geometry, weight.device, dtype)  # pending statistics stay filed
-        gram, rows, eye = state.sinks
+        if state.status is None or state.status.device != weight.device or state.eye.dtype != dtype:
+            state.make_sinks(self.tract_adapter, weight.device, dtype)
         all_reduce = strategy.all_reduce
-        capture = (_computes_in_16_bits(x, weight) or cfg.woodbury and not all_reduce and 0 < geo.count_rows(x) < geo.n)
+        capture = (_computes_in_16_bits(x, weight) or cfg.woodbury and not all_reduce and 0 < adapter.count_rows(x) < adapter.n)
         spec = Spec(cfg.lam, cfg.relative, cfg.woodbury, cfg.defer,
-                    cfg.block_bytes or patches.default_block_bytes(x.device), dtype, geo, self.tract_label,
+                    cfg.block_bytes or patches.default_block_bytes(x.device), dtype, adapter, self.tract_label,
                     all_reduce, check_now=not patches.accelerator_path(x.device) and not compiling, capture=capture)
-        sinks = (state.status, gram, rows, eye)
+        sinks = (state.status, *state.sinks, state.eye)
         x = x.detach()
         if not capture:
             return call(Precondition.apply(weight, x, *sinks, spec))
@@ -211,7 +199,7 @@ class TrActLayer:
         state = self.__dict__.setdefault("_tract_state", steps.State(self.tract.defer, parallel.Local()))
         weight = self.weight
         if weight.device.type != "meta":
-            state.make_sinks(self.tract_geometry, weight.device, resolve_solve_dtype(self.tract.solve_dtype,
+            state.make_sinks(self.tract_adapter, weight.device, resolve_solve_dtype(self.tract.solve_dtype,
                                                                                       weight.dtype))
         state.watch(weight)
 
@@ -226,16 +214,10 @@ class TrActLayer:
                            f"trainact.remove(model)")
 
     def extra_repr(self) -> str:
-        base = super().extra_repr()  # type: ignore[misc]
-        extra = f"lam={self.tract.lam}"
-        if self.tract.relative:
-            extra += ", relative=True"
-        if self.tract.solve_dtype != "auto":
-            extra += f", solve_dtype={self.tract.solve_dtype}"
-        if self.tract.sync != "auto":
-            extra += f", sync={self.tract.sync!r}"
-        if self.tract.defer:
-            extra += ", defer=True"
+        cfg, base = self.tract, super().extra_repr()  # type: ignore[misc]
+        extra = ", ".join([f"lam={cfg.lam}"] + [f"{k}={v!r}" for k, v in (
+            ("relative", cfg.relative), ("solve_dtype", cfg.solve_dtype), ("sync", cfg.sync), ("defer", cfg.defer))
+            if v != TrActConfig.__dataclass_fields__[k].default])
         return f"{base}, {extra}" if base else extra
 
     def __reduce_ex__(self, protocol):
@@ -262,7 +244,7 @@ def _tract_class(cls: type) -> type:
     if cls not in _CLASSES:
         adapter = adapters.adapter_for(cls)
         _CLASSES[cls] = type(f"TrAct{cls.__name__}", (TrActLayer, cls),
-                             {"__module__": __name__, "tract_adapter": adapter,
+                             {"__module__": __name__, "_tract_type": adapter,
                               "_tract_transforms_weight": adapter.transforms_weight(cls)})
     return _CLASSES[cls]
 
@@ -301,19 +283,14 @@ def TrAct(
     name: Optional[str] = None,
     **options: Any,
 ) -> nn.Module:
-    """Return the TrAct version of a first layer (``nn.Linear`` or ``nn.Conv1d/2d/3d``).
-
-    The result is an instance of the original class sharing its Parameter objects, buffers and hooks; its
-    forward output is identical; only the weight gradient changes to ``Gᵀ A (AᵀA/r + λI)⁻¹``.  The module passed
-    in is not modified::
+    """The TrAct version of a first layer (``nn.Linear``, ``nn.Conv1d/2d/3d``): an instance of the original class
+    sharing its Parameters, buffers and hooks, with identical outputs; only the weight gradient becomes
+    ``Gᵀ A (AᵀA/r + λI)⁻¹``.  The module passed in is not modified::
 
         model.conv1 = trainact.TrAct(model.conv1)                     # the paper's usage, λ = 0.1
-        model.conv1 = trainact.TrAct(model.conv1, 0.2, defer=True)    # options: see TrActConfig
-        model.conv1 = trainact.TrAct(model.conv1, config=TrActConfig(lam=0.2))
+        model.conv1 = trainact.TrAct(model.conv1, 0.2, defer=True)    # options: TrActConfig's fields, or config=
 
-    ``lam`` and ``options`` are the fields of :class:`TrActConfig` (documented there), or ``config`` one made
-    before; ``name`` is the label used in error messages (``apply`` sets the qualified name).
-    """
+    ``name`` labels the layer in messages (``apply`` sets the qualified name)."""
     _check_supported(module, "TrAct")
     label = repr(name) if name else type(module).__name__
     if any(nn.parameter.is_lazy(p) for p in module.parameters(recurse=False)):
@@ -348,7 +325,7 @@ def TrAct(
 
 def _untract(module: TrActLayer) -> nn.Module:
     steps.state_of(module).unwatch()
-    steps.unregister(module)
+    steps.register(module, add=False)
     plain = object.__new__(_plain_class(type(module)))
     for key, value in module.__dict__.items():
         if key in ("tract", "_tract_name") + _TRANSIENT:
@@ -413,24 +390,12 @@ def apply(
     example_input: Optional[torch.Tensor] = None,
     **options: Any,
 ) -> Union[str, list[str]]:
-    """Replace the model's first layer (the Linear/Conv that consumes the model input) by its TrAct version.
-
-    ``layer`` says which:
-
-    * ``None`` (default): the one layer that consumes the model input; returns its qualified name (``str``).
-      Detection runs one forward pass in eval mode on ``example_input`` (or on a small input inferred from the
-      model) and picks the Linear/Conv layer whose input is computed from the model input by parameter-free
-      operations only; see :func:`find_first_layer`.  Several such layers are an error that suggests ``"all"``.
-    * ``"all"``: every such layer (several patch embeddings as in CrossViT, the parallel branches of a
-      re-parameterisable stem as in FastViT/MobileOne); returns their names in call order (``list``).
-      See :func:`find_input_layers`.
-    * ``"name"``: that layer, no detection; returns the name.
-    * a list or tuple of names: exactly those layers; returns them as a list.  (A submodule literally called
-      ``all`` is wrapped with ``layer=["all"]``.)
-
-    Every name is checked before any layer is replaced.  ``options`` are those of :func:`TrAct`;
-    :func:`remove` undoes any of these.
-    """
+    """Replace the model's first layer by its TrAct version and return its name (log it).  ``layer``: ``None``
+    (default) the one Linear/Conv that reads the model input (one forward pass on ``example_input`` or a guessed
+    input: :func:`find_first_layer`); ``"all"`` every such layer, in call order (CrossViT's patch embeddings,
+    FastViT's stem branches: :func:`find_input_layers`); a name, or a list of names (``["all"]`` for a submodule
+    called so), taken as given.  Every name is checked before any layer is replaced; ``options`` are
+    :func:`TrAct`'s; :func:`remove` undoes it."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"apply: model must be an nn.Module, got {type(model).__name__}")
     existing = [n for n, m in model.named_modules() if isinstance(m, TrActLayer)]

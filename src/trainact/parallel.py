@@ -1,14 +1,13 @@
 """How a TrAct layer shares its statistics across processes, chosen once per layer (``choose``):
 
-* ``Local``: this process's batch only: one process, ``sync="local"`` (the paper's code), or no process group.
-* ``AllReduce``: the global batch under DDP or FSDP2 (``sync="auto"``/``"global"`` with several ranks): the ranks'
-  Gram matrices and row counts are summed in one all-reduce of n² + 1 numbers (:func:`all_reduce_stats`), so every
-  rank preconditions with the global (AᵀA/r + λI)⁻¹ and DDP's average is exactly the TrAct gradient of the
-  concatenated batch.  FSDP2's deferred gradients are DTensors: each rank preconditions its own rows of the weight
-  (rows of a weight gradient are independent), see :func:`local_rows`.
+* ``Local``: this process's batch only: one process, ``sync="local"`` (the paper's code), or no process group;
+* ``AllReduce``: the global batch under DDP or FSDP2 (``sync="auto"``/``"global"``, several ranks): one all-reduce of
+  the Gram matrices and row counts, so every rank preconditions with the global (AᵀA/r + λI)⁻¹ and DDP's average is
+  the TrAct gradient of the concatenated batch.  FSDP2's deferred gradients are DTensors: each rank preconditions
+  its own rows of the weight (:func:`local_rows`; rows of a weight gradient are independent).
 
-A layer starts ``Local``; at a forward that sees a process group (initialised before or after wrapping) the choice
-is made for good, and all ranks check once that their TrAct settings agree.
+A layer starts ``Local``; the first forward that sees a process group makes the choice for good, and all ranks
+check once that their TrAct settings agree.
 """
 from __future__ import annotations
 

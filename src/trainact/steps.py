@@ -1,18 +1,17 @@
 """Between backward and the optimizer step: deferred statistics, the step check, numerical errors.
 
-* ``defer=True``: each backward leaves the plain gradient in ``weight.grad`` and its patch statistics with the layer
-  (the gradients of its sinks, filed per backward pass).  :func:`precondition_grads` turns the accumulated gradient
-  into the TrAct gradient of all those backwards at once.  Statistics follow the gradient: a backward whose
-  gradient was cleared before the next one arrived (``zero_grad``, set_to_none or not, ``p.grad = None``) loses its
-  statistics too (under FSDP2, whose sharded gradients TrAct does not see being cleared, they are all kept).
-* Per-step mode (the default) warns once when gradients accumulate over several backwards: each is preconditioned
-  with its own statistics, which is not the large batch's TrAct gradient (use ``defer=True``).
-* While TrAct layers exist, every optimizer step first checks its TrAct layers: pending statistics raise unless the
+* ``defer=True``: each backward leaves the plain gradient in ``weight.grad`` and files its patch statistics with
+  the layer; :func:`precondition_grads` turns the accumulated gradient into the TrAct gradient of those backwards.
+  Statistics follow the gradient: a backward whose gradient was cleared (``zero_grad``, set_to_none or not,
+  ``p.grad = None``) before the next arrived loses its statistics too (not seen under FSDP2: all are kept there).
+* Per-step mode warns once when gradients accumulate: each backward is preconditioned with its own statistics.
+* While TrAct layers exist, each optimizer step first checks its TrAct layers: pending statistics raise unless the
   optimizer was attached (:func:`attach`: then they are preconditioned), and the solve status is read without
   waiting (:func:`check_numerics`).  Nothing here reads a device value on the step's path.
 """
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
 from typing import Iterable, Optional, Union
@@ -37,30 +36,28 @@ class State:
     and the hooks on its weight that see the gradient cleared or accumulated."""
 
     def __init__(self, defer: bool, strategy):
-        self.defer = defer
-        self.strategy = strategy  # parallel.Local, until a process group is seen at a forward (parallel.choose)
+        self.defer, self.strategy = defer, strategy  # parallel.Local until a forward sees a process group
         self.status: Optional[torch.Tensor] = None  # (g,) float64 leaf: the per-step solve statuses, summed
-        self.sinks: Optional[tuple] = None  # (gram (g, n, n), rows (), eye (n, n)) in the solve dtype
+        self.sinks: tuple = (None, None)  # deferred: (Σ aᵀa (g, n, n), rows ()) leaves
+        self.eye: Optional[torch.Tensor] = None  # (n, n) identity in the solve dtype, for λI
         self.parts: dict = {}  # graph task -> [Σ aᵀa, rows] of that backward
-        self.breaks: list = []  # (graph task, None | device flag): weight.grad was cleared (None) / changed before it
+        self.breaks: list = []  # (graph task, None or a device flag): the gradient held was cleared/changed before
         self.after: Optional[tuple] = None  # (id, version) of weight.grad after the last accumulation
-        self.watched, self.handles = None, []
-        self.inflight: list = []  # (status copy, CUDA event or None) not yet read
-        self.warned = False
+        self.watched, self.handles, self.inflight, self.warned = None, [], [], False
 
-    def make_sinks(self, geo, device: torch.device, dtype: torch.dtype) -> None:
-        """Sinks on ``device`` in ``dtype`` (the status carries over a move)."""
-        old = self.status
-        self.status = torch.zeros(geo.groups, dtype=torch.float64, device=device, requires_grad=True)
+    def make_sinks(self, adapter, device: torch.device, dtype: torch.dtype) -> None:
+        """Sinks on ``device`` in ``dtype``; the status carries over a move, the filed statistics stay."""
+        old, self.status = self.status, torch.zeros(adapter.groups, dtype=torch.float64, device=device,
+                                                    requires_grad=True)
         if old is not None and old.grad is not None:
             self.status.grad = old.grad.to(device)
-        gram = rows = None
+        self.eye = torch.eye(adapter.n, dtype=dtype, device=device)
         if self.defer:
-            gram = torch.zeros(geo.groups, geo.n, geo.n, dtype=dtype, device=device, requires_grad=True)
-            rows = torch.zeros((), dtype=torch.float64, device=device, requires_grad=True)
-            for i, sink in enumerate((gram, rows)):
+            self.sinks = (torch.zeros(adapter.groups, adapter.n, adapter.n, dtype=dtype, device=device,
+                                      requires_grad=True), torch.zeros((), dtype=torch.float64, device=device,
+                                                                       requires_grad=True))
+            for i, sink in enumerate(self.sinks):
                 sink.register_post_accumulate_grad_hook(lambda s, i=i: self._file(i, s))
-        self.sinks = (gram, rows, torch.eye(geo.n, dtype=dtype, device=device))
 
     def _file(self, i: int, sink: torch.Tensor) -> None:
         part = self.parts.setdefault(_task(), [None, None])
@@ -69,17 +66,16 @@ class State:
 
     def watch(self, weight: torch.Tensor) -> None:
         """Hooks on ``weight`` (a leaf) that see, before each gradient is accumulated, whether the one held was
-        cleared or changed since the last accumulation (deferred: its statistics are dropped) or is being added to
-        (per step: a warning)."""
+        cleared or changed since the last accumulation (deferred: that backward's statistics go) or is being added
+        to (per step: a warning)."""
         if self.watched is not None and self.watched() is weight:
             return
         self.unwatch()
-        if not weight.is_leaf:  # a computed weight (parametrization): no gradient is accumulated on it
-            return
-        ref = weakref.ref(weight)
-        self.handles = [weight.register_hook(lambda _: self._before(ref())),
-                        weight.register_post_accumulate_grad_hook(self._accumulated)]
-        self.watched = ref
+        if weight.is_leaf:  # a computed weight (parametrization) accumulates no gradient
+            ref = weakref.ref(weight)
+            self.handles = [weight.register_hook(lambda _: self._before(ref())),
+                            weight.register_post_accumulate_grad_hook(self._accumulated)]
+            self.watched = ref
 
     def unwatch(self) -> None:
         for handle in self.handles:
@@ -92,7 +88,7 @@ class State:
     def _before(self, weight: torch.Tensor) -> None:
         held = weight.grad
         if held is None or (id(held), held._version) != self.after:  # cleared, or changed in place since
-            if self.defer:  # zeroed in place: a device flag (read never, multiplied in)
+            if self.defer:  # changed in place: kept unless zeroed, a device flag that is multiplied in, never read
                 self.breaks.append((_task(), None if held is None else held.ne(0).any()))
         elif not self.defer and not self.warned:
             self.warned = True
@@ -102,28 +98,21 @@ class State:
                           "apply TrAct with defer=True and call trainact.precondition_grads(model) before the step",
                           stacklevel=2)
 
-    def has_pending(self) -> bool:
-        return bool(self.parts)
-
-    def take(self, follow: bool = True) -> tuple:
-        """:meth:`pooled`, and forget them."""
-        out = self.pooled(follow)
-        self.parts, self.breaks = {}, []
-        return out
-
     def pooled(self, follow: bool = True) -> tuple:
         """(Σ aᵀa, rows) of the backwards whose gradient weight.grad still holds (``follow``; else of all), or
         (None, None)."""
-        gram = rows = None
-        for task, (g, r) in sorted(self.parts.items()):
-            for later, keep in self.breaks if follow else ():
-                if later > task:  # this backward's gradient was cleared before backward `later` arrived
-                    g, r = (None, None) if keep is None else (g * keep, r * keep)
-                    if g is None:
-                        break
-            if g is not None:
-                gram, rows = (g, r) if gram is None else (_add(gram, g), rows + r)
-        return gram, rows
+        total = None
+        for task, part in sorted(self.parts.items()):
+            later = [keep for t, keep in self.breaks if t > task] if follow else []
+            if None not in later:  # None: its gradient was cleared before a later backward arrived
+                part = [p * math.prod(later) for p in part] if later else part
+                total = part if total is None else [_add(t, p) for t, p in zip(total, part)]
+        return tuple(total) if total else (None, None)
+
+    def take(self, follow: bool = True) -> tuple:
+        """:meth:`pooled`, and forget them."""
+        out, self.parts, self.breaks = self.pooled(follow), {}, []
+        return out
 
     def report(self, status: torch.Tensor, label: str, lam: float) -> None:
         """A deferred solve's status: raised now on the CPU, else summed for :func:`check_numerics`."""
@@ -147,24 +136,19 @@ def state_of(layer) -> State:
 
 
 def _modules(target: Union[nn.Module, Iterable[nn.Module]]) -> list:
-    mods = target.modules() if isinstance(target, nn.Module) else target
-    return [m for m in mods if "_tract_state" in m.__dict__]
+    return [m for m in (target.modules() if isinstance(target, nn.Module) else target) if "_tract_state" in m.__dict__]
 
 
 def pending_layers(target: Union[nn.Module, Iterable[nn.Module]]) -> list:
     """The deferred TrAct layers among `target`'s modules that hold statistics of a gradient still held."""
-    return [m for m in _modules(target) if state_of(m).has_pending() and m.weight.grad is not None]
+    return [m for m in _modules(target) if state_of(m).parts and m.weight.grad is not None]
 
 
 def precondition_grads(target: Union[nn.Module, Iterable[nn.Module]]) -> list[str]:
-    """Turn the accumulated plain gradients of deferred TrAct layers into TrAct gradients, in place.
-
-    Pools the statistics of every backward whose gradient ``weight.grad`` holds (all micro-batches, all calls of
-    the layer) and, under DDP/FSDP2 with sync != "local", of every rank.  Returns the labels of the layers it
-    preconditioned.  Every rank must call it at the same point: after the last backward, before gradient clipping
-    and the step (with an AMP GradScaler: after ``scaler.unscale_(opt)``).  Reads nothing on the host (a failure:
-    see check_numerics).  Warns when ``target`` has no deferred TrAct layer (nothing to do).
-    """
+    """Turn the accumulated plain gradients of deferred TrAct layers into TrAct gradients, in place, with the
+    statistics of every backward ``weight.grad`` holds and, under DDP/FSDP2 (sync != "local"), of every rank; returns
+    the labels of the layers done.  Every rank calls it at the same point: after the last backward, before clipping
+    and the step (with an fp16 GradScaler: after ``scaler.unscale_(opt)``).  Warns when there is nothing to do."""
     layers = _modules(target)
     deferred = [m for m in layers if m.tract.defer]
     if not deferred:
@@ -181,13 +165,13 @@ def _precondition(layer) -> bool:
     gram, rows = state.take(follow=local is grad)  # FSDP2 (a sharded gradient): every backward's statistics
     if gram is None or grad is None:  # nothing pending, or the gradient it belonged to was cleared
         return False
-    cfg, label, geo = layer.tract, layer.tract_label, layer.tract_geometry
+    cfg, label, adapter = layer.tract, layer.tract_label, layer.tract_adapter
     gram, rows = state.strategy.reduce(gram, rows)
-    g = geo.groups
+    g = adapter.groups
     if g > 1 and local.shape[0] != grad.shape[0]:
         raise NotImplementedError(f"{label}: defer=True with a sharded grouped first layer (groups={g}) is not "
                                   f"supported; use the default per-step mode")
-    grad3 = local.reshape(g, local.shape[0] // g, geo.n)  # (g, m_g, n_g); m_g = 0 for an empty shard
+    grad3 = local.reshape(g, local.shape[0] // g, adapter.n)  # (g, m_g, n_g); m_g = 0 for an empty shard
     new, status = solve(grad3, system(gram, rows, cfg.lam, relative=cfg.relative), gram.dtype)
     local.copy_(new.reshape(local.shape))  # in place: DDP bucket views and optimizer references stay valid
     state.report(status, label, cfg.lam)
@@ -202,14 +186,10 @@ def discard_pending(target: Union[nn.Module, Iterable[nn.Module]]) -> None:
 
 def check_numerics(target: Union[nn.Module, Iterable[nn.Module]], *, wait: bool = True) -> None:
     """Raise :class:`~trainact.TrActNumericalError` naming the layer if a TrAct solve since the last check failed
-    (a non-finite input covariance, or a matrix that could not be factorised; that gradient was made NaN).
-
-    The backward never reads its status on the host; every optimizer step runs this check with ``wait=False``: on a
-    GPU it starts an asynchronous copy of the status and reads the copies whose copy has finished, so an error
-    surfaces at the first optimizer step after the GPU finished that backward (usually the next one).  ``wait=True``
-    (the default here) reads every status now, synchronising with the device.  On the CPU the eager backward raises
-    at once.
-    """
+    (that gradient was made NaN).  The one place the status is read: every optimizer step runs it with
+    ``wait=False``, which on a GPU starts an asynchronous copy of the status and reads the copies already done (an
+    error surfaces at the first step after the GPU finished that backward); ``wait=True`` reads everything now.  On
+    the CPU the eager backward raises at once."""
     for layer in _modules(target):
         state = state_of(layer)
         if state.status is not None and state.status.grad is not None:
@@ -240,19 +220,13 @@ _HOOK: list = []  # the step pre-hook's handle while TrAct layers exist
 _GENERATION = [0]  # bumped when layers come and go: the per-optimizer lists are then made again
 
 
-def register(layer) -> None:
-    """Track a TrAct layer for the step check (installed with the first layer)."""
-    _LAYERS.add(layer)
+def register(layer, add: bool = True) -> None:
+    """Track a TrAct layer for the step check (installed with the first layer), or stop (it goes with the last)."""
+    _LAYERS.add(layer) if add else _LAYERS.discard(layer)
     _GENERATION[0] += 1
-    if not _HOOK:
+    if add and not _HOOK:
         _HOOK.append(register_optimizer_step_pre_hook(_step_pre_hook))
-
-
-def unregister(layer) -> None:
-    """Stop tracking a removed layer; the step check goes with the last one."""
-    _LAYERS.discard(layer)
-    _GENERATION[0] += 1
-    if not len(_LAYERS) and _HOOK:
+    elif not add and not len(_LAYERS) and _HOOK:
         _HOOK.pop().remove()
 
 
@@ -279,11 +253,8 @@ def _layers_of(optimizer) -> list:
 
 
 def _step_pre_hook(optimizer, args, kwargs):
-    """Before an optimizer's update its deferred layers must be preconditioned (attached: here; else an error),
-    and the numerical status of its TrAct layers is checked (without waiting).
-
-    ``step(closure)`` (LBFGS, Lightning) runs the closure, and with it the last micro-batch's backward and the
-    caller's own preconditioning, *inside* step: the check then runs after the closure, not before it."""
+    """Before an update, its deferred layers must be preconditioned (attached: here; else an error) and their status
+    is checked.  ``step(closure)`` (LBFGS, Lightning) runs the last backward inside step: the check follows it."""
     closure = kwargs["closure"] if "closure" in kwargs else (args[1] if len(args) > 1 else None)
     if closure is None:
         _settle(optimizer)
@@ -301,8 +272,6 @@ def _step_pre_hook(optimizer, args, kwargs):
 
 def _settle(optimizer) -> None:
     mine = _layers_of(optimizer)
-    if not mine:
-        return
     pending = pending_layers(mine)
     if pending and optimizer not in _ATTACHED:
         raise RuntimeError(f"optimizer step with un-preconditioned accumulated TrAct gradients in "

@@ -1,30 +1,14 @@
 """The TrAct formula, and nothing else.
 
-For a first layer z = W a + bias with patches A (rows x n) and output gradient G (rows x m), the plain weight
-gradient is Gᵀ A.  TrAct replaces it by the solution of a ridge regression in the space of the pre-activations
-(Petersen et al., "TrAct", NeurIPS 2024, Eq. 10):
-
-    grad_W = Gᵀ A (AᵀA / r + λ I)⁻¹                       r = rows of A, λ > 0
-
-Everything layer-specific (how to get A for a Linear or a ConvNd, grouping) lives in ``adapters.py``; this module
-only sees
-
-* ``grad``:  the plain weight gradient Gᵀ A, laid out per group as (groups, m_g, n_g),
-* ``gram``:  the *sum* AᵀA per group, (groups, n_g, n_g), accumulated in the solve dtype, and ``rows`` = r,
-* or, for the Woodbury form used when r < n, the output-gradient rows G (groups, r, m_g) and the patches A
-  (groups, r, n_g) themselves.
-
-The statistics and the triangular solves run in fp32 or fp64 (``solve_dtype``) whatever the activation dtype; the
-symmetric positive definite n x n matrix is always factorised (Cholesky, never an explicit inverse) in float64,
-where it cannot fail for λ > 0 unless the input was not finite.  The result is returned in the dtype of ``grad``.
-``solve_dtype="auto"`` (the default) is float64 when any of the tensors involved is float64 and float32 otherwise
-(:func:`resolve_solve_dtype`), so a float64 model gets a float64-exact gradient and every other precision (fp32,
-bf16, fp16, autocast) fp32 statistics.  :func:`solve` never reads a device value on the host: a failure makes the
-gradient NaN and is returned as a status tensor, which the layers check off the step's path.
-
-λ semantics: with ``relative=True`` the ridge term is λ · tr(AᵀA / r) / n, i.e. λ times the mean per-feature second
-moment of the patches.  This makes the update invariant to a rescaling of the input (x -> c·x): the paper's λ
-assumes standardised inputs (paper §4.5), the relative form carries the same meaning to [0, 1] or [0, 255] inputs.
+For a first layer z = W a + bias with patches A (r rows x n) and output gradient G (r x m), the plain weight gradient
+is Gᵀ A; TrAct replaces it by the solution of a ridge regression in the space of the pre-activations (Petersen et
+al., NeurIPS 2024, Eq. 10):  grad_W = Gᵀ A (AᵀA / r + λ I)⁻¹.  This module sees, per group, the plain gradient
+(g, m_g, n_g), the summed statistics AᵀA (g, n_g, n_g) and r, or for the Woodbury form (r < n) the rows of G and A;
+how a layer gives them is ``adapters.py``'s.  The n x n system is always factorised (Cholesky) in float64; the
+triangular solves run in the solve dtype ("auto": float64 if any tensor involved is, else float32).  Nothing here
+reads a device value on the host except :func:`raise_if_failed`: a failure makes the gradient NaN and shows in a
+status tensor.  ``relative=True``: the ridge term is λ · tr(AᵀA/r)/n, invariant to a rescaling of the input (the
+paper's λ assumes standardised inputs, §4.5).
 """
 from __future__ import annotations
 
@@ -34,10 +18,8 @@ from typing import Union
 
 import torch
 
-__all__ = [
-    "precondition", "precondition_woodbury", "system", "solve", "solve_woodbury", "raise_if_failed", "check_lam",
-    "solve_dtype_of", "resolve_solve_dtype", "TrActNumericalError",
-]
+__all__ = ["precondition", "precondition_woodbury", "system", "solve", "solve_woodbury", "raise_if_failed",
+           "check_lam", "solve_dtype_of", "resolve_solve_dtype", "TrActNumericalError"]
 
 SolveDtype = Union[str, torch.dtype]  # "auto", torch.float32 or torch.float64
 
@@ -48,9 +30,8 @@ class TrActNumericalError(FloatingPointError):
 
 def check_lam(lam: object, *, where: str = "TrAct") -> float:
     """Validate λ: a real, finite number > 0 (Python, NumPy or a one-element tensor).  Returns it as a float."""
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) and not (
-        isinstance(lam, torch.Tensor) and lam.numel() == 1 and not lam.is_complex()
-    ):
+    tensor = isinstance(lam, torch.Tensor) and lam.numel() == 1 and not lam.is_complex()
+    if isinstance(lam, bool) or not (isinstance(lam, numbers.Real) or tensor):
         raise TypeError(f"{where}: lam must be a real number > 0, got {lam!r} of type {type(lam).__name__}")
     value = float(lam)
     if not math.isfinite(value) or value <= 0.0:
@@ -72,14 +53,8 @@ def system(gram: torch.Tensor, rows: int | float | torch.Tensor, lam: float, *, 
 
 
 def solve(grad: torch.Tensor, mat: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``grad · mat⁻¹`` per group for the SPD ``mat`` = AᵀA/r + λI (g, n, n), with no host synchronisation.
-
-    The n x n system is always factorised in float64 (small, and for λ > 0 it fails only when AᵀA is not
-    finite); the two triangular solves run in ``dtype`` (float32 or float64).  Returns ``(out, status)``:
-    ``out`` in grad's dtype; ``status`` (g,) float64, the trace of mat (> 0) where the group was solved, below 0
-    where mat was not positive definite, inf/NaN where it was not finite.  A failed group's gradient is NaN, so a bad
-    update is never silent (an AMP GradScaler skips the step), and ``status`` can be checked off the step's path.
-    """
+    """(``grad · mat⁻¹`` per group in grad's dtype, its status) for the SPD ``mat`` = AᵀA/r + λI (g, n, n): a float64
+    factorisation, two triangular solves in ``dtype``; a failed group's gradient is NaN (a GradScaler skips it)."""
     mat64 = mat.to(torch.float64)
     chol, info = torch.linalg.cholesky_ex(mat64)  # (g, n, n) L, (g,) 0 where it succeeded
     status = _status(mat64, info)
@@ -115,29 +90,10 @@ def raise_if_failed(status: torch.Tensor, name: str, lam: float) -> None:
     raise TrActNumericalError(f"{name}: {why}; this step's gradient of the layer is NaN")
 
 
-def precondition(
-    grad: torch.Tensor,
-    gram: torch.Tensor,
-    rows: int | float | torch.Tensor,
-    lam: float,
-    *,
-    relative: bool = False,
-    solve_dtype: SolveDtype = "auto",
-    name: str = "TrAct layer",
-) -> torch.Tensor:
-    """Return ``grad · (gram / rows + λ I)⁻¹`` per group.
-
-    grad: (g, m, n) plain weight gradient Gᵀ A (any float dtype; inf/NaN in it propagate, which is what an AMP
-    GradScaler needs to detect an overflow step).
-    gram: (g, n, n) sum of aᵀa over all rows, in ``solve_dtype`` (or any float dtype; it is cast).
-    rows: r, the number of patch rows that went into ``gram`` (> 0).
-    solve_dtype: "auto" (float64 if ``grad`` or ``gram`` is float64, else float32), torch.float32 or torch.float64:
-    the dtype of the triangular solves; the factorisation is always float64.
-
-    Raises :class:`TrActNumericalError` if ``gram`` is not finite (the layer *input* contained inf/NaN) or if the
-    matrix cannot be factorised even in float64.  This reads a flag on the host; TrAct layers use the
-    synchronisation-free :func:`solve` and report failures later (see ``trainact.check_numerics``).
-    """
+def precondition(grad: torch.Tensor, gram: torch.Tensor, rows: int | float | torch.Tensor, lam: float, *,
+                 relative: bool = False, solve_dtype: SolveDtype = "auto", name: str = "TrAct layer") -> torch.Tensor:
+    """``grad · (gram / rows + λ I)⁻¹`` per group: grad (g, m, n) the plain gradient Gᵀ A, gram (g, n, n) the sum of
+    aᵀa over the ``rows`` patch rows.  Raises :class:`TrActNumericalError` on a failure (a host read)."""
     solve_dtype = resolve_solve_dtype(solve_dtype_of(solve_dtype, where=name), grad.dtype, gram.dtype)
     g, m, n = grad.shape
     if gram.shape != (g, n, n):
@@ -170,17 +126,9 @@ def solve_woodbury(
     return out.to(patches.dtype), status
 
 
-def precondition_woodbury(
-    out_rows: torch.Tensor,
-    patches: torch.Tensor,
-    lam: float,
-    *,
-    relative: bool = False,
-    name: str = "TrAct layer",
-) -> torch.Tensor:
-    """Same result as :func:`precondition` for r < n, from the output-gradient rows G (g, r, m) and the patches
-    A (g, r, n) rather than from Gᵀ A: ``r Gᵀ (A Aᵀ + λ r I)⁻¹ A`` (see :func:`solve_woodbury`), in float64, returned
-    in the dtype of ``out_rows``."""
+def precondition_woodbury(out_rows: torch.Tensor, patches: torch.Tensor, lam: float, *, relative: bool = False,
+                          name: str = "TrAct layer") -> torch.Tensor:
+    """:func:`precondition`'s result for r < n, from the rows of G (g, r, m) and A (g, r, n): see solve_woodbury."""
     out, status = solve_woodbury(out_rows, patches, lam, relative=relative)
     raise_if_failed(status, name, lam)
     return out.to(out_rows.dtype)
@@ -192,18 +140,13 @@ def solve_dtype_of(value: object, *, where: str = "TrAct") -> SolveDtype:
         return value
     if isinstance(value, torch.dtype) and value in (torch.float32, torch.float64):
         return value
-    raise ValueError(
-        f"{where}: solve_dtype must be 'auto', torch.float32 or torch.float64, got {value!r}"
-        + ("" if isinstance(value, (str, torch.dtype)) else f" of type {type(value).__name__}")
-    )
+    raise ValueError(f"{where}: solve_dtype must be 'auto', torch.float32 or torch.float64, got {value!r}"
+                     + ("" if isinstance(value, (str, torch.dtype)) else f" of type {type(value).__name__}"))
 
 
 def resolve_solve_dtype(option: SolveDtype, *dtypes: torch.dtype) -> torch.dtype:
-    """The dtype a solve runs in: an explicit option as given; "auto": float64 if any of ``dtypes`` is, else float32.
-
-    A layer passes the dtypes of its input and of its weight (whose gradient has the weight's dtype): both are the
-    same on every rank of a DDP job, so every rank accumulates and all-reduces its statistics in the same dtype.
-    """
+    """The dtype a solve runs in: an explicit option as given; "auto": float64 if any of ``dtypes`` (a layer's input
+    and weight: the same on every rank) is, else float32."""
     if option != "auto":
         return option  # type: ignore[return-value]
     return torch.float64 if torch.float64 in dtypes else torch.float32

@@ -29,7 +29,7 @@ def test_every_supported_class_has_one_adapter_and_a_case_here():
         assert any(type(layer) is cls for layer, _ in CASES)
     assert adapters.adapter_for(nn.ReLU()) is None
     with pytest.raises(TypeError, match="no patch geometry for ReLU"):
-        adapters.geometry_of(nn.ReLU())
+        adapters.adapter_of(nn.ReLU())
 
 
 class _Calls(torch.overrides.TorchFunctionMode):
@@ -49,7 +49,7 @@ class _Calls(torch.overrides.TorchFunctionMode):
 @pytest.mark.parametrize("layer, shape", CASES, ids=IDS)
 def test_the_geometry_of_a_layer_is_that_of_its_call_and_its_rows_are_the_layers_patches(layer, shape):
     x = torch.randn(shape, dtype=torch.float64)
-    geo = adapters.geometry_of(layer)
+    geo = adapters.adapter_of(layer)
     with _Calls() as calls:
         layer.double()(x)
     (call,) = calls.seen

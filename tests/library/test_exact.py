@@ -289,7 +289,7 @@ def test_gram_algorithms_match_explicit_patches(layer, shape, block_bytes, reque
 
     torch.manual_seed(9)
     x = torch.randn(shape, dtype=torch.float64)
-    geo = patches.geometry_of(layer)
+    geo = patches.adapter_of(layer)
     case = request.node.callspec.id  # each case takes the path it is named after
     budget = block_bytes or patches.DEFAULT_BLOCK_BYTES
     uses_band = patches.band_applies(geo, x.device) and geo.gram_band(x, torch.float64, budget) is not None
@@ -305,7 +305,7 @@ def test_gram_algorithms_match_explicit_patches(layer, shape, block_bytes, reque
 def test_the_band_algorithm_and_small_blocks_are_for_the_cpu_only():
     from trainact import patches
 
-    stem = patches.geometry_of(nn.Conv2d(3, 8, 7, stride=2, padding=3))
+    stem = patches.adapter_of(nn.Conv2d(3, 8, 7, stride=2, padding=3))
     assert patches.band_applies(stem, torch.device("cpu"))
     assert not patches.band_applies(stem, torch.device("cuda"))  # kernel launches: one dense GEMM per block
     assert patches.default_block_bytes(torch.device("cpu")) == patches.DEFAULT_BLOCK_BYTES == 16 * 2**20

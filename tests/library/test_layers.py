@@ -194,7 +194,7 @@ def test_memory_blocks_are_bounded(layer, shape, monkeypatch):
     x = torch.randn(shape)
     if isinstance(layer, nn.Linear):
         x = x.transpose(0, 1)  # non-contiguous: forces copies, which must be bounded
-    geo = patches.geometry_of(layer)
+    geo = patches.adapter_of(layer)
     budget = geo.n * 4 * 37  # 37 rows
     seen = []
     real = patches.row_blocks
@@ -215,7 +215,7 @@ def test_memory_blocks_are_bounded(layer, shape, monkeypatch):
 def test_band_algorithm_blocks_are_bounded(monkeypatch):
     """The band algorithm (a 7x7/2 stem on the CPU) lays out a few samples at a time, within block_bytes."""
     layer, x = nn.Conv2d(3, 8, 7, stride=2, padding=3), torch.randn(5, 3, 30, 30)
-    geo = patches.geometry_of(layer)
+    geo = patches.adapter_of(layer)
     per_sample = 15 * (35 + 7) * 21 * 4  # output columns x (padded lines + k) x Cg·k x float32: 52 920 bytes
     budget = 2 * per_sample
     sizes = []
@@ -241,7 +241,7 @@ def test_band_algorithm_blocks_are_bounded(monkeypatch):
 def test_patch_embedding_uses_a_view_of_the_input():
     conv = nn.Conv2d(3, 8, 4, stride=4)
     x = torch.randn(2, 3, 16, 16)
-    view = patches.geometry_of(conv).view(x)
+    view = patches.adapter_of(conv).view(x)
     assert view.data_ptr() == x.data_ptr() and view._base is x  # no copy before the bounded block
 
 
@@ -252,8 +252,8 @@ def _record_plain(monkeypatch) -> dict:
 
     def spy(spec, x, eye, *, plain=None, grad_out=None):
         if plain is None:
-            plain = spec.geo.weight_grad(x, grad_out, spec.dtype, spec.block_bytes)
-        seen.update(plain=plain.reshape(-1, spec.geo.n).clone(), x=x.clone(), grad_out=grad_out)  # (m, n)
+            plain = spec.adapter.weight_grad(x, grad_out, spec.dtype, spec.block_bytes)
+        seen.update(plain=plain.reshape(-1, spec.adapter.n).clone(), x=x.clone(), grad_out=grad_out)  # (m, n)
         return tract_gradient(spec, x, eye, plain=plain, grad_out=grad_out)
 
     monkeypatch.setattr(trainact.backward, "tract_gradient", spy)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import torch
 from torch import nn
 
-from trainact.patches import geometry_of, gram
+from trainact.patches import adapter_of, gram
 
 if TYPE_CHECKING:
     from trainact.harness.config import CompareConfig
@@ -72,10 +72,10 @@ def patch_covariance(
         raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    geo = geometry_of(conv)
-    if not isinstance(images, torch.Tensor) or images.dim() != geo.spatial + 2:
+    adapter = adapter_of(conv)
+    if not isinstance(images, torch.Tensor) or images.dim() != adapter.spatial + 2:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a batch (N, C, {', '.join('*' * geo.spatial)}) for {conv}, got {got}")
+        raise ValueError(f"images must be a batch (N, C, {', '.join('*' * adapter.spatial)}) for {conv}, got {got}")
     n_images = images.shape[0]
     if n_images == 0:
         raise ValueError(f"no images to whiten from: images has shape {tuple(images.shape)}")
@@ -85,7 +85,7 @@ def patch_covariance(
         g = torch.Generator().manual_seed(seed)
         index = torch.randperm(n_images, generator=g)[:num_images].sort().values  # sorted: contiguous reads
     device = conv.weight.device
-    total = torch.zeros(geo.n, geo.n, dtype=torch.float64, device=device)
+    total = torch.zeros(adapter.n, adapter.n, dtype=torch.float64, device=device)
     rows = 0
     for start in range(0, index.numel(), _CHUNK):
         x = images[index[start : start + _CHUNK].to(images.device)].to(device)  # (b, C, *spatial)
@@ -93,7 +93,7 @@ def patch_covariance(
             x = transform(x)
         if x.shape[1] != conv.in_channels:
             raise ValueError(f"images have {x.shape[1]} channels, {conv} takes {conv.in_channels}")
-        part, r = gram(x.to(torch.float64), geo, dtype=torch.float64)  # (1, n, n)
+        part, r = gram(x.to(torch.float64), adapter, dtype=torch.float64)  # (1, n, n)
         total += part[0]
         rows += r
     if rows == 0:

@@ -9,8 +9,8 @@ TrAct gradient and gradient accumulation (``--grad-accum-steps``) gives the upda
     loss_scaler = TrActScaler(model, device="cuda")
     loss_scaler(loss, optimizer, clip_grad=1.0, parameters=model.parameters(), need_update=need_update)
 
-Without AMP (timm's ``loss_scaler is None`` branch) call ``trainact.precondition_grads(model)`` after the last
-``loss.backward()`` of the window and before ``dispatch_clip_grad``; nothing else changes.
+Whenever timm's ``loss_scaler`` is None — no AMP, bf16 AMP and all AMP on the CPU, not only "without AMP" — call
+``trainact.precondition_grads(model)`` inside ``if need_update:``, above the clip check (docs/frameworks.md).
 """
 from __future__ import annotations
 
