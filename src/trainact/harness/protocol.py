@@ -29,13 +29,7 @@ class RunSpec:
     method: str  # "baseline" | "tract"
     lr: float
     seed: int
-    lam: Optional[float] = None
-
-    def __post_init__(self) -> None:
-        if self.method not in ("baseline", "tract"):
-            raise ValueError(f"method must be baseline or tract, got {self.method!r}")
-        if (self.method == "tract") != (self.lam is not None):
-            raise ValueError(f"lam is required for tract and only for tract, got {self.method!r} lam={self.lam!r}")
+    lam: Optional[float] = None  # TrAct's λ, None for the baseline
 
     @property
     def label(self) -> str:
