@@ -192,16 +192,6 @@ def check_requirements(modules: Sequence[str], what: str) -> None:
                          f'pip install "trainact[{extras}]"')
 
 
-def _check_model_name(name: str) -> None:
-    if name.startswith(("tv:", "timm:")):
-        return
-    from trainact.harness.models import available_models
-
-    names = available_models()
-    if name not in names:
-        raise UsageError(f"unknown model {name!r}; available: {', '.join(names)}")
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
@@ -211,7 +201,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    _check_model_name(cfg.model)
     model = f" --model {cfg.model}" if cfg.model.startswith(("tv:", "timm:", "cifar:")) else ""
     check_requirements(_needed_modules(cfg), f"trainact compare{model}")  # before any data loading or training
     if cfg.threads is not None:

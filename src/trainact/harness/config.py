@@ -63,9 +63,17 @@ def _check_dict(subject: str, value: Any) -> None:
         raise ValueError(f"{subject} must be a dict of options, got {value!r}")
 
 
-def _check_name(subject: str, value: Any) -> None:
+def _check_model(subject: str, value: Any) -> None:
+    """A name `build_model` knows; tv:<name> and timm:<name> are looked up when the model is built (their
+    libraries are optional)."""
     if not value or not isinstance(value, str):
         raise ValueError(f"{subject} must be a non-empty name, got {value!r}")
+    if value.startswith(("tv:", "timm:")):
+        return
+    from trainact.harness.models import available_models
+
+    if value not in available_models():
+        raise ValueError(f"unknown model {value!r}; available: {', '.join(available_models())}")
 
 
 def _check_fraction(subject: str, value: Any) -> None:
@@ -169,7 +177,7 @@ class CompareConfig:
         "resnet18", "resnet18|resnet34|resnet50 (CIFAR variant), resnet18-maxpool (the TrAct authors' CIFAR "
         "ResNet-18: a 3x3/2 max-pool after the stem), resnet18-s2 (a stride-2 stem, no pool), resnet18-avgpool (a "
         "2x2/2 average pool after the stem), vit, vit-patchnorm, vit-dualpatchnorm, tv:<torchvision name>, "
-        "timm:<timm name>", check=_check_name)
+        "timm:<timm name>", check=_check_model)
     # 64 in the paper; 8 keeps the no-argument demo on a CPU
     width: Optional[int] = model_option(
         8, "ResNet base width (the paper's ResNet-18: 64; narrow by default for CPU runs)", parse=parse_int,
