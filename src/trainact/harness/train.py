@@ -135,12 +135,10 @@ def stream_workers(cfg: CompareConfig) -> int:
 
 def make_loaders(cfg: CompareConfig, dataset, device: torch.device, seed: int, dist: DistEnv = DistEnv()):
     """(train, test) loaders of a run: BatchLoader for an ImageDataset, StreamLoader for a StreamDataset; only the
-    train loader scales contrast (--contrast-spread)."""
+    train loader scales contrast (--contrast-spread). `cfg.batch_size` divides among the processes (checked with
+    the command line, where the number of processes is known)."""
     from trainact.harness.data import BatchLoader, StreamDataset, StreamLoader
 
-    if cfg.batch_size % dist.world_size:
-        raise ValueError(f"batch_size={cfg.batch_size} (the global batch) is not divisible by the "
-                         f"{dist.world_size} processes")
     per_rank = cfg.batch_size // dist.world_size
     common = dict(mean=dataset.mean, std=dataset.std, input_range=cfg.input_range, device=device,
                   rank=dist.rank, world_size=dist.world_size)
