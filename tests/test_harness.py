@@ -470,6 +470,19 @@ def test_run_summary_is_written_only_at_the_end(tmp_path, tiny_data):
     assert CompareConfig.from_dict(config["config"]) == cfg
 
 
+def test_the_progress_bar_on_a_terminal_shows_the_epoch_it_is_in(tmp_path, tiny_data, monkeypatch, capsys):
+    """The bar's text is drawn only on a terminal, which no other test has: every epoch, its loss and accuracy."""
+    import sys
+
+    from trainact.harness.train import run_one
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    run = RunSpec(2, "baseline", 0.05, 0)
+    run_one(run, tiny_cfg(tmp_path, budgets=(2,)), tiny_data, tmp_path, torch.device("cpu"), log=lambda m: None)
+    bar = capsys.readouterr().err
+    assert "epoch=1/2" in bar and "epoch=2/2" in bar and "loss=" in bar and "acc=" in bar
+
+
 def test_first_layer_sgd_uses_two_optimizers(tiny_data):
     from trainact.harness.train import build_run_model, make_optimizers
 

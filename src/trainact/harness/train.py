@@ -289,9 +289,9 @@ def optimizer_step(t: Training, x: torch.Tensor, y: torch.Tensor, lr_scale: floa
 
 
 def train_epoch(t: Training, loader, epoch: int, run: RunSpec, cfg: CompareConfig, device: torch.device,
-                dist: DistEnv = DistEnv(), on_step: Optional[Callable[[int, torch.Tensor, int], None]] = None) -> dict:
+                dist: DistEnv = DistEnv(), on_step: Optional[Callable[[int, int, torch.Tensor, int], None]] = None) -> dict:
     """One epoch of updates (no files, no evaluation): {train_loss, train_acc, seconds, images} over all ranks.
-    `on_step(i, sums, seen)` follows each step (the progress bar)."""
+    `on_step(epoch, i, sums, seen)` follows each step (the progress bar)."""
     t.train_model.train()
     steps_per_epoch = len(loader)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
@@ -305,7 +305,7 @@ def train_epoch(t: Training, loader, epoch: int, run: RunSpec, cfg: CompareConfi
         sums += optimizer_step(t, x, y, scale, cfg.grad_accum, dist)
         seen += y.shape[0]
         if on_step is not None:
-            on_step(i, sums, seen)
+            on_step(epoch, i, sums, seen)
     _sync(device)
     seconds = time.perf_counter() - start
     totals = dist.all_reduce_(torch.cat([sums, torch.tensor([seen], dtype=torch.float64, device=device)]))
@@ -314,13 +314,13 @@ def train_epoch(t: Training, loader, epoch: int, run: RunSpec, cfg: CompareConfi
             "images": int(count)}
 
 
-def _prepare(run: RunSpec, cfg: CompareConfig, dataset, run_dir: Path, device: torch.device, dist: DistEnv,
-             env: Optional[dict], log: Callable[[str], None]):
-    """Skip, resume or start a run: its summary if complete, else (Training, history, start epoch, loaders)."""
-    summary_path, ckpt_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
-    done, state = None, None  # rank 0 decides; every rank gets the same answer (and the same checkpoint)
+def _read_run_dir(run_dir: Path, dist: DistEnv) -> tuple[Optional[dict], Optional[dict]]:
+    """(summary, None) of a completed run, (None, checkpoint) of an interrupted one, (None, None) of a new one.
+    Rank 0 reads; every rank gets the same answer (and the same checkpoint)."""
+    ckpt_path = run_dir / "checkpoint.pt"
+    done, state = None, None
     if dist.is_main:
-        done = read_completed(summary_path)
+        done = read_completed(run_dir / "summary.json")
         if done is not None:
             ckpt_path.unlink(missing_ok=True)
         elif ckpt_path.is_file():
@@ -330,11 +330,14 @@ def _prepare(run: RunSpec, cfg: CompareConfig, dataset, run_dir: Path, device: t
                 raise ValueError(f"cannot read checkpoint {ckpt_path} ({type(err).__name__}: {err}); "
                                  "delete it to restart this run") from err
     done, state = dist.broadcast((done, state))
-    if done is not None:
-        if dist.is_main:
-            log(f"[{run.run_id}] complete, skipped (final top-1 {done['final_top1']:.2f}%)")
-        return done
+    return done, state
 
+
+def _start(run: RunSpec, cfg: CompareConfig, dataset, run_dir: Path, device: torch.device, dist: DistEnv,
+           state: Optional[dict], env: Optional[dict], log: Callable[[str], None]) -> tuple[Training, list, int, tuple]:
+    """A run ready to train from its first epoch, or from the checkpoint `state`: (Training, metrics rows so far,
+    start epoch, (train loader, test loader)). Rank 0 writes the run's config.json and cuts metrics.jsonl back to
+    the checkpoint."""
     loaders = make_loaders(cfg, dataset, device, run.seed, dist)
     model, first = build_run_model(run, cfg, dataset, device, loaders[1].example(2))
     if cfg.channels_last:
@@ -358,7 +361,7 @@ def _prepare(run: RunSpec, cfg: CompareConfig, dataset, run_dir: Path, device: t
         t.train_model = torch.compile(t.train_model)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        summary_path.unlink(missing_ok=True)
+        (run_dir / "summary.json").unlink(missing_ok=True)
         write_json_atomic(run_dir / "config.json", {"config": cfg.to_dict(), "run": run.to_dict(),
                                                     "first_layer": first, "environment": env or environment(device, dist)})
         write_jsonl_atomic(run_dir / "metrics.jsonl", history)  # drops epochs after the checkpoint, if any
@@ -404,10 +407,13 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
     from trainact.harness.data import StreamDataset
 
     run_dir = Path(out_dir) / run.run_id
-    prepared = _prepare(run, cfg, dataset, run_dir, device, dist, env, log)
-    if isinstance(prepared, dict):
-        return prepared  # complete: skipped
-    t, history, start_epoch, (train_loader, test_loader) = prepared
+    done, state = _read_run_dir(run_dir, dist)
+    if done is not None:
+        if dist.is_main:
+            log(f"[{run.run_id}] complete, skipped (final top-1 {done['final_top1']:.2f}%)")
+        return done
+    t, history, start_epoch, (train_loader, test_loader) = _start(
+        run, cfg, dataset, run_dir, device, dist, state, env, log)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(f"the training set ({dataset.num_train} images) is smaller than one batch "
@@ -416,7 +422,7 @@ def run_one(run: RunSpec, cfg: CompareConfig, dataset, out_dir, device: torch.de
     bar = tqdm(total=run.budget * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=run.run_id,
                unit="step", leave=False, disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
 
-    def on_step(i: int, sums: torch.Tensor, seen: int) -> None:
+    def on_step(epoch: int, i: int, sums: torch.Tensor, seen: int) -> None:
         bar.update(1)
         if show_bar and (i % 10 == 0 or i == steps_per_epoch - 1):  # the only per-step sync, TTY only
             bar.set_postfix(epoch=f"{epoch + 1}/{run.budget}", loss=f"{sums[0].item() / seen:.3f}",
