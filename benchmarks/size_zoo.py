@@ -40,7 +40,7 @@ import torch.nn as nn
 import trainact
 
 from . import common
-from . import experiments as E
+from . import experiments
 
 HERE = Path(__file__).resolve().parent
 TEST_IMAGES, NUM_CLASSES, SHAPE = 10_000, 10, (3, 32, 32)  # CIFAR-10's test set and images
@@ -133,7 +133,7 @@ def measure(key: str, steps: int) -> dict:
 def config(name: str):
     """The CompareConfig of experiment `name`; an lr taken from another experiment's grid is any lr here (the runs
     it expands into do not depend on it)."""
-    e = E.EXPERIMENTS[name]
+    e = experiments.EXPERIMENTS[name]
     return common.compare_config(e["args"] + (["--lr", "0.1"] if e["lr_from"] else []) + ["--out", f"runs/{name}"])
 
 
@@ -218,7 +218,7 @@ def markdown(result: dict, sweep: dict, estimates: dict) -> str:
             f"{r['tract_step_cpu']:.2f} | {r['step_wall'] / r['step_cpu']:.1f} | {e['epoch_baseline']:.1f} | "
             f"{e['epoch_tract']:.1f} | {e['evaluation']:.1f} | {e['full']['total'] / 60:.0f} | "
             f"{e['two_thirds']['total'] / 60:.0f} |")
-    whole = {r["key"] for r in rows} == set(E.ZOO_MODELS)
+    whole = {r["key"] for r in rows} == set(experiments.ZOO_MODELS)
     fixed = sum(estimates[r["key"]][x]["fixed"] for r in rows for x in ("full", "two_thirds"))
     per_image = (total - fixed) / s["subset"]  # seconds per training image of the subset, all runs together
     fit = int((s["target_hours"] * 3600 - fixed) / per_image) // 10 * 10  # class-balanced: a multiple of 10
@@ -240,20 +240,20 @@ def markdown(result: dict, sweep: dict, estimates: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="*", help=f"zoo models (default: all): {', '.join(E.ZOO_MODELS)}")
+    p.add_argument("models", nargs="*", help=f"zoo models (default: all): {', '.join(experiments.ZOO_MODELS)}")
     p.add_argument("--steps", type=int, default=3, help="timed steps per model after one warm-up step")
     p.add_argument("--target-hours", type=float, default=6.0, help="the sweep's CPU budget, for the fitting subset")
     p.add_argument("--from-json", action="store_true",
                    help=f"measure nothing: recompute the estimates and {SIZING_MD.name} from {SIZING_JSON}")
     a = p.parse_args(argv)
-    unknown = sorted(set(a.models) - set(E.ZOO_MODELS))
+    unknown = sorted(set(a.models) - set(experiments.ZOO_MODELS))
     if unknown:
-        p.error(f"unknown zoo models {unknown}; known: {', '.join(E.ZOO_MODELS)}")
+        p.error(f"unknown zoo models {unknown}; known: {', '.join(experiments.ZOO_MODELS)}")
     if a.steps < 1:
         p.error(f"--steps must be >= 1, got {a.steps}")
     if a.from_json and a.models:
         p.error("--from-json recomputes the stored table of every model; name no models")
-    keys = a.models or list(E.ZOO_MODELS)
+    keys = a.models or list(experiments.ZOO_MODELS)
     if a.from_json:
         with open(SIZING_JSON) as f:
             result = json.load(f)

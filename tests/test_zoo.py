@@ -38,13 +38,13 @@ ZOO = [
 
 
 def test_the_sweep_trains_exactly_the_models_tested_here():
-    from benchmarks import experiments as E
+    from benchmarks import experiments
     from benchmarks.common import compare_config
 
     registered = set()
-    for key in E.ZOO_MODELS:
+    for key in experiments.ZOO_MODELS:
         for name in (f"zoo-{key}", f"zoo-{key}-two-thirds"):
-            e = E.EXPERIMENTS[name]
+            e = experiments.EXPERIMENTS[name]
             cfg = compare_config([*e["args"], *(["--lr", "0.1"] if e["lr_from"] else [])])  # any lr
             registered.add((cfg.model, tuple(sorted(cfg.model_options().items()))))
     assert registered == {(name, tuple(sorted(options.items()))) for name, options, _, _ in ZOO}
