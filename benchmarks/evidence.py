@@ -1,25 +1,37 @@
-"""What an experiment's registration says it feeds in the report: its tables, plots, README sentences and claims.
-
-`experiments.experiment(..., report=(Curve(...), Whitening(...)))` stores these items; claims/ and
-experiment_tables.py find them with `entries(registry, Kind)` (registration order) and never name an
-experiment. Each kind below is one table or claim the report knows how to build; a new experiment of an existing
-kind needs only its registration. Texts quoted from the paper (`paper=`) name their figure or table.
+"""What an experiment's registration says it feeds in the report: `experiments.experiment(..., report=(Curve(...),
+Whitening(...)))` stores report kinds, each a `Kind` (benchmarks/claims/, one file per kind) that owns its claims,
+its BENCHMARKS.md section and its README sentences, computed over every registration of the kind (`entries`, in
+registration order) from the collected runs; no kind names an experiment. A new experiment of an existing kind needs
+only its registration; a new kind is one file in claims/ and its place in report.KINDS. The items below are not
+kinds: they mark what other kinds and the report read. Texts quoted from the paper (`paper=`) name their figure or
+table.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
-@dataclass(frozen=True)
-class Curve:
-    """TrAct against the baseline over the budgets: a section with its plots (`section`: "experiments", "gpu", or
-    None for none), the claim "TrAct better at every budget and λ" when `paper` quotes it, and the README's
-    sentence on whether the gain grows or fades when `trend` names the setting."""
+class Kind:
+    """A report kind. Every hook takes the collected runs (`src`, claims.core.Source) and the registry, and returns
+    nothing where the kind has no registration or no data yet."""
 
-    section: Optional[str] = "experiments"
-    paper: Optional[str] = None
-    trend: Optional[str] = None
+    lasting = False  # its README sentences answer "Does the gain last with longer training?" (one list); else each
+    # is a finding of its own
+
+    @classmethod
+    def claims(cls, src, registry: dict, titles: dict = None) -> list:
+        """Rows of the claims table (claims.core.Claim; `titles`: an experiment's heading by name)."""
+        return []
+
+    @classmethod
+    def section(cls, src, registry: dict) -> list[str]:
+        """Lines of BENCHMARKS.md."""
+        return []
+
+    @classmethod
+    def sentences(cls, src, registry: dict) -> list[str]:
+        """Sentences for the README's results."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -42,130 +54,6 @@ class Scale:
     """The collected configuration that the report's note on scale quotes: `role` "resnet" or "vit"."""
 
     role: str
-
-
-@dataclass(frozen=True)
-class LamTable:
-    """A table of TrAct's accuracy per λ against the baseline (with a plot when it sweeps more than two λ)."""
-
-
-@dataclass(frozen=True)
-class LamSweep:
-    """The claim that TrAct beats the baseline at every λ inside the paper's range `inside` (first budget)."""
-
-    what: str
-    paper: str
-    lams: tuple
-    inside: tuple
-
-
-@dataclass(frozen=True)
-class LamTrend:
-    """The claim that λ = 0.2's advantage over λ = 0.05 grows with the budget."""
-
-    what: str
-    paper: str
-
-
-@dataclass(frozen=True)
-class LamOne:
-    """Rows for λ = 1 at the experiment's budgets, against λ = 0.1 and the baseline (not the paper's λ)."""
-
-    what: str
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """A row of the §4.5 ablation table (`row`, `short` in its plot) at `budget`. `reference`: the plain model the
-    others are compared with; `normalisation`: the claim that TrAct beats that normalisation; `input_range`: the
-    claim that TrAct is more robust to unstandardised inputs than the baseline; `relative`: the experiment with the
-    scale-invariant λ; `versus` = (input range, quote): TrAct here against TrAct at that input range."""
-
-    row: str
-    short: str
-    budget: int
-    reference: bool = False
-    normalisation: Optional[str] = None
-    input_range: Optional[str] = None
-    relative: Optional[str] = None
-    paper: Optional[str] = None
-    versus: Optional[tuple] = None
-
-
-@dataclass(frozen=True)
-class FirstLayerSgd:
-    """The first layer trained by SGD (+TrAct), the rest by Adam, against `reference`'s all-Adam runs."""
-
-    reference: str
-    budget: int
-    what: str
-    paper: str
-
-
-@dataclass(frozen=True)
-class WdPoolCell:
-    """One cell of the weight decay x max-pool ablation (`pool`: "maxpool"/"nopool", `wd`: "0"/"5e-4")."""
-
-    pool: str
-    wd: str
-    label: str
-    paper: str
-
-
-@dataclass(frozen=True)
-class StemCell:
-    """One stem of the stem ablation (not in the paper): the CIFAR ResNet-18 with one stem, no weight decay, SGD
-    lr 0.08, λ 0.1, 4 and 16 epochs. `stem`: "maxpool" and "nopool" are the references (weight decay x max-pool
-    cells, whose own gain rows are theirs), any other a stem compared with both, quoting `paper` on its gain;
-    `label` names it in tables and sentences."""
-
-    stem: str
-    label: str
-    paper: str = ""
-
-
-@dataclass(frozen=True)
-class ContrastCell:
-    """One point of the contrast sweep (not in the paper): the authors' model with each training image's contrast
-    scaled by a log-uniform factor in [`spread`, 1] (--contrast-spread; 1: the images as they are, the reference)."""
-
-    spread: float
-    paper: str = ""
-
-
-@dataclass(frozen=True)
-class Whitening:
-    """Columns of the whitening comparison this experiment's runs fill: ((column, method label), ...).
-    `reference`: the plain runs the whitened ones are compared with; `setting` names the protocol."""
-
-    columns: tuple
-    reference: bool = False
-    setting: str = ""
-
-
-@dataclass(frozen=True)
-class Repro:
-    """The same seeds as experiment `of`, trained again on another machine of the same kind."""
-
-    of: str
-
-
-@dataclass(frozen=True)
-class Zoo:
-    """One model of the architecture sweep (`subset` training images); the sweep's claims quote `paper` (TrAct
-    per model) and `short_paper` (TrAct at 2/3 of the budget against the baseline at the whole)."""
-
-    model: str
-    subset: int
-    paper: str
-    short_paper: str
-
-
-@dataclass(frozen=True)
-class ZooShort:
-    """TrAct alone at 2/3 of zoo experiment `of`'s budget."""
-
-    of: str
 
 
 def entries(registry: dict, kind: type) -> list:

@@ -1,6 +1,6 @@
 """The evidence experiments: one registry holding the exact `trainact compare` command of each and what it feeds
-in the report (`report=`: tables, plots and claims with the paper's quote, benchmarks/evidence.py). The runner
-behind the command line (run with resume, collect, status, plan) is runner.py.
+in the report (`report=`: report kinds, benchmarks/evidence.py, each owning its tables, plots and claims with the
+paper's quote). The command line below (run with resume, collect, status, plan) is runner.py's.
 
     python -m benchmarks.experiments list                      # every experiment and its command
     python -m benchmarks.experiments run fig3-sgd lam-sweep    # run them one after the other (resumes)
@@ -36,10 +36,16 @@ if __name__ == "__main__" and not __package__:  # run as a file, its relative im
 
 from trainact.harness.results import summarize
 
-from .evidence import (
-    Ablation, ContrastCell, Curve, FirstLayerSgd, Joins, LamOne, LamSweep, LamTable, LamTrend, ReadmeFigure, Repro,
-    Scale, StemCell, WdPoolCell, Whitening, Zoo, ZooShort,
-)
+from .claims.ablations import Ablation, FirstLayerSgd
+from .claims.contrast import ContrastCell
+from .claims.curves import Curve
+from .claims.lam import LamOne, LamSweep, LamTable, LamTrend
+from .claims.repro import Repro
+from .claims.stems import StemCell
+from .claims.wd_pool import WdPoolCell
+from .claims.whitening import Whitening
+from .claims.zoo import Zoo, ZooShort
+from .evidence import Joins, ReadmeFigure, Scale
 
 HERE = Path(__file__).resolve().parent
 COLLECTED = HERE / "results" / "experiments"
@@ -416,12 +422,7 @@ def check_data(name: str) -> None:
         raise SystemExit(f"{name}: its data {data} is missing (resolved from {Path.cwd()}); put {what} there first")
 
 
-def main(argv=None) -> int:
-    """The command line (list, run, collect, status, plan): benchmarks/runner.py."""
-    from .runner import main as run_main
+if __name__ == "__main__":  # the command line is the runner's; the registry never imports it
+    from .runner import main
 
-    return run_main(argv)
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,18 @@
-"""The benchmark report's figures: grouped bar plots and the λ-sweep curve (matplotlib, Agg backend)."""
+"""The benchmark report's figures: grouped bar plots, the λ-sweep curve and paired gains (matplotlib, Agg backend).
+A figure drawn across experiments goes to results/figures/ (`across`); one of a single experiment into its folder;
+a benchmark's beside its JSON."""
 from __future__ import annotations
 
+import os
+
 from trainact.harness.plots import pyplot
+
+FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "figures")
+
+
+def across(file: str, alt: str) -> tuple[str, str]:
+    """(where a figure drawn across experiments is written, its Markdown image as BENCHMARKS.md shows it)."""
+    return os.path.join(FIGURES, file), f"![{alt}](benchmarks/results/figures/{file})"
 
 
 def bar_plot(path: str, groups: list, series: list, values: dict, *, ylabel: str, title: str = "",

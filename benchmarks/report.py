@@ -3,9 +3,10 @@ by hand).
 
     python -m benchmarks.report            # rewrites BENCHMARKS.md and the README's results section
 
-The sections come from bench_tables.py (benchmark scripts), experiment_tables.py (training experiments) and
-claims/ (the paper's claims, with paired statistics); figures.py draws the plots. Which experiment feeds which
-section is said by its registration in experiments.py, never here.
+The sections come from bench_tables.py (benchmark scripts) and from the report kinds (`KINDS`, one module each in
+claims/: its claims, its section, its README sentences) over the collected runs, which collected.py reads;
+experiment_tables.py holds what the kinds share, figures.py draws. Which experiment feeds which kind is said by its
+registration in experiments.py, never here.
 """
 from __future__ import annotations
 
@@ -15,20 +16,54 @@ import sys
 if __name__ == "__main__" and not __package__:  # run as a file, its relative imports would fail obscurely
     sys.exit(f"run it as a module from the repository root: {' '.join(['python -m benchmarks.report', *sys.argv[1:]])}")
 
+from . import experiments
 from .bench_tables import (
     allreduce_section, autocast_section, compile_section, gpu_tests_line, gram_section, kernels_section, load, memory_section,
     overhead_section, stream_memory_section, sync_section,
 )
+from .claims.ablations import Ablation, FirstLayerSgd
+from .claims.contrast import ContrastCell
+from .claims.core import markdown
+from .claims.curves import Curve, curves, sections
+from .claims.lam import LamOne, LamSweep, LamTable, LamTrend
+from .claims.repro import Repro
+from .claims.stems import StemCell
+from .claims.wd_pool import WdPoolCell
+from .claims.whitening import Whitening
+from .claims.zoo import Zoo
+from .collected import Collected
 from .evidence import ReadmeFigure, entries
-from .experiment_tables import (
-    ablation_section, claims_table, contrast_section, contrast_sentence, curve_section, curves, first_layer_sgd_section,
-    lam_sections, load_experiment, reproducibility_section, scale_note, stem_section, trend_sentences,
-    wall_time_section, whitening_section, whitening_sentence, zoo_section, zoo_sentence,
-)
-from .experiments import EXPERIMENTS
+from .experiment_tables import scale_note, wall_time_section
+
+# the report kinds, in the order of the paper: their claims, sections and sentences appear in this order
+KINDS = (Curve, LamTable, LamSweep, LamTrend, LamOne, Ablation, FirstLayerSgd, WdPoolCell, StemCell, ContrastCell,
+         Whitening, Zoo, Repro)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README_START, README_END = "<!-- results:start (written by benchmarks/report.py) -->", "<!-- results:end -->"
+
+
+def all_claims(src, registry: dict, titles: dict) -> list:
+    """Every claim row the collected runs support, in the order of the paper (`titles`: the heading of an
+    experiment's row, by name; the name where it has none)."""
+    return [row for kind in KINDS for row in kind.claims(src, registry, titles) if row is not None]
+
+
+def trend_sentences(src, registry: dict) -> list[str]:
+    """The README's list "Does the gain last?": the sentences of the kinds that answer it (`lasting`), one bullet
+    each, under its heading; nothing before any has one."""
+    found = [s for kind in KINDS if kind.lasting for s in kind.sentences(src, registry)]
+    if not found:
+        return []
+    return (["Does the gain last with longer training? (λ = 0.1; points [95 % t interval] over paired seeds; the "
+             "change is per seed, the later budget's gain minus the earlier's)", ""] + [f"- {s}" for s in found]
+            + [""])
+
+
+def findings(src, registry: dict) -> list[str]:
+    """The README's findings beyond that list: each kind's sentences, one bullet each, a blank line after each."""
+    return [line for kind in KINDS if not kind.lasting for s in kind.sentences(src, registry)
+            for line in (f"- {s}", "")]
 
 
 def gpu_section() -> list[str]:
@@ -39,56 +74,42 @@ def gpu_section() -> list[str]:
         r = load(name)
         if r is not None:
             out += fn(r) if fn else overhead_section(r, png="overhead-cuda.png", title="GPU time overhead")
-    gpu = curves("gpu")
-    for name in gpu:
-        loaded = load_experiment(name)
-        if loaded is not None:
-            out += curve_section(name, loaded)
+    registry = experiments.EXPERIMENTS
+    out += sections(Collected(experiments.COLLECTED), registry, "gpu")
+    gpu = curves(registry, "gpu")
     if out or not gpu:
         return out
     return ["## GPU", "",
             "Nothing on this page was measured on a GPU, so the GPU part of the evidence and `tests/library/test_gpu.py` "
             "(CUDA autocast, GradScaler, CPU/GPU agreement) have not run. On a GPU machine, from the repository root "
-            "with the data at `" + EXPERIMENTS[gpu[0]]["args"][1] + "`:", "",
+            "with the data at `" + registry[gpu[0]]["args"][1] + "`:", "",
             "    python -m pytest tests/library/test_gpu.py",
             "    python -m benchmarks.bench_overhead --device cuda --cases stem,deit-s,resnet18,cifar-stem,vit",
             "    python -m benchmarks.bench_gram --device cuda && python -m benchmarks.bench_sync --device cuda",
-            *(f"    python -m benchmarks.experiments run {name:<15}# {EXPERIMENTS[name]['title']}" for name in gpu),
+            *(f"    python -m benchmarks.experiments run {name:<15}# {registry[name]['title']}" for name in gpu),
             "    python -m benchmarks.report", ""]
 
 
-def experiments_sections() -> list[str]:
+def experiments_sections(src, registry: dict) -> list[str]:
+    titles = {name: e["title"] for name, e in registry.items()}
     out = ["## Training experiments: the paper's claims at CPU scale", "",
            "Every table is computed from the JSON in `benchmarks/results/experiments/` (copied from the run folders "
            "by `python -m benchmarks.experiments collect`); `python -m benchmarks.experiments list` prints every "
            "command. Accuracies are the final test top-1 after the last epoch, mean ± std over seeds; `s/epoch` is "
-           "the training wall time per epoch (evaluation excluded).", "", scale_note(), "",
-           "### The paper's claims, checked", ""] + claims_table()
-    for name in curves("experiments"):
-        loaded = load_experiment(name)
-        if loaded is not None:
-            out += curve_section(name, loaded)
-    out += lam_sections()
-    out += ablation_section()
-    out += first_layer_sgd_section()
-    out += stem_section()
-    out += contrast_section()
-    out += whitening_section()
-    out += zoo_section()
-    out += reproducibility_section()
-    out += wall_time_section()
-    return out
+           "the training wall time per epoch (evaluation excluded).", "", scale_note(src, registry), "",
+           "### The paper's claims, checked", ""] + markdown(all_claims(src, registry, titles))
+    for kind in KINDS:
+        out += kind.section(src, registry)
+    return out + wall_time_section(src, registry)
 
 
-def readme_block() -> list[str]:
+def readme_block(src, registry: dict) -> list[str]:
     """The README's results section: plain sentences, each with its interval, and one figure; every table (the
     per-budget accuracies, the paper's claims one by one) is in BENCHMARKS.md."""
-    lines = [README_START, "", "## What we found", "", scale_note(), ""]
-    lines += trend_sentences()
-    for sentence in (contrast_sentence(), whitening_sentence(), zoo_sentence()):
-        lines += [("- " + line if line else line) for line in sentence]  # beyond the paper
-    for name, figure in entries(EXPERIMENTS, ReadmeFigure):
-        if load_experiment(name) is not None:
+    lines = [README_START, "", "## What we found", "", scale_note(src, registry), ""]
+    lines += trend_sentences(src, registry) + findings(src, registry)
+    for name, figure in entries(registry, ReadmeFigure):
+        if src.experiment(name) is not None:
             lines += [f"![{figure.alt}](benchmarks/results/experiments/{name}/{figure.file})", ""]
     lines += ["Every table — accuracy per budget and seed, the speed-ups, the paper's claims checked one by one with "
               "their verdicts, the overhead and memory benchmarks — with its command, seeds and hardware is in "
@@ -133,13 +154,14 @@ def main() -> int:
     if os.path.exists(extra):
         with open(extra) as f:
             out += [f.read()]
+    src, registry = Collected(experiments.COLLECTED), experiments.EXPERIMENTS
     out += gpu_section()
-    out += experiments_sections()
+    out += experiments_sections(src, registry)
     path = os.path.join(os.path.dirname(HERE), "BENCHMARKS.md")
     with open(path, "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
     print(f"wrote {path}")
-    write_readme(readme_block())
+    write_readme(readme_block(src, registry))
     return 0
 
 

@@ -1,7 +1,7 @@
-"""The runner behind `python -m benchmarks.experiments`: trains registered experiments (resuming, reusing the
-finished runs they share), collects their small JSON into benchmarks/results/experiments/, says what is left to
-train, and plans GPU windows. The registry, and each experiment's `trainact compare` command, are experiments.py's;
-they are read from there when called."""
+"""The command line of `python -m benchmarks.experiments` (list, run, collect, status, plan): trains registered
+experiments (resuming, reusing the finished runs they share), collects their small JSON into
+benchmarks/results/experiments/, says what is left to train, and plans GPU windows. The registry, and each
+experiment's `trainact compare` command, are experiments.py's, read from there when called."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,8 @@ from trainact.harness.config import CompareConfig
 from trainact.harness.env import write_json_atomic
 from trainact.harness.results import load_config, summarize
 
-from . import experiments as E
+from . import experiments
+from .collected import runs
 from .common import compare_config
 from .experiments import check_data, command, launcher, runs_root, with_budgets, with_device
 
@@ -33,8 +34,9 @@ def reuse_runs(name: str, root: Path) -> int:
     what was collected stays collected when the experiment changes (a shifted lr grid keeps its old runs as data).
     """
     target = compare_config(command(name, root, out=str(root / name)))
-    sources = [folder for source in E.EXPERIMENTS[name]["reuse"] for folder in (root / source, E.COLLECTED / source)]
-    sources.append(E.COLLECTED / name)
+    sources = [folder for source in experiments.EXPERIMENTS[name]["reuse"]
+               for folder in (root / source, experiments.COLLECTED / source)]
+    sources.append(experiments.COLLECTED / name)
     copied = 0
     for src in sources:
         if not (src / "config.json").is_file() or src.resolve() == (root / name).resolve():
@@ -48,7 +50,7 @@ def reuse_runs(name: str, root: Path) -> int:
             run = s["run"]
             needed = (run["budget"] in target.budgets and run["lr"] in target.lrs and run["seed"] in target.seeds
                       and run["method"] in target.methods and (run["lam"] is None or run["lam"] in target.lams))
-            wanted = s.get("completed") and (needed or src == E.COLLECTED / name)
+            wanted = s.get("completed") and (needed or src == experiments.COLLECTED / name)
             dest = root / name / summary.parent.relative_to(src)
             if wanted and not (dest / "summary.json").exists():
                 shutil.copytree(summary.parent, dest, ignore=shutil.ignore_patterns("checkpoint.pt"))
@@ -94,7 +96,7 @@ def collect(names: list, root: Path) -> None:
             print(f"{name}: nothing to collect in {src}")
             continue
         reuse_runs(name, root)  # what was collected before stays collected
-        dest = E.COLLECTED / name
+        dest = experiments.COLLECTED / name
         if dest.exists():
             shutil.rmtree(dest)
         with open(src / "config.json") as f:
@@ -123,7 +125,7 @@ def collect(names: list, root: Path) -> None:
         make_plots(dest, result, load_runs(dest))
         for file in dest.rglob("*.json*"):  # nothing of this machine goes into the repository
             text = file.read_text()
-            for local in {str(root), str(E.HERE.parent), str(Path(E.DATA).resolve())}:
+            for local in {str(root), str(experiments.HERE.parent), str(Path(experiments.DATA).resolve())}:
                 if local in text:
                     raise SystemExit(f"{file} contains the local path {local}; not collecting it")
         print(f"{name}: {n} finished runs collected into {os.path.relpath(dest)}"
@@ -133,7 +135,7 @@ def collect(names: list, root: Path) -> None:
 def status(names: list, root: Path) -> None:
     """What each experiment has finished (trained under `root` or collected) and what is still to train."""
     for name in names:
-        found = [f for f in (root / name, E.COLLECTED / name) if (f / "config.json").is_file()]
+        found = [f for f in (root / name, experiments.COLLECTED / name) if (f / "config.json").is_file()]
         if not found:
             print(f"{name}: not started")
             continue
@@ -171,8 +173,8 @@ def plan(names: list, root: Path, minutes: float, jobs: int = 1, times: Path = E
         key = _bench_case(cfg)
         if key is None:
             continue
-        done = {(r["run"]["seed"], r["run"]["method"]) for folder in (root / name, E.COLLECTED / name)
-                for r in _summaries(folder)}
+        done = {(r["run"]["seed"], r["run"]["method"]) for folder in (root / name, experiments.COLLECTED / name)
+                for r in runs(folder)}
         for seed in cfg.seeds:
             methods = [m for m in cfg.methods if (seed, m) not in done]
             rows = [measured.get((key, m, jobs)) for m in methods]
@@ -194,18 +196,8 @@ def plan(names: list, root: Path, minutes: float, jobs: int = 1, times: Path = E
     return chosen
 
 
-def _summaries(folder: Path) -> list:
-    out = []
-    for summary in folder.glob("b*/*/lr*/s*/summary.json"):
-        with open(summary) as f:
-            s = json.load(f)
-        if s.get("completed"):
-            out.append(s)
-    return out
-
-
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=E.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=experiments.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("list", "run", "collect", "status", "plan"))
     p.add_argument("names", nargs="*", help="experiments (default for list/collect/status: all)")
     p.add_argument("--runs", help="where runs are trained (default: $TRAINACT_RUNS or ./runs)")
@@ -225,10 +217,10 @@ def main(argv=None) -> int:
     if a.action == "plan" and (a.minutes <= 0 or a.jobs < 1):
         p.error(f"plan: --minutes must be > 0 and --jobs >= 1, got {a.minutes:g} and {a.jobs}")
     root = runs_root(a.runs)
-    names = a.names or (list(E.EXPERIMENTS) if a.action != "run" else [])
+    names = a.names or (list(experiments.EXPERIMENTS) if a.action != "run" else [])
     if a.action == "list":
         for name in names:
-            e = E.EXPERIMENTS[name]
+            e = experiments.EXPERIMENTS[name]
             launch = "trainact compare" if e["nproc_per_node"] == 1 else \
                 f"torchrun --nproc_per_node {e['nproc_per_node']} -m trainact compare"
             extra = f"  wall time per epoch on one GPU: {e['epoch_time']}\n" if e["epoch_time"] else ""
@@ -241,7 +233,7 @@ def main(argv=None) -> int:
         status(names, root)
         return 0
     if a.action == "plan":
-        plan(a.names or [n for n in E.EXPERIMENTS if n.startswith("paper-")], root, a.minutes, a.jobs)
+        plan(a.names or [n for n in experiments.EXPERIMENTS if n.startswith("paper-")], root, a.minutes, a.jobs)
         return 0
     if not names:
         p.error("run: name at least one experiment")

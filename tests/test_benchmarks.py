@@ -20,7 +20,7 @@ def _load(name: str):
 def _results_in(folder: Path, monkeypatch) -> None:
     """Point the report (loaded with `_load`) at result files under `folder`."""
     monkeypatch.setattr(sys.modules["benchmarks.common"], "RESULTS", str(folder))
-    monkeypatch.setattr(sys.modules["benchmarks.experiment_tables"].experiments, "COLLECTED", str(folder / "experiments"))
+    monkeypatch.setattr(sys.modules["benchmarks.experiments"], "COLLECTED", str(folder / "experiments"))
 
 
 def test_overhead_benchmark_runs_and_refuses_bad_cases_and_a_missing_gpu(tmp_path, capsys, monkeypatch):

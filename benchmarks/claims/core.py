@@ -1,10 +1,8 @@
-"""The statistics and the data every claim kind shares: paired per-seed differences with their 95 % t
-intervals, the three-way verdict, the collected runs (`Collected`), and a claim row (`Claim`)."""
+"""The statistics every report kind shares: paired per-seed differences with their 95 % t intervals, the three-way
+verdict, a claim row (`Claim`) and the claims table; and what a kind reads of the collected runs (`Source`)."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
 from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
@@ -104,6 +102,8 @@ TREND_VERB = {"grows": "grows", "fades": "fades", "no clear change": "shows no c
 
 
 class Source(Protocol):
+    """What the report kinds read of the collected runs: collected.Collected, or any object with these methods."""
+
     def top1(self, name: str, budget: int, label: str, key: str = "final_top1") -> dict:
         """{seed: final test top-1 %} (or `key` of the run summary, e.g. final_top5) of one method (label:
         baseline, tract-l0.1, ...) at its selected lr."""
@@ -114,55 +114,14 @@ class Source(Protocol):
     def lr(self, name: str, budget: int, label: str) -> Optional[float]:
         """The lr a method's runs used at a budget (the selected one); None where it has no results."""
 
+    def experiment(self, name: str) -> Optional[tuple]:
+        """(config.json, summary.json) of a collected experiment, or None."""
 
-class Collected:
-    """The collected experiments under `root` (benchmarks/results/experiments)."""
+    def runs(self, name: str) -> list:
+        """Every collected run's summary.json."""
 
-    def __init__(self, root: str):
-        self.root = root
-        self._summaries: dict = {}
-
-    def summary(self, name: str) -> Optional[dict]:
-        if name not in self._summaries:
-            path = os.path.join(self.root, name, "summary.json")
-            self._summaries[name] = None
-            if os.path.exists(path):
-                with open(path) as f:
-                    self._summaries[name] = json.load(f)
-        return self._summaries[name]
-
-    def budgets(self, name: str) -> list:
-        s = self.summary(name)
-        return sorted({r["budget"] for r in s["results"]}) if s else []
-
-    def _row(self, name: str, budget: int, label: str) -> Optional[dict]:
-        """The summary's result row of one method at one budget (its selected lr); None if it has none."""
-        s = self.summary(name)
-        rows = [r for r in (s["results"] if s else []) if r["budget"] == budget and r["label"] == label]
-        if not rows:
-            return None
-        (row,) = rows
-        return row
-
-    def lr(self, name: str, budget: int, label: str) -> Optional[float]:
-        row = self._row(name, budget, label)
-        return None if row is None else row["lr"]
-
-    def top1(self, name: str, budget: int, label: str, key: str = "final_top1") -> dict:
-        """{seed: the run summary's `key`} (final_top1, or final_top5 where the runs have it)."""
-        from trainact.harness.protocol import RunSpec
-
-        row = self._row(name, budget, label)
-        if row is None:
-            return {}
-        out = {}
-        for seed in row["seeds"]:
-            run = RunSpec(budget, row["method"], row["lr"], seed, lam=row["lam"])
-            with open(os.path.join(self.root, name, run.run_id, "summary.json")) as f:
-                value = json.load(f).get(key)
-            if value is not None:
-                out[seed] = value
-        return out
+    def folder(self, name: str) -> str:
+        """The experiment's collected folder (where its own plots go)."""
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,47 @@
-"""Claims about TrAct's gain over the budgets and λ: the curves (TrAct better at every budget and λ, and the
-paper's form of the speed-up), the README's trend sentences, the λ sweep, λ's trend with the budget, and λ = 1."""
+"""The curves: TrAct against the baseline over the budgets. Claim: TrAct better at every budget and λ of the paper's
+grid (beside it the paper's form of the speed-up, TrAct@B against the baseline at 2B and 4B); section: per
+experiment its table, speed-ups and plots; README: whether the gain grows, holds or fades with the budget."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Optional
 
-from ..evidence import Curve, LamOne, LamSweep, LamTrend, entries, members
+from ..evidence import Kind, entries, members
+from ..experiment_tables import plots, run_machine
+from ..figures import paired_gain_plot
 from .core import (
     TREND_VERB, Claim, Source, budgets_of, difference, label, make_claim, paired, per_budget, PAPER_LAMS, top1_of,
-    trend, verdict,
+    trend,
 )
+
+
+@dataclass(frozen=True)
+class Curve(Kind):
+    """TrAct against the baseline over the budgets: a section with its plots (`part` of BENCHMARKS.md:
+    "experiments", "gpu", or None for none), the claim "TrAct better at every budget and λ" when `paper` quotes it,
+    and the README's sentence on whether the gain grows or fades when `trend` names the setting."""
+
+    part: Optional[str] = "experiments"
+    paper: Optional[str] = None
+    trend: Optional[str] = None
+
+    lasting = True
+
+    @classmethod
+    def claims(cls, src, registry: dict, titles: dict = None) -> list:
+        return [curve_claim(src, members(registry, name), (titles or {}).get(name, name), item.paper)
+                for name, item in entries(registry, Curve) if item.paper]
+
+    @classmethod
+    def section(cls, src, registry: dict) -> list[str]:
+        return sections(src, registry, "experiments")
+
+    @classmethod
+    def sentences(cls, src, registry: dict) -> list[str]:
+        found = (trend_sentence(src, members(registry, name), item.trend)
+                 for name, item in entries(registry, Curve) if item.trend)
+        return [s for s in found if s]
 
 
 def tract_vs_baseline(src: Source, names, lam: float = 0.1) -> dict:
@@ -50,12 +83,6 @@ def curve_claim(src: Source, names, title: str, paper: str) -> Optional[Claim]:
                       [p for parts in per_lam.values() for p in parts.values()])
 
 
-def curve_claims(src: Source, registry: dict, titles: dict) -> list:
-    """The curve claim of every experiment whose `Curve` quotes the paper."""
-    return [curve_claim(src, members(registry, name), titles.get(name, name), item.paper)
-            for name, item in entries(registry, Curve) if item.paper]
-
-
 def _change(parts: dict, a: int, b: int) -> str:
     """How the gain changes from budget a to budget b, with both gains and the per-seed change."""
     change = difference(parts[b], parts[a])
@@ -81,68 +108,76 @@ def trend_sentence(src: Source, names, what: str, lam: float = 0.1) -> Optional[
     return text + "."
 
 
-def trend_sentences(src: Source, registry: dict) -> list:
-    """The trend sentence of every experiment whose `Curve` names a `trend` setting (None where it has none)."""
-    return [trend_sentence(src, members(registry, name), item.trend)
-            for name, item in entries(registry, Curve) if item.trend]
+def curves(registry: dict, part: str) -> list:
+    """The experiments whose `Curve` section goes in `part` ("experiments", "gpu"), in registration order."""
+    return [name for name, item in entries(registry, Curve) if item.part == part]
 
 
-def lam_trend_claim(src: Source, names, what: str, paper: str) -> Optional[Claim]:
-    """The paper's "0.1 to start, 0.2 for long training": λ = 0.2's advantage over λ = 0.05 grows with the budget."""
-    gains = {}
-    for b in budgets_of(src, names):
-        small, large = top1_of(src, names, b, label(0.05)), top1_of(src, names, b, label(0.2))
-        if small and large:
-            gains[b] = paired(large, small)
-    if len(gains) < 2:
-        return None
-    lo, hi = min(gains), max(gains)
-    change = difference(gains[hi], gains[lo])
-    return make_claim(f"larger λ for longer training ({what}, {lo} → {hi} ep)", paper,
-                      f"λ = 0.2 − λ = 0.05, points [95 % CI]: {per_budget(gains)}; change from {lo} to {hi} ep: "
-                      f"{change.text()}", [change])
-
-
-def lam_trend_claims(src: Source, registry: dict, titles: dict) -> list:
-    return [lam_trend_claim(src, members(registry, name), item.what, item.paper)
-            for name, item in entries(registry, LamTrend)]
-
-
-def lam_sweep_claim(src: Source, name: str, item: LamSweep) -> Optional[Claim]:
-    """TrAct above the baseline at every λ of the sweep inside the paper's range (at the first budget)."""
-    budgets = src.budgets(name)
-    if not budgets:
-        return None
-    b = budgets[0]
-    base = src.top1(name, b, "baseline")
-    lams = sorted(lam for lam in item.lams if src.top1(name, b, label(lam)))
-    parts = {lam: paired(src.top1(name, b, label(lam)), base) for lam in lams}
-    low, high = item.inside
-    inside = {lam: p for lam, p in parts.items() if low <= lam <= high}
-    if not inside:
-        return None
-    each = "; ".join(f"λ = {lam:g}{'' if lam in inside else ' (outside the paper range)'}: {p.text()}"
-                     for lam, p in parts.items())
-    return make_claim(f"λ sweep ({item.what}, {b} ep)", item.paper,
-                      f"TrAct − baseline, points [95 % CI]: {each}; the verdict uses the λ inside the paper's range",
-                      list(inside.values()))
-
-
-def lam_sweep_claims(src: Source, registry: dict, titles: dict) -> list:
-    return [lam_sweep_claim(src, name, item) for name, item in entries(registry, LamSweep)]
-
-
-def lam_one_claims(src: Source, registry: dict, titles: dict) -> list:
-    """λ = 1 at the experiments' budgets: extra data, not the paper's λ."""
+def sections(src, registry: dict, part: str) -> list[str]:
+    """The section of every collected experiment whose `Curve` goes in `part` of BENCHMARKS.md."""
     out = []
-    for name, item in entries(registry, LamOne):
-        for b in src.budgets(name):
-            one, base = src.top1(name, b, "tract-l1"), src.top1(name, b, "baseline")
-            ref = src.top1(name, b, "tract-l0.1")
-            if one and base and ref:
-                p, q = paired(one, ref), paired(one, base)
-                out.append(Claim(f"λ = 1, not the paper's λ ({item.what}, {b} ep)",
-                                 "not in the paper (its λ are 0.05, 0.1, 0.2)",
-                                 f"λ = 1 − λ = 0.1: {p.text()}; λ = 1 − baseline: {q.text()}",
-                                 f"not the paper's λ; against the baseline: {verdict([q])}", (q,)))
+    for name in curves(registry, part):
+        loaded = src.experiment(name)
+        if loaded is not None:
+            out += curve_section(src, registry, name, loaded)
     return out
+
+
+def speedup_line(summary: dict, label: str = None) -> str:
+    """The speed-up per TrAct budget: of one method label, or of all (named when there are several λ)."""
+    shown = [s for s in summary["speedups"] if label is None or s["label"] == label]
+    named = label is None and len({s["label"] for s in shown}) > 1
+    return ", ".join((f"{s['label']} " if named else "") + f"{s['tract_budget']:g} ep: {s['display']}"
+                     for s in shown) or "—"
+
+
+def unused_runs(src, name: str, top: dict, summary: dict) -> str:
+    """A sentence on collected runs this comparison does not use: an lr the grid no longer holds, or no longer
+    selected (an earlier grid's runs, kept as data)."""
+    from trainact.harness.config import CompareConfig
+    from trainact.harness.protocol import RunSpec, grid_runs
+
+    grid = set(grid_runs(CompareConfig.from_dict(top["config"])))
+    used = {(r["label"], r["budget"], r["lr"]) for r in summary["results"]}
+    found: dict = {}  # (label, lr) -> {budget: [final top-1 of each seed]}
+    for s in src.runs(name):
+        run = s["run"]
+        if RunSpec.from_dict(run) not in grid and (run["label"], run["budget"], run["lr"]) not in used:
+            found.setdefault((run["label"], run["lr"]), {}).setdefault(run["budget"], []).append(s["final_top1"])
+    if not found:
+        return ""
+    parts = [f"{label} at lr {lr:g} (" + ", ".join(f"{b:g} ep: {sum(a) / len(a):.2f}" for b, a in sorted(bs.items()))
+             + ")" for (label, lr), bs in sorted(found.items())]
+    return ("Also in the folder and not used by this comparison (runs of an earlier lr grid, kept as data; final "
+            "test top-1 %, mean over their seeds): " + "; ".join(parts) + ".")
+
+
+def paired_gains(src, registry: dict, name: str) -> dict:
+    """{series label: [(B, paired TrAct@B − baseline@kB)]}: k = 1 for each of the paper's λ, and the paper's form
+    of the speed-up (λ = 0.1 against the baseline at 2B and 4B) where those budgets were run."""
+    names = members(registry, name)
+    series = {f"λ = {lam:g}, baseline@B": sorted(tract_vs_baseline(src, names, lam).items()) for lam in PAPER_LAMS}
+    for k in (2, 4):
+        series[f"λ = 0.1, baseline@{k}B"] = [(b, p) for b, kk, p in longer_baseline(src, names) if kk == k]
+    return {label: points for label, points in series.items() if points}
+
+
+def curve_section(src, registry: dict, name: str, loaded) -> list[str]:
+    from trainact.harness.results import format_markdown
+
+    top, summary = loaded
+    extra = unused_runs(src, name, top, summary)
+    gains = paired_gains(src, registry, name)
+    if gains:
+        paired_gain_plot(os.path.join(src.folder(name), "paired_gain.png"), gains,
+                         title=f"{name}: TrAct − baseline, paired per seed")
+    return [f"### {registry[name]['title']}", "",
+            f"Command: `{top['command']}` (then `python -m benchmarks.experiments collect {name}`); "
+            f"{run_machine(top)}.", "",
+            format_markdown(summary), "", *([extra, ""] if extra else []),
+            f"Speed-up of TrAct per budget: {speedup_line(summary)}.", "",
+            "The paired gain plot shows TrAct − baseline per seed (mean, 95 % t interval) at the same budget for "
+            "each of the paper's λ, and, in the paper's form of the speed-up, TrAct@B against the baseline at 2B "
+            "and 4B: a point at or above 0 there means TrAct needs half (a quarter) of the baseline's epochs.", "",
+            plots(src, name, ("accuracy_vs_budget.png", "paired_gain.png", "speedup.png", "accuracy_vs_epoch.png")),
+            ""]

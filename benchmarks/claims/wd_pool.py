@@ -1,17 +1,82 @@
 """The weight decay x max-pool ablation (not in the paper's form): the two differences between the CIFAR protocols,
 crossed, each cell a `WdPoolCell` registration. TrAct − baseline per cell, then, paired by seed (every cell trains
 the same seeds), how weight decay and the max-pool move that gain, and TrAct without weight decay against what one
-training with weight decay has."""
+training with weight decay has; the README says which factor moves the gain, once every cell has 2 seeds."""
 from __future__ import annotations
 
-from ..evidence import WdPoolCell, entries
+from dataclasses import dataclass
+from ..evidence import Kind, entries
 from .core import TREND_VERB, Claim, Source, difference, make_claim, paired, trend
+from .curves import tract_vs_baseline
 
 WD_POOL_BUDGETS = (4, 16)
 POOLS, WEIGHT_DECAYS = ("maxpool", "nopool"), ("0", "5e-4")  # (with, without) the max-pool; (without, with) wd
 WD_POOL_SETTING = "ResNet, SGD lr 0.08, λ = 0.1"
 NOT_IN_PAPER_WD = "not in the paper (its code: max-pool stem, no weight decay)"
 WHERE = {"maxpool": "max-pool stem", "nopool": "no max-pool", "0": "no weight decay", "5e-4": "weight decay 5e-4"}
+
+
+@dataclass(frozen=True)
+class WdPoolCell(Kind):
+    """One cell of the weight decay x max-pool ablation (`pool`: "maxpool"/"nopool", `wd`: "0"/"5e-4")."""
+
+    pool: str
+    wd: str
+    label: str
+    paper: str
+
+    lasting = True
+
+    @classmethod
+    def claims(cls, src, registry: dict, titles: dict = None) -> list:
+        """TrAct − baseline per cell (the paper's "better in every setting"), then the factors' effects on that gain
+        and the comparisons for one who trains with weight decay."""
+        cells = wd_pool_cells(registry)
+        out = []
+        for cell, parts in weight_decay_pool_gains(src, registry).items():
+            measured = "TrAct − baseline, points [95 % CI]: " + _keyed(parts)
+            if "change" in parts:
+                measured += f" (the gain {TREND_VERB[trend(parts['change'])]})"
+            item = cells[cell][1]
+            out.append(make_claim(f"weight decay × max-pool: {item.label} ({WD_POOL_SETTING})", item.paper,
+                                  measured, [p for k, p in parts.items() if k != "change"]))
+        for (factor, setting), parts in weight_decay_pool_effects(src, registry).items():
+            if factor == "weight decay":
+                out.append(_worded(f"weight decay's effect on TrAct's gain, {WHERE[setting]}",
+                                   "gain without − gain with weight decay", parts,
+                                   "larger without weight decay", "larger with weight decay"))
+            else:
+                out.append(_worded(f"the max-pool's effect on TrAct's gain, {WHERE[setting]}",
+                                   "gain with − gain without the max-pool", parts,
+                                   "larger with the max-pool", "larger without the max-pool"))
+        for (pool, a, b), parts in weight_decay_user_comparisons(src, registry).items():
+            out.append(_worded(f"{a} vs {b}, {WHERE[pool]}", f"{a} − {b}", parts, f"{a} better", f"{b} better"))
+        return out
+
+    @classmethod
+    def sentences(cls, src, registry: dict) -> list[str]:
+        """Does each factor move TrAct's gain at 4 and 16 epochs and its change between them (paired per seed)?
+        Nothing until every cell has 2 paired seeds at both budgets."""
+        lo, hi = WD_POOL_BUDGETS
+        gains = weight_decay_pool_gains(src, registry)
+        if len(gains) < len(wd_pool_cells(registry)) or any(b not in g or g[b].n < 2
+                                                         for g in gains.values() for b in (lo, hi)):
+            return []
+        effects = weight_decay_pool_effects(src, registry)
+        clauses = []
+        for factor, key, diff, settings in (
+                ("weight decay", "weight decay", "without − with weight decay",
+                 {"maxpool": "with the max-pool", "nopool": "without the max-pool"}),
+                ("the max-pool", "max-pool", "with − without the max-pool",
+                 {"0": "without weight decay", "5e-4": "with weight decay 5e-4"})):
+            per = {label: effects[(key, s)] for s, label in settings.items()}
+            off = (any(p[b].side() for p in per.values() for b in (lo, hi)),
+                   any(p["change"].side() for p in per.values()))
+            clauses.append(f"{factor} {_EFFECT_WORDS[off].format(lo=lo, hi=hi)} (TrAct's gain {diff}: " + "; ".join(
+                f"{label} {lo} ep {p[lo].text()}, {hi} ep {p[hi].text()}, change {p['change'].text()}"
+                for label, p in per.items()) + ")")
+        return [f"Not in the paper — weight decay × max-pool ({WD_POOL_SETTING}; points [95 % t interval], "
+                "paired per seed): " + "; ".join(clauses) + "."]
 
 
 def wd_pool_cells(registry: dict) -> dict:
@@ -29,8 +94,6 @@ def _keyed(parts: dict) -> str:
 def weight_decay_pool_gains(src: Source, registry: dict) -> dict:
     """{(pool, wd): {budget: paired TrAct − baseline, "change": its per-seed change from 4 to 16 ep}} of the cells
     with data (the change where both budgets have it)."""
-    from .curves import tract_vs_baseline
-
     lo, hi = WD_POOL_BUDGETS
     out = {}
     for cell, (name, _) in wd_pool_cells(registry).items():
@@ -90,30 +153,8 @@ def _worded(claim: str, measured: str, parts: dict, up: str, down: str) -> Claim
                  f"{measured}, points [95 % CI]: {_keyed(parts)}", words, tuple(parts.values()))
 
 
-def weight_decay_pool_claims(src: Source, registry: dict = None, titles: dict = None) -> list:
-    """TrAct − baseline per cell (the paper's "better in every setting"), then the factors' effects on that gain
-    and the comparisons for one who trains with weight decay."""
-    from .. import experiments
-
-    registry = experiments.EXPERIMENTS if registry is None else registry
-    cells = wd_pool_cells(registry)
-    out = []
-    for cell, parts in weight_decay_pool_gains(src, registry).items():
-        measured = "TrAct − baseline, points [95 % CI]: " + _keyed(parts)
-        if "change" in parts:
-            measured += f" (the gain {TREND_VERB[trend(parts['change'])]})"
-        item = cells[cell][1]
-        out.append(make_claim(f"weight decay × max-pool: {item.label} ({WD_POOL_SETTING})", item.paper,
-                              measured, [p for k, p in parts.items() if k != "change"]))
-    for (factor, setting), parts in weight_decay_pool_effects(src, registry).items():
-        if factor == "weight decay":
-            out.append(_worded(f"weight decay's effect on TrAct's gain, {WHERE[setting]}",
-                               "gain without − gain with weight decay", parts,
-                               "larger without weight decay", "larger with weight decay"))
-        else:
-            out.append(_worded(f"the max-pool's effect on TrAct's gain, {WHERE[setting]}",
-                               "gain with − gain without the max-pool", parts,
-                               "larger with the max-pool", "larger without the max-pool"))
-    for (pool, a, b), parts in weight_decay_user_comparisons(src, registry).items():
-        out.append(_worded(f"{a} vs {b}, {WHERE[pool]}", f"{a} − {b}", parts, f"{a} better", f"{b} better"))
-    return out
+_EFFECT_WORDS = {  # (a gain interval off 0, a change interval off 0) -> what the factor does
+    (True, True): "changes TrAct's gain and its change from {lo} to {hi} epochs",
+    (True, False): "changes TrAct's gain, not clearly its change from {lo} to {hi} epochs",
+    (False, True): "changes how TrAct's gain changes from {lo} to {hi} epochs, not clearly the gain at either budget",
+    (False, False): "changes neither TrAct's gain nor its change from {lo} to {hi} epochs clearly"}
