@@ -1,6 +1,6 @@
 """Extra time of TrAct's global-batch covariance under DDP (one all-reduce of n² + 1 numbers per step).
 
-    python -m benchmarks.bench_allreduce         # 2 CPU processes (gloo); writes benchmarks/results/allreduce.json
+    python -m benchmarks.bench_allreduce         # 2 CPU processes (gloo); writes benchmarks/results/allreduce-cpu.json
 
 A DDP training step of a CIFAR ResNet-18 (width 32, batch 64 per process) in three modes, interleaved step by
 step: plain (no TrAct), TrAct with per-rank statistics (sync="local", the paper's code) and TrAct with the
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "allreduce.json"))
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "allreduce-cpu.json"))
     args = parser.parse_args(argv)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()

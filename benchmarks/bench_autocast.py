@@ -1,6 +1,6 @@
 """How far bf16 autocast moves the first layer's gradient from the float64 answer, plain and with TrAct.
 
-    python -m benchmarks.bench_autocast                  # writes benchmarks/results/autocast-error.json
+    python -m benchmarks.bench_autocast                  # writes benchmarks/results/autocast-error-cpu.json
     python -m benchmarks.bench_autocast --data PATH      # another image set (the default: ../shared/data's CIFAR-10)
 
 For real images (the first 128 training images of CIFAR-10, standardised) and a fixed output gradient G in bf16 (what
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=DATA, help="an image set trainact compare reads (default: CIFAR-10 JPEGs)")
     p.add_argument("--images", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.join(RESULTS, "autocast-error.json"))
+    p.add_argument("--out", default=os.path.join(RESULTS, "autocast-error-cpu.json"))
     a = p.parse_args(argv)
     cases = [c for c in a.cases.split(",") if c]
     unknown = [c for c in cases if c not in CASES]

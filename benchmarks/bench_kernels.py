@@ -1,6 +1,6 @@
 """How many operations TrAct adds to one forward + backward of a first layer, on the accelerator code path.
 
-    python -m benchmarks.bench_kernels                 # writes benchmarks/results/kernels.json
+    python -m benchmarks.bench_kernels                 # writes benchmarks/results/kernels-cpu.json
     python -m benchmarks.bench_kernels --cases stem --show
 
 On a GPU every operation is at least one kernel launch (a few microseconds each, and a step of many small ones
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of %(default)s")
     p.add_argument("--show", action="store_true", help="print the added operations of each case")
-    p.add_argument("--out", default=os.path.join(RESULTS, "kernels.json"))
+    p.add_argument("--out", default=os.path.join(RESULTS, "kernels-cpu.json"))
     a = p.parse_args(argv)
     chosen = [c for c in a.cases.split(",") if c]
     unknown = [c for c in chosen if c not in CASES]

@@ -1,6 +1,6 @@
 """Peak extra memory of TrAct on a 7x7/2 ImageNet stem: plain layer vs `torch-tract` vs trainact.
 
-    python -m benchmarks.bench_memory                # batch 128, 224 px; writes benchmarks/results/memory.json
+    python -m benchmarks.bench_memory                # batch 128, 224 px; writes benchmarks/results/memory-cpu.json
 
 Each variant runs in a fresh process: allocate the input (128x3x224x224), the output gradient and the layer, then
 one forward + backward.  The figure is the growth of the process's peak resident set (ru_maxrss) during that
@@ -61,9 +61,10 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=2, help="fresh processes per variant (the minimum is kept)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "memory.json"))
+    parser.add_argument("--out", default=None, help="result file (default: benchmarks/results/memory-DEVICE.json)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.out = args.out or os.path.join(os.path.dirname(__file__), "results", f"memory-{args.device}.json")
     if args.child:
         child(args.child, args.batch, args.size, args.device)
         return 0

@@ -1,6 +1,6 @@
 """Time overhead of TrAct: plain layer vs the authors' `torch-tract` vs trainact, interleaved in one run.
 
-    python -m benchmarks.bench_overhead                      # all cases, writes benchmarks/results/overhead.json
+    python -m benchmarks.bench_overhead                      # all cases, writes benchmarks/results/overhead-cpu.json
     python -m benchmarks.bench_overhead --cases stem --reps 9
     python -m benchmarks.bench_overhead --device cuda --cases resnet18,vit   # GPU: writes overhead-cuda.json
 
@@ -155,15 +155,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--out", default=None,
-                        help="result file (default: benchmarks/results/overhead.json, or overhead-cuda.json on CUDA)")
+                        help="result file (default: benchmarks/results/overhead-DEVICE.json)")
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as e:
         parser.error(str(e))
     if args.out is None:
-        args.out = os.path.join(os.path.dirname(__file__), "results",
-                                "overhead-cuda.json" if device.type == "cuda" else "overhead.json")
+        args.out = os.path.join(os.path.dirname(__file__), "results", f"overhead-{device.type}.json")
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = [c for c in args.cases.split(",") if c]

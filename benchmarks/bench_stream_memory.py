@@ -1,6 +1,6 @@
 """Peak memory of one streamed epoch against the in-memory loader, on an image folder several times the budget.
 
-    python -m benchmarks.bench_stream_memory       # ~1 GiB decoded vs a 256 MiB budget; writes results/stream-memory.json
+    python -m benchmarks.bench_stream_memory       # ~1 GiB decoded vs a 256 MiB budget; writes results/stream-memory-cpu.json
 
 The folder is generated at run time into a temporary directory (seeded): --train + --test JPEGs of random sizes
 between --min-side and --max-side pixels, smooth random colour fields (a few random pixels upscaled, plus noise) so
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of stream,memory")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join(RESULTS, "stream-memory.json"))
+    parser.add_argument("--out", default=os.path.join(RESULTS, "stream-memory-cpu.json"))
     parser.add_argument("--child", nargs=6, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -41,7 +41,7 @@ def load(name: str):
         return json.load(f)
 
 
-def overhead_section(r: dict, *, png: str = "overhead.png", title: str = "Time overhead") -> list[str]:
+def overhead_section(r: dict, *, png: str = "overhead-cpu.png", title: str = "Time overhead") -> list[str]:
     lines = [
         f"## {title}: plain layer vs `torch-tract` vs trainact (" + ", ".join(c["case"] for c in r["results"]) + ")",
         "",
@@ -72,7 +72,7 @@ def overhead_section(r: dict, *, png: str = "overhead.png", title: str = "Time o
     return lines + ["", overhead_plot(r, png), ""]
 
 
-def overhead_plot(r: dict, png: str = "overhead.png") -> str:
+def overhead_plot(r: dict, png: str = "overhead-cpu.png") -> str:
     cases = [c["case"] for c in r["results"]]
     values = {(c["case"], v): c["extra_over_plain"][v] for c in r["results"] for v in ("torch-tract", "trainact")}
     bar_plot(os.path.join(common.RESULTS, png), cases, ["torch-tract", "trainact"], values, percent=True,
@@ -96,11 +96,12 @@ def memory_section(r: dict) -> list[str]:
         if v != "plain":
             lines.append(f"| {v} | {mib:.1f} |")
     variants = [v for v in extra if v != "plain"]
-    bar_plot(os.path.join(common.RESULTS, "memory.png"), ["extra peak memory"], variants,
+    png = f"memory-{r['device']}.png"
+    bar_plot(os.path.join(common.RESULTS, png), ["extra peak memory"], variants,
              {("extra peak memory", v): extra[v] for v in variants}, ylabel="MiB over the plain layer",
              title=r["case"])
     return lines + ["", "Target: trainact <= 64 MiB beyond the plain layer.", "",
-                    "![memory](benchmarks/results/memory.png)", ""]
+                    f"![memory](benchmarks/results/{png})", ""]
 
 
 def allreduce_section(r: dict) -> list[str]:
@@ -220,7 +221,7 @@ def compile_section(r: dict) -> list[str]:
 def autocast_section(r: dict) -> list[str]:
     """bf16 autocast: the gradient's error against float64 (this code and the code before it formed Gᵀ A in fp32),
     and what that costs (bench_compile --amp bf16, before and after)."""
-    before = load("autocast-error-before.json")
+    before = load("autocast-error-cpu-before.json")
     old = {(x["case"], x["amp"], x["method"]): x["relative_error"] for x in (before or {}).get("results", [])}
     text = {"cifar-stem": "CIFAR stem, Conv2d(3, 64, 3, padding 1)", "patch4": "4x4 patch embedding, Conv2d(3, 192, 4, "
             "stride 4)", "vit-cifar": "ViT-CIFAR patch embedding, Linear(192, 384) on 8x8x3 patches"}

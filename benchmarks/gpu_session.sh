@@ -15,7 +15,7 @@ step() {  # step SECONDS COMMAND...: run it, bounded, and say how it ended
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 step 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/library/test_gpu.py
-step 60 $PY -m benchmarks.bench_kernels --out benchmarks/results/kernels-check.json
+step 60 $PY -m benchmarks.bench_kernels --out benchmarks/results/kernels-cpu-check.json
 step 90 $PY -m benchmarks.bench_sync --device cuda --reps 7
 step 120 $PY -m benchmarks.bench_overhead --device cuda --cases stem,deit-s,resnet18,cifar-stem,vit --reps 9 --warmup 3
 step 120 $PY -m benchmarks.bench_compile --device cuda --mode max-autotune-no-cudagraphs --reps 9

@@ -88,7 +88,7 @@ def test_gpu_benchmarks_run_on_cpu_and_refuse_bad_input(script, case, tmp_path, 
 def test_report_renders_the_gpu_gram_and_sync_results(tmp_path, monkeypatch):
     report = _load("report")
     _results_in(tmp_path, monkeypatch)
-    for name in ("gram-cuda.json", "sync-cuda.json", "gpu-tests.json"):
+    for name in ("gram-cuda.json", "sync-cuda.json", "tests-cuda.json"):
         (tmp_path / name).write_text((ROOT / "benchmarks" / "results" / name).read_text())
     text = "\n".join(report.gpu_section())
     assert "## GPU: which Gram algorithm" in text and "## GPU: host synchronisations and the pipelined step" in text
