@@ -24,7 +24,7 @@ from torch import nn
 
 import trainact
 
-from .common import RESULTS, ROOT, invocation, machine_info, write_result
+from .common import RESULTS, ROOT, chosen_cases, invocation, machine_info, write_result
 
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar10-jpeg.tar.gz")
 
@@ -80,10 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join(RESULTS, "autocast-error-cpu.json"))
     a = p.parse_args(argv)
-    cases = [c for c in a.cases.split(",") if c]
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    cases = chosen_cases(p, a.cases, CASES)
     if not os.path.exists(a.data):
         p.error(f"--data {a.data} does not exist")
     from trainact.harness.data import load_dataset

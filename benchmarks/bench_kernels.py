@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import trainact
 
-from .common import RESULTS, machine_info, write_result
+from .common import RESULTS, chosen_cases, machine_info, write_result
 
 CASES = {
     "cifar-stem": (lambda: nn.Conv2d(3, 64, 3, padding=1), (128, 3, 32, 32)),
@@ -84,10 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--show", action="store_true", help="print the added operations of each case")
     p.add_argument("--out", default=os.path.join(RESULTS, "kernels-cpu.json"))
     a = p.parse_args(argv)
-    chosen = [c for c in a.cases.split(",") if c]
-    unknown = [c for c in chosen if c not in CASES]
-    if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    chosen = chosen_cases(p, a.cases, CASES)
     results = []
     for name in chosen:
         r = measure(name)

@@ -74,6 +74,15 @@ def case_arguments(parser, cases: tuple, *, reps: int, warmup: int, name: str) -
     parser.add_argument("--out", default=None, help=f"result file (default: benchmarks/results/{name}-DEVICE.json)")
 
 
+def chosen_cases(parser, text: str, cases) -> list:
+    """The cases a comma-separated `--cases` value names, or a usage error naming the unknown ones."""
+    chosen = [c for c in text.split(",") if c]
+    unknown = [c for c in chosen if c not in cases]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {list(cases)}")
+    return chosen
+
+
 def parse_cases(parser, args, cases: tuple, name: str) -> tuple:
     """(device, the chosen cases, the result file) of `case_arguments`, or a usage error naming what was wrong."""
     from trainact.harness.env import resolve_device
@@ -82,10 +91,7 @@ def parse_cases(parser, args, cases: tuple, name: str) -> tuple:
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as e:
         parser.error(str(e))
-    chosen = [c for c in args.cases.split(",") if c]
-    unknown = [c for c in chosen if c not in cases]
-    if unknown:
-        parser.error(f"unknown case(s) {unknown}; choose from {list(cases)}")
+    chosen = chosen_cases(parser, args.cases, cases)
     if args.reps < 1:
         parser.error(f"--reps must be at least 1, got {args.reps}")
     return device, chosen, args.out or os.path.join(RESULTS, f"{name}-{device.type}.json")
