@@ -14,10 +14,10 @@ Modules: ``tract`` (the formula), ``adapters`` (one class per supported layer ty
 from .detect import find_first_layer, find_input_layers
 from .layers import SUPPORTED, TrAct, TrActConfig, TrActLayer, apply, is_tract, remove, untract
 from .steps import attach, check_numerics, discard_pending, precondition_grads
-from .tract import TrActNumericalError, precondition, precondition_woodbury
+from .tract import TrActNumericalError, precondition
 
 __version__ = "0.1.0"
 
 __all__ = ["SUPPORTED", "TrAct", "TrActConfig", "TrActLayer", "TrActNumericalError", "apply", "attach",
            "check_numerics", "discard_pending", "find_first_layer", "find_input_layers", "is_tract", "precondition",
-           "precondition_grads", "precondition_woodbury", "remove", "untract"]
+           "precondition_grads", "remove", "untract"]

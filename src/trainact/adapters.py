@@ -154,10 +154,7 @@ class ConvAdapter(Adapter):
     def _make(cls, per_group: int, kernel: tuple, stride: Any, padding: Any, dilation: Any, groups: int,
               padding_mode: str = "zeros") -> "ConvAdapter":
         d = len(kernel)
-
-        def per_dim(v):
-            return tuple(v) if isinstance(v, (tuple, list)) else (v,) * d
-
+        per_dim = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,) * d  # noqa: E731
         dilation = per_dim(dilation)
         if padding == "valid":
             per = [(0, 0)] * d
@@ -196,13 +193,10 @@ class ConvAdapter(Adapter):
 
     def output_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         """Output spatial size for input ``x`` ((B, C, *S) or (C, *S))."""
-        sizes = x.shape[-self.spatial :]
-        out = []
-        for i, (k, s, d) in enumerate(zip(self.kernel, self.stride, self.dilation)):
-            j = 2 * (self.spatial - 1 - i)
-            size = sizes[i] + self.pad[j] + self.pad[j + 1]
-            out.append(max(0, (size - d * (k - 1) - 1) // s + 1))
-        return tuple(out)
+        padded = [size + sum(self.pad[2 * j : 2 * j + 2]) for size, j in
+                  zip(x.shape[-self.spatial :], reversed(range(self.spatial)))]  # F.pad order: last dim first
+        return tuple(max(0, (p - d * (k - 1) - 1) // s + 1)
+                     for p, k, s, d in zip(padded, self.kernel, self.stride, self.dilation))
 
     def count_rows(self, x: torch.Tensor) -> int:
         batch = 1 if x.dim() == self.spatial + 1 else x.shape[0]
@@ -223,14 +217,11 @@ class ConvAdapter(Adapter):
         weight = grad_out.new_empty(1, dtype=dtype).expand(shape)
         cast = grad_out.dtype != dtype or x.dtype != dtype
         step = max(1, block_bytes // ((grad_out[0].numel() + x[0].numel()) * dtype.itemsize)) if cast else len(x)
-        out = None
+        out = grad_out.new_zeros(shape, dtype=dtype)
         for start in range(0, len(x), step):
-            part = torch.ops.aten.convolution_backward(
+            out += torch.ops.aten.convolution_backward(
                 grad_out[start : start + step].to(dtype), x[start : start + step].to(dtype), weight, None,
                 self.stride, padding, self.dilation, False, (0,) * self.spatial, self.groups, (False, True, False))[1]
-            out = part if out is None else out + part
-        if out is None:  # an empty batch
-            out = grad_out.new_zeros(shape, dtype=dtype)
         return out.reshape(self.groups, m // self.groups, self.n)
 
     def output_rows(self, grad_out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -261,13 +252,9 @@ class ConvAdapter(Adapter):
         step = max(1, max_rows // per_sample)
         for start in range(0, batch, step):
             view = _windows(x[start : start + step], self.kernel, self.stride, self.dilation)  # (b, C, *out, *k)
-            b = view.shape[0]
-            view = view.unflatten(1, (g, channels // g))  # (b, g, Cg, *out, *k)
-            # columns = (Cg, *k), rows = (b, *out), groups first
-            perm = (1, 2, *range(3 + d, 3 + 2 * d), 0, *range(3, 3 + d))
-            view = view.permute(perm)  # (g, Cg, *k, b, *out)
-            if b * per_sample <= max_rows:
-                # one pass: layout + dtype cast
+            b = view.shape[0]  # columns (Cg, *k), rows (b, *out), groups first: (g, Cg, *k, b, *out)
+            view = view.unflatten(1, (g, channels // g)).permute(1, 2, *range(3 + d, 3 + 2 * d), 0, *range(3, 3 + d))
+            if b * per_sample <= max_rows:  # one pass: layout and dtype cast
                 yield _contiguous(view, dtype).view(g, self.n, b * per_sample)  # (g, n, rows)
             else:  # a single sample exceeds the block: split its first output dimension
                 lines = max(1, max_rows // (per_sample // out_shape[0]))

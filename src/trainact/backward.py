@@ -49,16 +49,13 @@ def _functorch() -> bool:
     return torch._C._are_functorch_transforms_active()
 
 
-def _check_not_double(spec: Spec) -> None:
+def _backward(spec: Spec, x: torch.Tensor, eye, plain=None, grad_out=None):
+    """The gradients of the sinks and the weight's: (weight's, status, gram, rows), from the plain gradient
+    Gᵀ A or from the output gradient G."""
     # torch.func.grad runs backward with grad mode on (for nested transforms): that is not a double backward
     if torch.is_grad_enabled() and not _functorch():
         raise RuntimeError(f"{spec.label}: double backward (create_graph=True) through a TrAct layer is not "
                            f"supported; the TrAct gradient is a preconditioned first-order gradient")
-
-
-def _backward(spec: Spec, x: torch.Tensor, eye, plain=None, grad_out=None):
-    """The gradients of the sinks and the weight's: (weight's, status, gram, rows), from the plain gradient
-    Gᵀ A or from the output gradient G."""
     with torch.autocast(device_type=x.device.type, enabled=False):
         if spec.defer:  # the plain gradient and the statistics now, preconditioning once per step
             if plain is None:
@@ -92,7 +89,6 @@ class Precondition(torch.autograd.Function):
         spec: Spec = ctx.spec
         if spec.capture:
             return carried, None, None, None, None, None, None
-        _check_not_double(spec)
         x, eye = ctx.saved_tensors
         new, status, gram, rows = _backward(spec, x, eye, plain=grad)
         return new.reshape(grad.shape).to(grad.dtype), None, status, gram, rows, None, None
@@ -114,10 +110,8 @@ class Capture(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        spec: Spec = ctx.spec
-        _check_not_double(spec)
         x, eye = ctx.saved_tensors
-        new, status, gram, rows = _backward(spec, x, eye, grad_out=grad)
+        new, status, gram, rows = _backward(ctx.spec, x, eye, grad_out=grad)
         shape, dtype = ctx.carrier
         return grad, new.reshape(shape).to(dtype), None, status, gram, rows, None, None
 

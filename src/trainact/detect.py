@@ -41,29 +41,19 @@ def _guess_inputs(model: nn.Module, cands: list[nn.Module]) -> list[torch.Tensor
             shapes.append(tuple(int(s) for s in cfg["input_size"]))
     size = getattr(model, "image_size", None)
     sizes = ([int(size)] if isinstance(size, int) else []) + [32, 224]
-    guesses = []
-    for adapter in ADAPTERS:
-        mine = [m for m in cands if isinstance(m, adapter.layers)]
-        if mine:
-            guesses.append(adapter.example_shapes(mine, sizes))
+    guesses = [a.example_shapes(mine, sizes) for a in ADAPTERS
+               if (mine := [m for m in cands if isinstance(m, a.layers)])]
     for group in sorted(guesses, key=lambda g: -max(map(len, g), default=0)):  # images before rows
         shapes += group
-    seen, out = set(), []
-    for shape in shapes:
-        if shape not in seen:
-            seen.add(shape)
-            gen = torch.Generator().manual_seed(0)  # never touch the caller's RNG streams
-            out.append(torch.randn(2, *shape, generator=gen, dtype=dtype).to(device))
-    return out
+    gen = torch.Generator()  # never touch the caller's RNG streams
+    return [torch.randn(2, *shape, generator=gen.manual_seed(0), dtype=dtype).to(device)
+            for shape in dict.fromkeys(shapes)]
 
 
 def _reaches_input(tensor: torch.Tensor, source: torch.Tensor, stops: set) -> bool:
     if tensor is source:
         return True
-    node = tensor.grad_fn
-    if node is None:
-        return False
-    todo, visited = [node], set()
+    todo, visited = [tensor.grad_fn], set()
     while todo:
         node = todo.pop()
         if node is None or node in visited or node in stops:
@@ -77,26 +67,21 @@ def _reaches_input(tensor: torch.Tensor, source: torch.Tensor, stops: set) -> bo
 
 def _trace(model: nn.Module, x: torch.Tensor) -> list[str]:
     """Names of the candidate layers that consume ``x`` directly, in call order."""
-    cands = _candidates(model)
     stops: set = set()
     direct: list[str] = []
-    handles = []
 
     def pre_hook(name):
         def hook(module, args):
-            if args and isinstance(args[0], torch.Tensor) and _reaches_input(args[0], x, stops):
-                if name not in direct:
-                    direct.append(name)
-
+            if args and isinstance(args[0], torch.Tensor) and _reaches_input(args[0], x, stops) and name not in direct:
+                direct.append(name)
         return hook
 
     def post_hook(module, args, output):
         if isinstance(output, torch.Tensor) and output.grad_fn is not None:
             stops.add(output.grad_fn)
 
-    for name, module in cands:
-        handles.append(module.register_forward_pre_hook(pre_hook(name)))
-        handles.append(module.register_forward_hook(post_hook))
+    handles = [h for name, m in _candidates(model)
+               for h in (m.register_forward_pre_hook(pre_hook(name)), m.register_forward_hook(post_hook))]
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()

@@ -163,10 +163,9 @@ class TrActLayer:
         """``call(w)``, the layer's one convolution/linear call with input ``x`` and weight ``w``, run with TrAct's
         backward attached to ``weight`` (backward.py)."""
         if getattr(torch.compiler, "_is_exporting_flag", False):  # set by torch.export only (torch >= 2.7)
-            raise RuntimeError(
-                f"{self.tract_label}: torch.export keeps no custom backward, so an exported TrAct layer would train "
-                f"with the plain gradient; export for inference under torch.no_grad() or after trainact.remove(model), "
-                f"and train with eager PyTorch or torch.compile")
+            raise RuntimeError(f"{self.tract_label}: torch.export keeps no custom backward, so an exported TrAct layer "
+                               f"would train with the plain gradient; export for inference under torch.no_grad() or "
+                               f"after trainact.remove(model), and train with eager PyTorch or torch.compile")
         cfg, state = self.tract, steps.state_of(self)
         # "auto": from the input's and the weight's dtype (the gradient has the weight's): the same on every rank
         dtype = resolve_solve_dtype(cfg.solve_dtype, x.dtype, weight.dtype)
@@ -177,13 +176,12 @@ class TrActLayer:
                 state.strategy = strategy
         if state.status is None or state.status.device != weight.device or state.eye.dtype != dtype:
             state.make_sinks(self.tract_adapter, weight.device, dtype)
-        all_reduce = strategy.all_reduce
-        capture = (_computes_in_16_bits(x, weight) or cfg.woodbury and not all_reduce and 0 < adapter.count_rows(x) < adapter.n)
+        capture = (_computes_in_16_bits(x, weight)
+                   or cfg.woodbury and not strategy.all_reduce and 0 < adapter.count_rows(x) < adapter.n)
         spec = Spec(cfg.lam, cfg.relative, cfg.woodbury, cfg.defer,
                     cfg.block_bytes or patches.default_block_bytes(x.device), dtype, adapter, self.tract_label,
-                    all_reduce, check_now=not patches.accelerator_path(x.device) and not compiling, capture=capture)
-        sinks = (state.status, *state.sinks, state.eye)
-        x = x.detach()
+                    strategy.all_reduce, not patches.accelerator_path(x.device) and not compiling, capture)
+        sinks, x = (state.status, *state.sinks, state.eye), x.detach()
         if not capture:
             return call(Precondition.apply(weight, x, *sinks, spec))
         w, carrier = Precondition.apply(weight, None, None, None, None, None, spec)
@@ -196,11 +194,9 @@ class TrActLayer:
 
     def _tract_refresh(self) -> None:
         """Sinks on the weight's device, and hooks on the weight (at wrapping, unpickling and moves)."""
-        state = self.__dict__.setdefault("_tract_state", steps.State(self.tract.defer, parallel.Local()))
-        weight = self.weight
+        state, weight = self.__dict__.setdefault("_tract_state", steps.State(self.tract.defer, parallel.Local())), self.weight
         if weight.device.type != "meta":
-            state.make_sinks(self.tract_adapter, weight.device, resolve_solve_dtype(self.tract.solve_dtype,
-                                                                                      weight.dtype))
+            state.make_sinks(self.tract_adapter, weight.device, resolve_solve_dtype(self.tract.solve_dtype, weight.dtype))
         state.watch(weight)
 
     def __setstate__(self, state):
@@ -229,10 +225,8 @@ class TrActLayer:
 
 def _computes_in_16_bits(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the layer's own kernels run in a 16-bit dtype (autocast, or 16-bit weights or input)."""
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device).itemsize < 4
-    return min(x.dtype.itemsize, weight.dtype.itemsize) < 4
+    on = torch.is_autocast_enabled(x.device.type)
+    return (torch.get_autocast_dtype(x.device.type).itemsize if on else min(x.dtype.itemsize, weight.dtype.itemsize)) < 4
 
 
 _SMALL_LAM = 1e-4  # below this, float32 statistics give a noisy solve on ill-conditioned patches
@@ -269,20 +263,13 @@ def _check_supported(module: Any, where: str) -> None:
     if isinstance(module, TrActLayer):
         raise ValueError(f"{where}: {module.tract_label} is already a TrAct layer; wrapping twice is not allowed")
     if not isinstance(module, SUPPORTED):
-        raise TypeError(
-            f"{where}: unsupported module {type(module).__name__}; TrAct supports {adapters.SUPPORTED_NAMES} "
-            f"(and subclasses, also those whose forward transforms the weight before one functional call)"
-        )
+        raise TypeError(f"{where}: unsupported module {type(module).__name__}; TrAct supports "
+                        f"{adapters.SUPPORTED_NAMES} (and subclasses, also those whose forward transforms the weight "
+                        f"before one functional call)")
 
 
-def TrAct(
-    module: nn.Module,
-    lam: float = _UNSET,
-    *,
-    config: Optional[TrActConfig] = None,
-    name: Optional[str] = None,
-    **options: Any,
-) -> nn.Module:
+def TrAct(module: nn.Module, lam: float = _UNSET, *, config: Optional[TrActConfig] = None,
+          name: Optional[str] = None, **options: Any) -> nn.Module:
     """The TrAct version of a first layer (``nn.Linear``, ``nn.Conv1d/2d/3d``): an instance of the original class
     sharing its Parameters, buffers and hooks, with identical outputs; only the weight gradient becomes
     ``Gᵀ A (AᵀA/r + λI)⁻¹``.  The module passed in is not modified::
@@ -307,13 +294,9 @@ def TrAct(
         raise ValueError(f"TrAct: defer=True is not supported for {label} ({type(module).__name__}), {how}: TrAct "
                          f"preconditions the computed weight's gradient, which only exists inside backward; use the "
                          f"default per-step mode (defer=False)")
-    new = object.__new__(cls)
-    new.__dict__.update(module.__dict__)
-    for key, value in module.__dict__.items():  # own dicts, shared contents (Parameters, buffers, hooks)
-        if isinstance(value, dict):
-            new.__dict__[key] = copy.copy(value)
-    new.tract = cfg
-    new._tract_name = name
+    new = object.__new__(cls)  # own dicts, shared contents (Parameters, buffers, hooks)
+    new.__dict__.update({k: copy.copy(v) if isinstance(v, dict) else v for k, v in module.__dict__.items()})
+    new.tract, new._tract_name = cfg, name
     new._tract_refresh()
     steps.register(new)
     if cfg.lam < _SMALL_LAM and resolve_solve_dtype(cfg.solve_dtype, module.weight.dtype) == torch.float32:
@@ -323,14 +306,13 @@ def TrAct(
     return new
 
 
-def _untract(module: TrActLayer) -> nn.Module:
+def untract(module: TrActLayer) -> nn.Module:
+    """The plain layer of a TrAct layer (same Parameters); :func:`remove` does it in place for a whole model."""
     steps.state_of(module).unwatch()
     steps.register(module, add=False)
     plain = object.__new__(_plain_class(type(module)))
-    for key, value in module.__dict__.items():
-        if key in ("tract", "_tract_name") + _TRANSIENT:
-            continue
-        plain.__dict__[key] = copy.copy(value) if isinstance(value, dict) else value
+    plain.__dict__.update({k: copy.copy(v) if isinstance(v, dict) else v for k, v in module.__dict__.items()
+                           if k not in ("tract", "_tract_name") + _TRANSIENT})
     return plain
 
 
@@ -341,20 +323,14 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def remove(model: nn.Module) -> list[str]:
-    """Replace every TrAct layer in ``model`` by the plain layer (same Parameters, values untouched).
-
-    Returns the qualified names of the restored layers.  A bare TrAct layer passed as ``model`` cannot be
-    replaced in place: use ``trainact.layers.untract(layer)`` for that.
-    """
+    """Replace every TrAct layer in ``model`` by the plain layer (same Parameters, values untouched); returns their
+    names.  A bare TrAct layer cannot be replaced in place: ``trainact.untract(layer)`` returns its plain layer."""
     if isinstance(model, TrActLayer):
         raise ValueError("remove(model): got a TrAct layer itself; call remove() on the model that contains it")
     names = [name for name, mod in model.named_modules() if isinstance(mod, TrActLayer)]
     for name in names:
-        _set_submodule(model, name, _untract(model.get_submodule(name)))
+        _set_submodule(model, name, untract(model.get_submodule(name)))
     return names
-
-
-untract = _untract
 
 
 def _which_layers(model: nn.Module, layer: Any, example_input: Optional[torch.Tensor]) -> tuple[list, Optional[str], bool]:
@@ -382,14 +358,8 @@ def _which_layers(model: nn.Module, layer: Any, example_input: Optional[torch.Te
     raise TypeError(f"apply: layer must be None, 'all', a qualified module name (str) or a list of names, got {layer!r}")
 
 
-def apply(
-    model: nn.Module,
-    lam: float = _UNSET,
-    *,
-    layer: Union[None, str, list[str], tuple[str, ...]] = None,
-    example_input: Optional[torch.Tensor] = None,
-    **options: Any,
-) -> Union[str, list[str]]:
+def apply(model: nn.Module, lam: float = _UNSET, *, layer: Union[None, str, list[str], tuple[str, ...]] = None,
+          example_input: Optional[torch.Tensor] = None, **options: Any) -> Union[str, list[str]]:
     """Replace the model's first layer by its TrAct version and return its name (log it).  ``layer``: ``None``
     (default) the one Linear/Conv that reads the model input (one forward pass on ``example_input`` or a guessed
     input: :func:`find_first_layer`); ``"all"`` every such layer, in call order (CrossViT's patch embeddings,

@@ -65,21 +65,19 @@ def choose(cfg, label: str, device: torch.device, dtype: torch.dtype, check: boo
 
 
 def _check_ranks_agree(cfg, label: str, device: torch.device, dtype: torch.dtype) -> None:
-    """All ranks compare a layer's TrAct modes and solve dtype and raise on a mismatch, which would hang or
-    silently differ."""
+    """All ranks compare a layer's (sync, defer) and, where statistics are all-reduced, its solve dtype, and raise on
+    a mismatch, which would hang or silently differ."""
     code = torch.tensor([SYNC_MODES.index(cfg.sync), int(cfg.defer), _DTYPES.index(dtype)], device=device)
     gathered = [torch.zeros_like(code) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, code)
-    modes = [(SYNC_MODES[int(c[0])], bool(c[1])) for c in gathered]
+    modes, dtypes = [(SYNC_MODES[int(c[0])], bool(c[1])) for c in gathered], [_DTYPES[int(c[2])] for c in gathered]
     if len(set(modes)) > 1:
         raise RuntimeError(f"{label}: TrAct settings differ across ranks (sync, defer) = {modes}; every rank must "
                            f"use the same")
-    dtypes = [_DTYPES[int(c[2])] for c in gathered]
-    if len(set(dtypes)) > 1 and cfg.sync != "local":  # statistics that are all-reduced must match
-        raise RuntimeError(
-            f"{label}: the solve dtype differs across ranks ({dtypes}): solve_dtype='auto' takes float64 where the "
-            f"layer's input or weight is float64; give every rank the same model and input dtypes, or pass "
-            f"solve_dtype explicitly")
+    if len(set(dtypes)) > 1 and cfg.sync != "local":
+        raise RuntimeError(f"{label}: the solve dtype differs across ranks ({dtypes}): solve_dtype='auto' takes "
+                           f"float64 where the layer's input or weight is float64; give every rank the same model and "
+                           f"input dtypes, or pass solve_dtype explicitly")
 
 
 def all_reduce_stats(gram: torch.Tensor, rows: Union[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -193,11 +193,9 @@ def check_numerics(target: Union[nn.Module, Iterable[nn.Module]], *, wait: bool 
     for layer in _modules(target):
         state = state_of(layer)
         if state.status is not None and state.status.grad is not None:
-            status, state.status.grad = state.status.grad, None
-            event = None
-            if status.device.type == "cuda":
-                host = torch.empty(status.shape, dtype=status.dtype, pin_memory=True)
-                status = host.copy_(status, non_blocking=True)
+            status, state.status.grad, event = state.status.grad, None, None
+            if status.device.type == "cuda":  # an asynchronous copy, read once its event has passed
+                status = torch.empty(status.shape, dtype=status.dtype, pin_memory=True).copy_(status, non_blocking=True)
                 event = torch.cuda.Event()
                 event.record()
             state.inflight.append((status, event))

@@ -18,7 +18,7 @@ from typing import Union
 
 import torch
 
-__all__ = ["precondition", "precondition_woodbury", "system", "solve", "solve_woodbury", "raise_if_failed",
+__all__ = ["precondition", "system", "solve", "solve_woodbury", "raise_if_failed",
            "check_lam", "solve_dtype_of", "resolve_solve_dtype", "TrActNumericalError"]
 
 SolveDtype = Union[str, torch.dtype]  # "auto", torch.float32 or torch.float64
@@ -44,11 +44,8 @@ def system(gram: torch.Tensor, rows: int | float | torch.Tensor, lam: float, *, 
     (r = 0, no rows at all: AᵀA is 0 and the system λI)."""
     mat = gram.to(torch.float64) / (rows.clamp(min=1) if isinstance(rows, torch.Tensor) else max(rows, 1))
     diag = mat.diagonal(dim1=-2, dim2=-1)  # (g, n) view
-    if relative:  # λ · tr(AᵀA/r)/n; a zero input keeps λ so that the matrix stays positive definite
-        trace = diag.sum(-1, keepdim=True) / gram.shape[-1]  # (g, 1)
-        diag += lam * torch.where(trace > 0, trace, 1.0)
-    else:
-        diag += lam
+    trace = diag.sum(-1, keepdim=True) / gram.shape[-1] if relative else None  # (g, 1): λ · tr(AᵀA/r)/n
+    diag += lam * torch.where(trace > 0, trace, 1.0) if relative else lam  # a zero input keeps λ: still SPD
     return mat
 
 
@@ -124,14 +121,6 @@ def solve_woodbury(
     sol = torch.cholesky_solve(out_rows.to(torch.float64), chol)  # (g, r, m)  (AAᵀ + λrI)⁻¹ G
     out = (r * sol.mT @ a).add(status.sqrt()[:, None, None], alpha=0)  # (g, m, n), NaN where not solved
     return out.to(patches.dtype), status
-
-
-def precondition_woodbury(out_rows: torch.Tensor, patches: torch.Tensor, lam: float, *, relative: bool = False,
-                          name: str = "TrAct layer") -> torch.Tensor:
-    """:func:`precondition`'s result for r < n, from the rows of G (g, r, m) and A (g, r, n): see solve_woodbury."""
-    out, status = solve_woodbury(out_rows, patches, lam, relative=relative)
-    raise_if_failed(status, name, lam)
-    return out.to(out_rows.dtype)
 
 
 def solve_dtype_of(value: object, *, where: str = "TrAct") -> SolveDtype:
