@@ -17,6 +17,7 @@ class Kind:
 
     lasting = False  # its README sentences answer "Does the gain last with longer training?" (one list); else each
     # is a finding of its own
+    leads = False  # its README sentences are the short answer that opens the results (then neither of the above)
 
     @classmethod
     def claims(cls, src, registry: dict, titles: dict = None) -> list:

@@ -40,6 +40,7 @@ from .claims.ablations import Ablation, FirstLayerSgd
 from .claims.contrast import ContrastCell
 from .claims.curves import Curve
 from .claims.lam import LamOne, LamSweep, LamTable, LamTrend
+from .claims.lead import Lead
 from .claims.repro import Repro
 from .claims.stems import StemCell
 from .claims.wd_pool import WdPoolCell
@@ -100,6 +101,7 @@ experiment("fig3-sgd", "Fig. 3 analogue: CIFAR ResNet, SGD; our CIFAR variant: n
                                                          "--lam", "0.05,0.1,0.2", "--optimizer", "sgd",
                                                          "--warmup-epochs", "0"],
            report=(Curve(paper=FIG3_SGD, trend=f"ResNet, SGD ({OUR_VARIANT_LONG})"), Scale("resnet"),
+                   Lead("short", f"in {OUR_VARIANT}", (1, 2)),
                    ReadmeFigure("TrAct against the baseline per budget, CIFAR ResNet with SGD", "accuracy_vs_budget.png"),
                    LamTrend(f"ResNet, SGD, {OUR_VARIANT}", LAM_TREND),
                    Whitening((("baseline", "baseline"), ("TrAct", "tract-l0.1")), reference=True,
@@ -112,7 +114,9 @@ experiment("fig3-sgd-authors", "Fig. 3 analogue: CIFAR ResNet, SGD; authors' pro
            RESNET + AUTHORS + ["--budgets", "1,2,4,8,16"] + SEEDS + [
                "--lr", "0.04,0.08,0.16", "--lr-grid-seeds", "1", "--lam", "0.05,0.1,0.2", "--optimizer", "sgd",
                "--warmup-epochs", "0"], reuse=("wd-pool-maxpool-wd0",),
-           report=(Curve(paper=FIG3_SGD, trend=f"ResNet, SGD ({AUTHORS_PROTOCOL_LONG})"),))
+           report=(Curve(paper=FIG3_SGD, trend=f"ResNet, SGD ({AUTHORS_PROTOCOL_LONG})"),
+                   Lead("short", f"in the {AUTHORS_PROTOCOL}", (1, 2)),
+                   Lead("lasting", "with the authors' max-pool stem", (16, 32))))
 # the longer budget the max-pool model makes affordable: baseline and λ 0.1 at the lr the grid chose at 16 epochs,
 # 8 seeds (3 were too few to tell whether the gain lasts: one seed +0.15, the others +2.3 and +3.4)
 experiment("fig3-sgd-authors-32",
@@ -139,6 +143,8 @@ for _pool, _model in (("maxpool", "resnet18-maxpool"), ("nopool", "resnet18")):
                                          ("nopool", "5e-4"): f" ({OUR_VARIANT})"}.get((_pool, _wd), ""),
                                       FIG3_SGD_LR),)
                    + ((StemCell(_pool, STEM_LABELS[_pool]),) if _wd == "0" else ())
+                   + ((Lead("lasting", "without the max-pool", (16,), vs="fig3-sgd-authors"),)
+                      if (_pool, _wd) == ("nopool", "0") else ())
                    + ((ContrastCell(1.0),) if (_pool, _wd) == ("maxpool", "0") else ()))
 # What of the max-pool keeps TrAct's gain to 16 epochs, where the no-pool model's faded: the halved resolution, or the
 # max's sparse gradient? Two stems give the stages the same 16x16 maps without the max: a stride-2 stem, and the
@@ -148,14 +154,15 @@ for _stem, _model, _label in (("s2", "resnet18-s2", "the stride-2 stem"),
                               ("avg", "resnet18-avgpool", "the 2x2 average pool")):
     experiment(f"pool-{_stem}", f"Stem ablation: {_model} ({_label}), no weight decay, SGD lr 0.08, λ 0.1, 4 and 16 "
                "epochs", RESNET + ["--model", _model, "--weight-decay", "0"] + CELL,
-               report=(StemCell(_stem, _label, FIG3_SGD_LR),))
+               report=(StemCell(_stem, _label, FIG3_SGD_LR), Lead("stems")))
 # Does TrAct's gain grow when the training images' contrast varies more, as the paper's argument predicts? The
 # authors' model without weight decay, each training image's contrast scaled by its own log-uniform factor in [c, 1]
 # (around its mean brightness; fixed per seed and image); c = 1 is wd-pool-maxpool-wd0 (claims/contrast.py).
 for _c in ("0.3", "0.1"):
     experiment(f"contrast-{_c}", f"Contrast spread {_c}: the authors' model, each training image's contrast scaled by "
                f"a log-uniform factor in [{_c}, 1], no weight decay, SGD lr 0.08, λ 0.1, 4 and 16 epochs",
-               RESNET + AUTHORS + CELL + ["--contrast-spread", _c], report=(ContrastCell(float(_c), FIG3_SGD_LR),))
+               RESNET + AUTHORS + CELL + ["--contrast-spread", _c],
+               report=(ContrastCell(float(_c), FIG3_SGD_LR), Lead("contrast")))
 # TrAct whitens the first layer's gradient; airbench instead starts its first layer from patch-whitening filters (and
 # freezes them). fig3-sgd's protocol at 2 and 8 epochs with that first layer (here 16 channels: the 8 leading ± pairs
 # of the 27 eigen-filters), at the lr fig3-sgd's baseline selected at both budgets: whitened and trained normally
@@ -170,17 +177,19 @@ experiment("whiten-frozen-sgd", "airbench's patch-whitened first layer, frozen (
 experiment("fig3-adam", "Fig. 3 analogue: CIFAR ResNet, Adam; our CIFAR variant: no max-pool, weight decay 5e-4",
            RESNET + BUDGETS + SEEDS + ["--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1",
                                        "--optimizer", "adam", "--warmup-epochs", "0"],
-           report=(Curve(paper=FIG3_ADAM, trend=f"ResNet, Adam ({OUR_VARIANT_LONG})"),))
+           report=(Curve(paper=FIG3_ADAM, trend=f"ResNet, Adam ({OUR_VARIANT_LONG})"),
+                   Lead("none", f"with Adam in {OUR_VARIANT}")))
 experiment("fig3-adam-authors", "Fig. 3 analogue: CIFAR ResNet, Adam; authors' protocol: max-pool stem, no weight decay",
            RESNET + AUTHORS + ["--budgets", "1,2,4,8,16"] + SEEDS + [
                "--lr", "0.01,0.003,0.001", "--lr-grid-seeds", "1", "--lam", "0.1", "--optimizer", "adam",
                "--warmup-epochs", "0"],
-           report=(Curve(paper=FIG3_ADAM, trend=f"ResNet, Adam ({AUTHORS_PROTOCOL_LONG})"),))
+           report=(Curve(paper=FIG3_ADAM, trend=f"ResNet, Adam ({AUTHORS_PROTOCOL_LONG})"),
+                   Lead("none", f"with Adam in the {AUTHORS_PROTOCOL}")))
 _FIG4 = VIT + SEEDS + ["--lr", "0.001,0.0003,0.0001", "--lr-grid-seeds", "1", "--optimizer", "adam",
                        "--label-smoothing", "0.1", "--warmup-epochs", "0"]
 experiment("fig4-vit", "Fig. 4 analogue: ViT-CIFAR, Adam (cosine), label smoothing 0.1",
            _FIG4 + ["--budgets", "1,2,4,8,16,32", "--lam", "0.1"],
-           report=(Curve(paper=FIG4_VIT, trend="ViT"), Scale("vit"), LamTrend("ViT", LAM_TREND),
+           report=(Curve(paper=FIG4_VIT, trend="ViT"), Scale("vit"), LamTrend("ViT", LAM_TREND), Lead("none", "in the ViT"),
                    Ablation("ViT, standardised inputs", "standardised", ABLATION_BUDGET, reference=True)))
 # the paper's other two λ at the budgets 1-8 (the baseline's lr grid and runs are fig4-vit's)
 experiment("fig4-vit-lam", "Fig. 4 analogue, the paper's λ grid: ViT-CIFAR with λ 0.05 and 0.2",
@@ -250,7 +259,8 @@ PAPER_SPEED = ["--amp", "bf16", "--channels-last", "--compile", "--device", "cud
 PAPER_FIG3 = ["--data", DATA, "--model", "resnet18-maxpool", "--width", "64", "--weight-decay", "0", "--optimizer",
               "sgd", "--lr", "0.08", "--lam", "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED
 experiment("paper-fig3-sgd", "Paper protocol, Fig. 3: the authors' ResNet-18, SGD lr 0.08, no weight decay, 100 epochs",
-           PAPER_FIG3 + ["--budgets", "100"], epoch_time=TO_BE_MEASURED, report=(Curve(None, FIG3_SGD),))
+           PAPER_FIG3 + ["--budgets", "100"], epoch_time=TO_BE_MEASURED,
+           report=(Curve(None, FIG3_SGD), Lead("paper", "with the authors' ResNet-18 and SGD", (100,))))
 experiment("paper-fig3-sgd-200", "Paper protocol, Fig. 3: the authors' ResNet-18 baseline at 200 epochs",
            PAPER_FIG3 + ["--budgets", "200", "--methods", "baseline"], reuse=("paper-fig3-sgd",),
            epoch_time=TO_BE_MEASURED, report=(Joins("paper-fig3-sgd"),))
@@ -258,7 +268,7 @@ experiment("paper-fig4-vit", "Paper protocol, Fig. 4: ViT-CIFAR, Adam lr 1e-3, l
            ["--data", DATA, "--model", "vit", "--dim", "384", "--depth", "7", "--heads", "12", "--weight-decay",
             "5e-5", "--budgets", "100", "--lr", "0.001", "--lam", "0.1", "--optimizer", "adam", "--label-smoothing",
             "0.1", "--warmup-epochs", "0"] + SEEDS + PAPER_SPEED, epoch_time=TO_BE_MEASURED,
-           report=(Curve(None, FIG4_VIT),))
+           report=(Curve(None, FIG4_VIT), Lead("paper", "with ViT-CIFAR and Adam", (100,))))
 experiment("first-layer-sgd", f"Open question: first layer SGD (+TrAct), the rest Adam (CIFAR ResNet, {ABLATION_BUDGET} epochs)",
            RESNET + SEEDS + ["--budgets", str(ABLATION_BUDGET), "--lam", "0.1", "--optimizer", "adam",
                              "--first-layer-sgd", "--first-layer-lr", "0.08", "--warmup-epochs", "0"],

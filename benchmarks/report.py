@@ -28,6 +28,7 @@ from .claims.contrast import ContrastCell
 from .claims.core import markdown
 from .claims.curves import Curve, curves, sections
 from .claims.lam import LamOne, LamSweep, LamTable, LamTrend
+from .claims.lead import Lead
 from .claims.repro import Repro
 from .claims.stems import StemCell
 from .claims.wd_pool import WdPoolCell
@@ -37,9 +38,10 @@ from .collected import Collected
 from .evidence import ReadmeFigure, entries
 from .experiment_tables import scale_note, wall_time_section
 
-# the report kinds, in the order of the paper: their claims, sections and sentences appear in this order
+# the report kinds, in the order of the paper: their claims, sections and sentences appear in this order (Lead's
+# sentences, the short answer, open the README's results)
 KINDS = (Curve, LamTable, LamSweep, LamTrend, LamOne, Ablation, FirstLayerSgd, WdPoolCell, StemCell, ContrastCell,
-         Whitening, Zoo, Repro)
+         Whitening, Zoo, Repro, Lead)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README_START, README_END = "<!-- results:start (written by benchmarks/report.py) -->", "<!-- results:end -->"
@@ -49,6 +51,16 @@ def all_claims(src, registry: dict, titles: dict) -> list:
     """Every claim row the collected runs support, in the order of the paper (`titles`: the heading of an
     experiment's row, by name; the name where it has none)."""
     return [row for kind in KINDS for row in kind.claims(src, registry, titles) if row is not None]
+
+
+def lead_sentences(src, registry: dict) -> list[str]:
+    """The short answer that opens the README's results: the sentences of the kinds that give it (`leads`), one
+    bullet each, under a line saying how to read the numbers; nothing before any has one."""
+    found = [s for kind in KINDS if kind.leads for s in kind.sentences(src, registry)]
+    if not found:
+        return []
+    return (["In short (TrAct against the baseline: final test top-1, points, mean [95 % t interval] over paired "
+             "seeds; \"clearly\" where the interval excludes 0):", ""] + [f"- {s}" for s in found] + [""])
 
 
 def trend_sentences(src, registry: dict) -> list[str]:
@@ -64,7 +76,7 @@ def trend_sentences(src, registry: dict) -> list[str]:
 
 def findings(src, registry: dict) -> list[str]:
     """The README's findings beyond that list: each kind's sentences, one bullet each, a blank line after each."""
-    return [line for kind in KINDS if not kind.lasting for s in kind.sentences(src, registry)
+    return [line for kind in KINDS if not kind.lasting and not kind.leads for s in kind.sentences(src, registry)
             for line in (f"- {s}", "")]
 
 
@@ -108,7 +120,7 @@ def experiments_sections(src, registry: dict) -> list[str]:
 def readme_block(src, registry: dict) -> list[str]:
     """The README's results section: plain sentences, each with its interval, and one figure; every table (the
     per-budget accuracies, the paper's claims one by one) is in BENCHMARKS.md."""
-    lines = [README_START, "", "## What we found", "", scale_note(src, registry), ""]
+    lines = [README_START, "", "## What we found", "", *lead_sentences(src, registry), scale_note(src, registry), ""]
     lines += trend_sentences(src, registry) + findings(src, registry)
     for name, figure in entries(registry, ReadmeFigure):
         if src.experiment(name) is not None:

@@ -12,6 +12,7 @@ from benchmarks.claims import core
 from benchmarks.claims.contrast import ContrastCell
 from benchmarks.claims.core import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, paired, verdict
 from benchmarks.claims.curves import curve_claim, trend_sentence
+from benchmarks.claims.lead import Lead
 from benchmarks.claims.repro import Repro
 from benchmarks.claims.stems import StemCell, stem_kind
 from benchmarks.claims.wd_pool import WdPoolCell
@@ -541,3 +542,106 @@ def test_the_stem_section_shows_every_stem_and_the_paired_differences(tmp_path, 
     waiting = "\n".join(StemCell.section(_wd_pool_source(WD_POOL), REGISTRY))
     assert "| the 2x2 average pool | — | 0 | not yet run: `python -m benchmarks.experiments run pool-avg` | | |" in waiting
     assert "stems.png" not in waiting and "| the max-pool stem | 16 | 3 |" in waiting
+
+
+# ----------------------------------------------------------------------------------------------------
+# the README's short answer (claims/lead.py): made-up gains on every experiment registered with a Lead
+
+
+def _lead(seeds_32: int = 3, stems: bool = False, contrast: bool = False) -> FakeSource:
+    """TrAct − baseline per seed (over a baseline of 60) on the lead's experiments; the 32-epoch budget with its
+    first `seeds_32` of 8 registered seeds; the stem ablation and the contrast sweep (on WD_POOL) when asked."""
+    src = _stems((2, 2.5, 3), (2.5, 2.5, 3.5)) if stems else _wd_pool_source(WD_POOL)  # no pool at 16 ep: 1, 1, 1
+    _with_gains(src, "fig3-sgd", {1: (1, 2, 3), 2: (3, 3.5, 4)})
+    _with_gains(src, "fig3-sgd-authors", {1: (2, 2.5, 3), 2: (2, 2.5, 3), 16: (2, 2.5, 3)})
+    if seeds_32:
+        diffs = (0, 0.5, 1, 0.5, 0, 1, 0.5, 0.5)[:seeds_32]
+        src.data[("fig3-sgd-authors-32", 32, "baseline")] = dict(enumerate((60.0,) * seeds_32))
+        src.data[("fig3-sgd-authors-32", 32, "tract-l0.1")] = dict(enumerate(60.0 + d for d in diffs))
+    _with_gains(src, "fig3-adam", {1: (-1, 0, 1.5), 8: (-1, 0, 0.4)})
+    _with_gains(src, "fig3-adam-authors", {1: (-1, 0, 1), 16: (-0.5, 0.5, 1)})
+    _with_gains(src, "fig4-vit", {1: (-0.5, 0, 0.5), 4: (1, 1.5, 2), 8: (2, 2.5, 3), 32: (-0.5, 0, 0.5)})
+    if contrast:
+        _with_gains(src, "contrast-0.3", {4: (4, 5, 6), 16: (3, 3.5, 4)})
+        _with_gains(src, "contrast-0.1", {4: (5, 6, 7), 16: (3, 4, 5)})
+    return src
+
+
+LEAD_SHORT = (  # fig3-sgd: 1, 2, 3 (holds 0) and 3, 3.5, 4; the authors': 2, 2.5, 3 at both budgets
+    "**Short training with SGD** (CIFAR ResNet, λ = 0.1): in our CIFAR variant ahead but not clearly at 1 epoch (+2.00 "
+    "[-0.48, +4.48]) and clearly ahead at 2 epochs (+3.50 [+2.26, +4.74]); in the authors' protocol clearly ahead at 1 "
+    "and 2 epochs (+2.50 [+1.26, +3.74], +2.50 [+1.26, +3.74]); 3 paired seeds each.")
+LEAD_NONE = (
+    "**Adam and the ViT** (λ = 0.1): with Adam in our CIFAR variant no clear difference at any budget from 1 to 8 epochs "
+    "(at 8: -0.20 [-1.99, +1.59]); with Adam in the authors' protocol no clear difference at any budget from 1 to 16 "
+    "epochs (at 16: +0.33 [-1.56, +2.23]); in the ViT clearly ahead at 4 and 8 epochs (largest at 8: +2.50 [+1.26, "
+    "+3.74]), no clear difference at 1 and 32 epochs (at 32: +0.00 [-1.24, +1.24]); 3 paired seeds each.")
+LEAD_GPU = ("**Not known here**: the paper's regime (100–800 epochs on all 50 000 CIFAR training images), which needs "
+            "a GPU and was not run")
+
+
+def test_the_lead_answers_in_five_lines_each_with_its_intervals_and_seeds():
+    lines = Lead.sentences(_lead(seeds_32=8, stems=True, contrast=True), REGISTRY)
+    assert len(lines) == 5 and lines[0] == LEAD_SHORT and lines[3] == LEAD_NONE
+    # 32 ep, 8 seeds: 0, .5, 1, .5, 0, 1, .5, .5 (sd 0.378, t(7) 2.365); no pool − the max-pool at 16 ep: -1, -1.5, -2
+    assert lines[1] == (
+        "**Longer training with SGD** (CIFAR ResNet, lr 0.08, no weight decay, λ = 0.1): with the authors' max-pool stem "
+        "clearly ahead at 16 and 32 epochs (+2.50 [+1.26, +3.74], +0.50 [+0.18, +0.82]); without the max-pool clearly "
+        "ahead at 16 epochs (+1.00 [+1.00, +1.00]), clearly below the gain with the authors' max-pool stem (-1.50 "
+        "[-2.74, -0.26] per seed); 3–8 paired seeds.")
+    assert lines[2] == (
+        "**Not in the paper** (CIFAR ResNet, SGD lr 0.08, no weight decay, λ = 0.1): what of the max-pool keeps TrAct's "
+        "gain at 16 epochs: the stride-2 stem and the 2x2 average pool keep it as the max-pool stem does (clearly "
+        "above no pool, not clearly below the max-pool stem), so the resolution after the stem is what keeps it, not "
+        "the max (the stride-2 stem +2.50 [+1.26, +3.74]; the 2x2 average pool +2.83 [+1.40, +4.27]); with training "
+        "images of varied contrast, from c = 1 to c = 0.1 TrAct's gain grows at 4 epochs (change +2.00 [+2.00, "
+        "+2.00]) and grows at 16 epochs (change +1.50 [+0.26, +2.74]): as the paper's argument predicts; 3 paired "
+        "seeds each.")
+    assert lines[4] == LEAD_GPU + "."  # nothing left to train on the CPU
+    # the README: the short answer first, under the line that says how to read it, then the rest as before
+    src = _lead(seeds_32=8, stems=True, contrast=True)
+    block = report.readme_block(src, REGISTRY)
+    start = block.index("## What we found") + 2
+    assert block[start].startswith("In short (TrAct against the baseline: final test top-1, points, mean [95 % t "
+                                   "interval] over paired seeds; \"clearly\" where the interval excludes 0)")
+    assert block[start + 2:start + 8] == [f"- {line}" for line in lines] + [""]
+    assert not any(line in "\n".join(report.findings(src, REGISTRY) + report.trend_sentences(src, REGISTRY))
+                   for line in lines)
+
+
+def test_the_lead_says_what_is_not_yet_run_and_which_budgets_have_fewer_seeds():
+    lines = Lead.sentences(_lead(seeds_32=3), REGISTRY)
+    assert len(lines) == 4 and lines[0] == LEAD_SHORT and lines[2] == LEAD_NONE  # no stem or contrast line yet
+    assert ("with the authors' max-pool stem clearly ahead at 16 epochs (+2.50 [+1.26, +3.74]) and ahead but not "
+            "clearly at 32 epochs (+0.50 [-0.74, +1.74], 3 of the 8 registered seeds so far);") in lines[1]
+    assert lines[3] == LEAD_GPU + (
+        "; still to be trained: 5 more seeds of the 32-epoch runs with the authors' max-pool stem, which part of the "
+        "max-pool stem keeps the gain and whether training images of varied contrast enlarge it (`python -m "
+        "benchmarks.experiments run fig3-sgd-authors-32 pool-s2 pool-avg contrast-0.3 contrast-0.1`).")
+    # no 32-epoch run at all: the line quotes 16 epochs only, and the last one names the 32-epoch runs
+    none_32 = Lead.sentences(_lead(seeds_32=0), REGISTRY)
+    assert "max-pool stem clearly ahead at 16 epochs (+2.50 [+1.26, +3.74]); without" in none_32[1]
+    assert "still to be trained: the 32-epoch runs with the authors' max-pool stem, which" in none_32[3]
+    # one new stem finished: only the other is still to be trained
+    src = _with_gains(_lead(seeds_32=8, contrast=True), "pool-s2", {4: (3, 4, 5), 16: (2, 2.5, 3)})
+    assert Lead.sentences(src, REGISTRY)[-1] == LEAD_GPU + (
+        "; still to be trained: which part of the max-pool stem keeps the gain (`python -m benchmarks.experiments run "
+        "pool-avg`).")
+    # the contrast sweep finished, the stems not: its finding alone, and the stems still to be trained
+    contrast_only = Lead.sentences(_lead(seeds_32=8, contrast=True), REGISTRY)
+    assert contrast_only[2].startswith("**Not in the paper** (CIFAR ResNet, SGD lr 0.08, no weight decay, λ = 0.1): "
+                                       "with training images of varied contrast, from c = 1 to c = 0.1 TrAct's gain "
+                                       "grows at 4 epochs")
+    assert contrast_only[-1].endswith("still to be trained: which part of the max-pool stem keeps the gain (`python -m "
+                                      "benchmarks.experiments run pool-s2 pool-avg`).")
+    # the paper's protocol collected: its line takes the place of "not known", and the rest is still to be trained
+    _with_gains(src, "paper-fig3-sgd", {100: (1, 1.5, 2)})
+    assert Lead.sentences(src, REGISTRY)[-1] == (
+        "**The paper's protocols on a GPU** (all of CIFAR-10): with the authors' ResNet-18 and SGD clearly ahead at 100 "
+        "epochs (+1.50 [+0.26, +2.74]); 3 paired seeds; still to be trained: the 100-epoch runs with ViT-CIFAR and "
+        "Adam and which part of the max-pool stem keeps the gain (`python -m benchmarks.experiments run paper-fig4-vit "
+        "pool-avg`).")
+    # nothing collected: no short answer, and the README's section starts as before
+    assert Lead.sentences(FakeSource({}), REGISTRY) == [] and report.lead_sentences(FakeSource({}), REGISTRY) == []
+    with pytest.raises(ValueError, match="'longest'"):
+        Lead("longest")

@@ -7,6 +7,7 @@ data order), its change from c = 1 to each smaller c."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from ..evidence import Kind, entries
 from ..experiment_tables import accuracy_rows
@@ -85,25 +86,37 @@ class ContrastCell(Kind):
     def sentences(cls, src, registry: dict) -> list[str]:
         """The README's sentence on the sweep (whichever way it falls), once every c has 2 paired seeds at each
         budget."""
-        cells = contrast_cells(registry)
-        gains, changes = contrast_gains(src, registry), contrast_changes(src, registry)
-        budgets = WD_POOL_BUDGETS
-        if len(cells) < 2 or any(c not in gains or any(b not in gains[c] or gains[c][b].n < 2 for b in budgets)
-                                 for c in cells):
+        found = contrast_finding(src, registry)
+        if found is None:
             return []
-        low = min(cells)
-        sides = [p.side() for parts in changes.values() for p in parts.values()]
-        verdict = ("as the paper's argument predicts" if all(s > 0 for s in sides) else
-                   "against the paper's argument, which predicts it to grow" if any(s < 0 for s in sides) else
-                   "partly as the paper's argument predicts (it predicts growth at every c and budget)"
-                   if any(sides) else
-                   "the paper's argument predicts growth, which these runs do not show clearly")
-        at = "; ".join(f"at {b} epochs " + ", ".join(f"c = {c:g} {gains[c][b].text()}" for c in cells) for b in budgets)
-        change = " and ".join(f"{TREND_VERB[trend(changes[low][b])]} at {b} epochs (change "
-                              f"{changes[low][b].text()})" for b in budgets)
+        low, change, verdict = found
+        cells, gains = contrast_cells(registry), contrast_gains(src, registry)
+        at = "; ".join(f"at {b} epochs " + ", ".join(f"c = {c:g} {gains[c][b].text()}" for c in cells)
+                       for b in WD_POOL_BUDGETS)
         return [f"Not in the paper — training images of varied contrast ({CONTRAST_SETTING}; each training "
                 "image's contrast scaled around its mean brightness by its own log-uniform factor in [c, 1]; points [95 % "
                 f"t interval], paired per seed): TrAct's gain {at}; from c = 1 to c = {low:g} it {change}: {verdict}."]
+
+
+def contrast_finding(src: Source, registry: dict) -> Optional[tuple]:
+    """(the smallest c; how TrAct's gain changes from c = 1 to it at each budget, with the per-seed intervals;
+    whether that is as the paper's argument predicts), or None until every c has 2 paired seeds at each budget."""
+    cells = contrast_cells(registry)
+    gains, changes = contrast_gains(src, registry), contrast_changes(src, registry)
+    budgets = WD_POOL_BUDGETS
+    if len(cells) < 2 or any(c not in gains or any(b not in gains[c] or gains[c][b].n < 2 for b in budgets)
+                             for c in cells):
+        return None
+    low = min(cells)
+    sides = [p.side() for parts in changes.values() for p in parts.values()]
+    verdict = ("as the paper's argument predicts" if all(s > 0 for s in sides) else
+               "against the paper's argument, which predicts it to grow" if any(s < 0 for s in sides) else
+               "partly as the paper's argument predicts (it predicts growth at every c and budget)"
+               if any(sides) else
+               "the paper's argument predicts growth, which these runs do not show clearly")
+    change = " and ".join(f"{TREND_VERB[trend(changes[low][b])]} at {b} epochs (change {changes[low][b].text()})"
+                          for b in budgets)
+    return low, change, verdict
 
 
 def contrast_cells(registry: dict) -> dict:

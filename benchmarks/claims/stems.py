@@ -106,32 +106,39 @@ class StemCell(Kind):
     def sentences(cls, src, registry: dict) -> list[str]:
         """The rule the data support at the longest budget, with the intervals that say so; nothing until every
         stem has 2 paired seeds at each budget."""
-        rule = stem_rule(src, registry)
+        rule, found = stem_rule(src, registry), stem_finding(src, registry)
         if rule is None:
             return []
-        cells = stem_cells(registry)
-        label = {stem: item.label for stem, (_, item) in cells.items()}
+        label = {stem: item.label for stem, (_, item) in stem_cells(registry).items()}
         ref = {"max": label[MAXPOOL], "none": label[NOPOOL]}
         hi = max(WD_POOL_BUDGETS)
-        kinds = {kind for kind, *_ in rule.values()}
-        new = " and ".join(label[stem] for stem in rule)
-        if kinds == {KEEPS}:
-            found = (f"{new} keep it as {ref['max']} does (clearly above {ref['none']}, not clearly below "
-                     f"{ref['max']}), so the resolution after the stem is what keeps it, not the max")
-        elif kinds == {LOSES}:
-            found = (f"{new} lose it as with {ref['none']} (clearly below {ref['max']}, not clearly above "
-                     f"{ref['none']}), so the max's sparse gradient routing is what keeps it, not the resolution")
-        else:
-            found = (("neither rule fits alone: " if kinds <= {KEEPS, LOSES} else
-                      "the data do not decide between the resolution and the max's gradient routing: ")
-                     + ", ".join(f"{label[stem]} {STEM_WORDS[kind].format(**ref)}"
-                                 for stem, (kind, *_) in rule.items()))
         gains = stem_gains(src, registry)
         numbers = [f"{label[stem]} {gain.text()}, − {ref['max']} {vs_max.text()}, − {ref['none']} {vs_none.text()}"
                    for stem, (_, gain, vs_max, vs_none) in rule.items()]
         numbers += [f"{label[r]} {gains[r][hi].text()}" for r in (MAXPOOL, NOPOOL)]
         return [f"Not in the paper — what of the max-pool keeps TrAct's gain ({STEM_SETTING}; TrAct − baseline at "
                 f"{hi} epochs, points [95 % t interval], paired per seed): {found} ({'; '.join(numbers)})."]
+
+
+def stem_finding(src: Source, registry: dict) -> Optional[str]:
+    """The rule the data support at the longest budget, in words ("the stride-2 stem and … keep it as the max-pool
+    stem does (…), so the resolution after the stem is what keeps it, not the max"); None until `stem_rule` has it."""
+    rule = stem_rule(src, registry)
+    if rule is None:
+        return None
+    label = {stem: item.label for stem, (_, item) in stem_cells(registry).items()}
+    ref = {"max": label[MAXPOOL], "none": label[NOPOOL]}
+    kinds = {kind for kind, *_ in rule.values()}
+    new = " and ".join(label[stem] for stem in rule)
+    if kinds == {KEEPS}:
+        return (f"{new} keep it as {ref['max']} does (clearly above {ref['none']}, not clearly below {ref['max']}), "
+                "so the resolution after the stem is what keeps it, not the max")
+    if kinds == {LOSES}:
+        return (f"{new} lose it as with {ref['none']} (clearly below {ref['max']}, not clearly above {ref['none']}), "
+                "so the max's sparse gradient routing is what keeps it, not the resolution")
+    return (("neither rule fits alone: " if kinds <= {KEEPS, LOSES} else
+             "the data do not decide between the resolution and the max's gradient routing: ")
+            + ", ".join(f"{label[stem]} {STEM_WORDS[kind].format(**ref)}" for stem, (kind, *_) in rule.items()))
 
 
 def stem_cells(registry: dict) -> dict:
