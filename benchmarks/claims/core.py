@@ -162,12 +162,12 @@ def _names(name) -> tuple:
 
 
 def top1_of(src: Source, names, budget: int, label: str) -> dict:
-    """{seed: top-1} of `label` at `budget` from the first of the experiments `names` that has it."""
-    for n in _names(names):
-        got = src.top1(n, budget, label)
-        if got:
-            return got
-    return {}
+    """{seed: top-1} of `label` at `budget` over the experiments `names` (a seed two of them share is the same
+    reused run: the first one's value is taken), so a joining experiment can add seeds to a budget."""
+    out: dict = {}
+    for n in reversed(_names(names)):
+        out.update(src.top1(n, budget, label))
+    return dict(sorted(out.items()))
 
 
 def budgets_of(src: Source, names) -> list:
