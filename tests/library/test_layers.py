@@ -282,7 +282,7 @@ def test_autocast_bf16_cpu(monkeypatch):
     loss.backward()
     g = model[0].weight.grad
     assert g.dtype == torch.float32 and torch.isfinite(g).all()
-    # the formula on what arrived: the (bf16-accurate) plain gradient times the fp32 input's (AᵀA/r + λI)⁻¹
+    # the formula on the plain gradient TrAct formed (in fp32, from the bf16 G) times the fp32 input's (AᵀA/r + λI)⁻¹
     assert seen["x"].dtype == torch.float32 and seen["plain"].dtype == torch.float32
     assert_close(g.double(), _formula(model[0], seen["plain"], seen["x"], 0.1).reshape(g.shape), rtol=1e-5, atol=1e-7)
     # and the same step in fp32 without autocast agrees to bf16 accuracy
@@ -304,7 +304,7 @@ def test_low_precision_layer(dtype, monkeypatch):
     assert low.weight.grad.dtype == dtype
     ref = ridge_oracle(conv.double(), x.to(dtype).double(), grad_out.to(dtype).double(), 0.1)
     assert_close(low.weight.grad.double(), ref, rtol=0.05, atol=0.03 * ref.abs().max().item())  # dtype's conv
-    # exactly the formula on the low-precision plain gradient, solved in fp32, rounded once to the dtype
+    # exactly the formula on the plain gradient formed in fp32 from the 16-bit G, rounded once to the dtype
     seen = _record_plain(monkeypatch)
     low.weight.grad = None
     low(x.to(dtype)).backward(grad_out.to(dtype))
