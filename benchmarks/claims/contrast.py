@@ -13,8 +13,7 @@ from ..evidence import Kind, entries
 from ..experiment_tables import accuracy_rows
 from ..figures import across, paired_gain_plot
 from .core import TREND_VERB, Claim, Source, difference, make_claim, per_budget, trend
-from .curves import tract_vs_baseline
-from .wd_pool import WD_POOL_BUDGETS
+from .wd_pool import WD_POOL_BUDGETS, cell_gains
 
 CONTRAST_SETTING = "the authors' ResNet-18, no weight decay, SGD lr 0.08, λ = 0.1"
 CONTRAST_PREDICTION = ("not in the paper's experiments; its argument (the first layer's weight gradient is "
@@ -127,12 +126,7 @@ def contrast_cells(registry: dict) -> dict:
 
 def contrast_gains(src: Source, registry: dict) -> dict:
     """{spread: {budget: paired TrAct − baseline}} of the points with data at the sweep's budgets."""
-    out = {}
-    for spread, (name, _) in contrast_cells(registry).items():
-        gains = {b: p for b, p in tract_vs_baseline(src, name).items() if b in WD_POOL_BUDGETS}
-        if gains:
-            out[spread] = gains
-    return out
+    return cell_gains(src, contrast_cells(registry))
 
 
 def contrast_changes(src: Source, registry: dict) -> dict:

@@ -14,8 +14,7 @@ from ..evidence import Kind, entries
 from ..experiment_tables import accuracy_rows, half_width
 from ..figures import across, bar_plot
 from .core import Claim, Source, difference, make_claim, per_budget
-from .curves import tract_vs_baseline
-from .wd_pool import WD_POOL_BUDGETS
+from .wd_pool import WD_POOL_BUDGETS, cell_gains
 
 MAXPOOL, NOPOOL = "maxpool", "nopool"  # the references: the stems the new ones are compared with
 STEM_SETTING = "ResNet-18, no weight decay, SGD lr 0.08, λ = 0.1"
@@ -153,12 +152,7 @@ def new_stems(registry: dict) -> list:
 
 def stem_gains(src: Source, registry: dict) -> dict:
     """{stem: {budget: paired TrAct − baseline}} of the stems with data at the ablation's budgets."""
-    out = {}
-    for stem, (name, _) in stem_cells(registry).items():
-        gains = {b: p for b, p in tract_vs_baseline(src, name).items() if b in WD_POOL_BUDGETS}
-        if gains:
-            out[stem] = gains
-    return out
+    return cell_gains(src, stem_cells(registry))
 
 
 def stem_differences(src: Source, registry: dict) -> dict:

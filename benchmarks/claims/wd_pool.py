@@ -10,6 +10,17 @@ from .core import TREND_VERB, Claim, Source, difference, make_claim, paired, tre
 from .curves import tract_vs_baseline
 
 WD_POOL_BUDGETS = (4, 16)
+
+
+def cell_gains(src: Source, cells: dict) -> dict:
+    """{key: {budget: paired TrAct − baseline}} of the cells ({key: (experiment, ...)}) with data at the budgets the
+    cell ablations share (WD_POOL_BUDGETS)."""
+    out = {}
+    for key, (name, *_) in cells.items():
+        gains = {b: p for b, p in tract_vs_baseline(src, name).items() if b in WD_POOL_BUDGETS}
+        if gains:
+            out[key] = gains
+    return out
 POOLS, WEIGHT_DECAYS = ("maxpool", "nopool"), ("0", "5e-4")  # (with, without) the max-pool; (without, with) wd
 WD_POOL_SETTING = "ResNet, SGD lr 0.08, λ = 0.1"
 NOT_IN_PAPER_WD = "not in the paper (its code: max-pool stem, no weight decay)"
