@@ -2,8 +2,9 @@
 was ahead of the baseline here, where not, and how sure, each number a paired TrAct − baseline with its 95 % t
 interval. Every experiment that carries part of the answer is registered with a `Lead` naming its line:
 
-  short, lasting  TrAct − baseline at the item's `budgets` (the shortest ones; longer ones), worded by its interval;
-                  `vs`: also its gain against another item's of the line, paired per seed
+  short, lasting  TrAct − baseline at the item's `budgets` (the shortest ones; longer ones), worded by its interval
+                  (lasting: also its change from the first budget to the last, per seed); `vs`: also its gain
+                  against another item's of the line, paired per seed
   stems, contrast the findings of the stem ablation and the contrast sweep (stems.py, contrast.py), one line
   none            every budget with 2 paired seeds (`budgets` empty): where the gain is clear and where it is not
   paper           the paper's protocols on a GPU
@@ -151,6 +152,11 @@ def at_budgets(src, registry: dict, name: str, item: Lead, line: list, pending: 
     join = "; " if short else ", "
     words = " and ".join(f"{word} at {epochs([b for b, _ in got])} ({join.join(t for _, t in got)})"
                          for word, got in groups)
+    lo, hi = item.budgets[0], item.budgets[-1]
+    if item.line == "lasting" and lo != hi and lo in gains and hi in gains:  # does the gain last: its per-seed change
+        change = difference(gains[hi], gains[lo])
+        if change.n >= 2:
+            words += f", change per seed from {lo} to {hi} epochs {change.text()}"
     if item.vs:
         other = tract_vs_baseline(src, members(registry, item.vs))
         label = {n: i.what for n, i in line}.get(item.vs, item.vs)
