@@ -473,6 +473,10 @@ def test_the_stem_sentence_states_the_rule_the_intervals_support():
     assert StemCell.sentences(_stems((2, 2.5, 3), (0, 2, 4)), REGISTRY)[0].startswith(
         head + "the data do not decide between the resolution and the max's gradient routing: the stride-2 stem keeps "
         "it as the max-pool stem does, the 2x2 average pool is not clearly different from either (")
+    # both wide: one clause for the two
+    assert StemCell.sentences(_stems((0, 2, 4), (0, 2.5, 5)), REGISTRY)[0].startswith(
+        head + "the data do not decide between the resolution and the max's gradient routing: neither the stride-2 "
+        "stem nor the 2x2 average pool is clearly different from the max-pool stem or from no pool (")
     # before every stem has 2 paired seeds at both budgets there is no sentence, and the README's list has none
     one_seed = _stems((2, 2.5, 3), (1, 1, 1))
     one_seed.data[("pool-avg", 16, "tract-l0.1")] = {0: 61.0}

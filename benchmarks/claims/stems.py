@@ -135,8 +135,12 @@ def stem_finding(src: Source, registry: dict) -> Optional[str]:
     if kinds == {LOSES}:
         return (f"{new} lose it as with {ref['none']} (clearly below {ref['max']}, not clearly above {ref['none']}), "
                 "so the max's sparse gradient routing is what keeps it, not the resolution")
-    return (("neither rule fits alone: " if kinds <= {KEEPS, LOSES} else
-             "the data do not decide between the resolution and the max's gradient routing: ")
+    undecided = "the data do not decide between the resolution and the max's gradient routing: "
+    if kinds == {UNCLEAR}:
+        stems = [label[stem] for stem in rule]
+        which = stems[0] if len(stems) == 1 else "neither " + " nor ".join(stems)
+        return undecided + f"{which} is clearly different from {ref['max']} or from {ref['none']}"
+    return (("neither rule fits alone: " if kinds <= {KEEPS, LOSES} else undecided)
             + ", ".join(f"{label[stem]} {STEM_WORDS[kind].format(**ref)}" for stem, (kind, *_) in rule.items()))
 
 
