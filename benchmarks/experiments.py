@@ -126,7 +126,7 @@ experiment("fig3-sgd-authors-32",
            "no weight decay",
            RESNET + AUTHORS + ["--budgets", "32", "--seeds", "0,1,2,3,4,5,6,7", "--lam", "0.1", "--optimizer",
                                "sgd", "--warmup-epochs", "0"],
-           reuse=("fig3-sgd-authors",), lr_from=("fig3-sgd-authors", 16), report=(Joins("fig3-sgd-authors"),))
+           lr_from=("fig3-sgd-authors", 16), report=(Joins("fig3-sgd-authors"),))
 # Which of the two differences moves TrAct's gain: {max-pool, none} x {weight decay 0, 5e-4} at 4 and 16 epochs,
 # λ 0.1, lr 0.08 (the paper's SGD optimum at every budget), 3 seeds. The cell without either change is fig3-sgd's
 # protocol at lr 0.08, whose collected runs are reused. The two cells without weight decay are also the references of
